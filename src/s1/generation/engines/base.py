@@ -1,0 +1,126 @@
+"""What every engine shares: requests, tokenizers, prompt building, and turning a Forcer into a Trace.
+
+An engine only has to produce proposals (the model's next token) and feed back what the Forcer
+emits; budget semantics live in the Forcer alone.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from s1.generation.budget import Budget
+from s1.generation.forcer import FormatIds, Forcer
+from s1.generation.formats import ThinkingFormat
+from s1.generation.trace import Trace
+
+
+@dataclass
+class Request:
+    """One generation: the user turn, an optional system prompt, a per-request seed."""
+
+    prompt: str                    # the user-turn text (question plus any instruction)
+    system: str | None = None      # None = the model's default system prompt (as the paper)
+    seed: int | None = None        # None = the budget's seed
+    id: str = ""
+
+
+class Tokenizer(Protocol):
+    eos_ids: list[int]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text: special tokens in the text parsed, no BOS added."""
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def chat(self, messages: list[dict]) -> str:
+        """The chat-templated prompt text, generation prompt appended."""
+
+
+class HFTokenizer:
+    """A transformers tokenizer (also how a GGUF's tokenizer and template load)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+        for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+            i = tok.convert_tokens_to_ids(name)
+            if isinstance(i, int) and i != tok.unk_token_id and name in tok.get_vocab():
+                eos.add(i)
+        self.eos_ids = sorted(eos)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def chat(self, messages: list[dict]) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def messages_for(request: Request) -> list[dict]:
+    msgs = [{"role": "system", "content": request.system}] if request.system is not None else []
+    return msgs + [{"role": "user", "content": request.prompt}]
+
+
+def build_prompt(tokenizer: Tokenizer, request: Request, fmt: ThinkingFormat) -> str:
+    """Chat template + the thinking start, as the s1 harness prefills it.
+
+    Templates that already open the thinking (R1 distills end with "<think>\\n") are not given
+    a second start.
+    """
+    text = tokenizer.chat(messages_for(request))
+    if text.rstrip().endswith(fmt.start.rstrip()):
+        return text
+    return text + fmt.start
+
+
+class Engine(ABC):
+    """Drives Forcers with a model. Subclasses set `name`, `fmt`, `tokenizer`, `context_length`."""
+
+    name: str
+    fmt: ThinkingFormat
+    tokenizer: Tokenizer
+    context_length: int
+
+    def format_ids(self, budget: Budget) -> FormatIds:
+        key = tuple(budget.ignore_strings)
+        cache = self.__dict__.setdefault("_format_ids", {})
+        if key not in cache:
+            cache[key] = FormatIds.build(self.fmt, self.tokenizer.encode, self.tokenizer.decode,
+                                         self.tokenizer.eos_ids, budget.ignore_strings)
+        return cache[key]
+
+    def prepare(self, request: Request, budget: Budget) -> tuple[str, list[int], Forcer]:
+        """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap."""
+        prompt = build_prompt(self.tokenizer, request, self.fmt)
+        ids = self.tokenizer.encode(prompt)
+        fids = self.format_ids(budget)
+        forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
+        cap = budget.resolve_max_thinking(len(ids), self.context_length, forced)
+        return prompt, ids, Forcer(budget, fids, cap)
+
+    def trace(self, request: Request, prompt: str, prompt_ids: list[int], forcer: Forcer,
+              started: float, budget: Budget) -> Trace:
+        dec = self.tokenizer.decode
+        return Trace(
+            id=request.id, prompt=prompt, prompt_tokens=len(prompt_ids),
+            thinking=dec(forcer.thinking_ids), thinking_ids=list(forcer.thinking_ids),
+            answer=dec(forcer.answer_ids), answer_ids=list(forcer.answer_ids),
+            end=dec(forcer.delimiter_ids), events=list(forcer.events),
+            thinking_finish=forcer.thinking_finish or "context",
+            finish_reason=forcer.finish_reason, wall_s=time.perf_counter() - started,
+            engine=self.name, seed=budget.seed if request.seed is None else request.seed,
+            meta={"generated_tokens": len(forcer.thinking_ids) + len(forcer.delimiter_ids)
+                  + len(forcer.answer_ids)})
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Request], budget: Budget,
+                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+        """Traces in request order; `on_trace(index, trace)` fires as each one finishes."""
+
+    def close(self) -> None:
+        """Free what the engine holds (servers, model memory)."""

@@ -1,0 +1,193 @@
+"""In-process transformers engine: our own batched decode loop with a KV cache.
+
+Rows are left-padded and decoded together, one token per row per step. A forced token ("Wait",
+the end delimiter) is just that row's next input token, so forcing never recomputes the prefix.
+Finished rows leave the batch and waiting requests are prefilled and merged in (continuous
+batching), so a sweep keeps the batch full.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from s1.generation.budget import Budget
+from s1.generation.engines.base import Engine, HFTokenizer, Request
+from s1.generation.forcer import Forcer
+from s1.generation.formats import ThinkingFormat
+from s1.generation.models import ModelRef, load_causal_lm, load_tokenizer
+from s1.generation.trace import Trace
+
+
+@dataclass
+class _Row:
+    index: int
+    request: Request
+    prompt: str
+    prompt_ids: list[int]
+    forcer: Forcer
+    started: float
+    gen: torch.Generator | None
+    length: int = 0                      # tokens of this row in the cache (prompt + fed)
+    next_token: int = -1                 # emitted but not yet fed
+    out: list[int] = field(default_factory=list)
+
+
+class HFEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, ref: ModelRef, fmt: ThinkingFormat, device: str = "cpu",
+                 dtype: torch.dtype | None = None, batch_size: int = 16, model=None, tokenizer=None):
+        self.ref = ref
+        self.fmt = fmt
+        self.device = device
+        self.batch_size = batch_size
+        self.model = model if model is not None else load_causal_lm(ref, dtype=dtype, device=device)
+        self.tokenizer = HFTokenizer(tokenizer if tokenizer is not None else load_tokenizer(ref))
+        cfg = self.model.config
+        self.context_length = int(getattr(cfg, "max_position_embeddings", 0) or 4096)
+        self.pad_id = self.tokenizer.tok.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_ids[0]
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[Request], budget: Budget,
+                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+        waiting = deque(enumerate(requests))
+        traces: list[Trace | None] = [None] * len(requests)
+        rows: list[_Row] = []
+        cache = mask = logits = None
+        refill_at = max(1, self.batch_size // 4)   # prefill in groups, not one row at a time
+
+        while waiting or rows:
+            free = self.batch_size - len(rows)
+            if waiting and (free >= refill_at or not rows):
+                new = [self._new_row(i, r, budget) for i, r in
+                       (waiting.popleft() for _ in range(min(free, len(waiting))))]
+                n_cache, n_mask, n_logits = self._prefill(new)
+                rows, cache, mask, logits = self._merge(rows, cache, mask, logits, new, n_cache,
+                                                        n_mask, n_logits)
+            proposals = self._sample(logits, rows, budget)
+            keep = []
+            for j, row in enumerate(rows):
+                token = row.forcer.step(proposals[j])
+                if token is not None:
+                    row.out.append(token)
+                    row.next_token = token
+                if row.forcer.done or row.length + 1 >= self.context_length:
+                    if not row.forcer.done:
+                        row.forcer.stop("length")
+                    tr = self.trace(row.request, row.prompt, row.prompt_ids, row.forcer,
+                                    row.started, budget)
+                    traces[row.index] = tr
+                    if on_trace:
+                        on_trace(row.index, tr)
+                else:
+                    keep.append(j)
+            if len(keep) < len(rows):
+                rows, cache, mask = self._select(rows, cache, mask, keep)
+            if not rows:
+                cache = mask = logits = None
+                continue
+            logits, cache, mask = self._decode(rows, cache, mask)
+        return traces  # type: ignore[return-value]
+
+    def _new_row(self, index: int, request: Request, budget: Budget) -> _Row:
+        prompt, ids, forcer = self.prepare(request, budget)
+        gen = None
+        if not budget.greedy:
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(budget.seed if request.seed is None else request.seed)
+        return _Row(index, request, prompt, ids, forcer, time.perf_counter(), gen, len(ids))
+
+    def _prefill(self, rows: list[_Row]):
+        width = max(r.length for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - r.length:] = torch.tensor(r.prompt_ids)
+            mask[i, width - r.length:] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                         position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
+        return out.past_key_values, mask, out.logits[:, -1, :].float()
+
+    def _decode(self, rows: list[_Row], cache, mask):
+        ids = torch.tensor([[r.next_token] for r in rows], dtype=torch.long)
+        pos = torch.tensor([[r.length] for r in rows], dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+        for r in rows:
+            r.length += 1
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                         position_ids=pos.to(self.device), past_key_values=cache, use_cache=True)
+        return out.logits[:, -1, :].float(), out.past_key_values, mask
+
+    # --- batch bookkeeping -------------------------------------------------------------------
+
+    @staticmethod
+    def _layers(cache):
+        return cache.layers
+
+    def _select(self, rows, cache, mask, keep):
+        idx = torch.tensor(keep, dtype=torch.long)
+        rows = [rows[j] for j in keep]
+        if not rows:
+            return rows, None, None
+        mask = mask[idx]
+        dev_idx = idx.to(self.device)
+        for layer in self._layers(cache):
+            layer.keys = layer.keys.index_select(0, dev_idx)
+            layer.values = layer.values.index_select(0, dev_idx)
+        # Columns every remaining row has as padding carry nothing: drop them.
+        used = mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first:
+            mask = mask[:, first:]
+            for layer in self._layers(cache):
+                layer.keys = layer.keys[:, :, first:]
+                layer.values = layer.values[:, :, first:]
+        return rows, cache, mask
+
+    def _merge(self, rows, cache, mask, logits, new, n_cache, n_mask, n_logits):
+        if not rows:
+            return new, n_cache, n_mask, n_logits
+        width = max(mask.shape[1], n_mask.shape[1])
+
+        def left_pad(t: torch.Tensor, dim: int, to: int) -> torch.Tensor:
+            short = to - t.shape[dim]
+            if short == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = short
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        mask = torch.cat([left_pad(mask, 1, width), left_pad(n_mask, 1, width)], dim=0)
+        for old, add in zip(self._layers(cache), self._layers(n_cache)):
+            old.keys = torch.cat([left_pad(old.keys, 2, width), left_pad(add.keys, 2, width)], dim=0)
+            old.values = torch.cat([left_pad(old.values, 2, width), left_pad(add.values, 2, width)], dim=0)
+        return rows + new, cache, mask, torch.cat([logits, n_logits], dim=0)
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def _sample(self, logits: torch.Tensor, rows: list[_Row], budget: Budget) -> list[int]:
+        if budget.greedy:
+            return logits.argmax(dim=-1).tolist()
+        out = []
+        for j, row in enumerate(rows):
+            if row.forcer.due():          # the proposal would be thrown away
+                out.append(-1)
+                continue
+            probs = torch.softmax(logits[j].cpu() / budget.temperature, dim=-1)
+            if budget.top_p < 1.0:
+                sorted_p, order = probs.sort(descending=True)
+                cut = sorted_p.cumsum(0) - sorted_p >= budget.top_p
+                sorted_p[cut] = 0
+                probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+            out.append(int(torch.multinomial(probs, 1, generator=row.gen)))
+        return out
