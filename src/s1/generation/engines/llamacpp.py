@@ -1,0 +1,152 @@
+"""In-process llama.cpp engine (llama-cpp-python): the fastest CPU path for GGUF models.
+
+One sequence at a time. The KV cache is kept across forced tokens: tokens the Forcer emits are
+evaluated in one batch before the next proposal, exactly the batches an OpenAI-compatible
+llama.cpp server evaluates when the remote engine appends the same forced tokens to a cached
+prompt — so under greedy decoding both give the same tokens. Consecutive prompts reuse their
+common prefix (the system prompt) the way the server's cache does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from s1.errors import UserError
+from s1.generation.budget import Budget
+from s1.generation.engines.base import Engine, Request
+from s1.generation.formats import ThinkingFormat
+from s1.generation.trace import Trace
+
+
+def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
+    """A llama_cpp.Llama with the settings the project's llama.cpp server also uses."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise UserError("llama.cpp support is not installed: pip install 'llama-cpp-python[server]'"
+                        " (scripts/setup.sh does it)") from None
+    if not os.path.isfile(gguf_path):
+        raise UserError(f"GGUF file not found: {gguf_path}")
+    return Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                 seed=seed, verbose=False)
+
+
+class LlamaTokenizer:
+    """llama.cpp's own tokenizer and the GGUF's chat template."""
+
+    def __init__(self, llm):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.llm = llm
+        meta = llm.metadata
+        eos = {llm.token_eos()}
+        eot = llm._model.token_eot()
+        if eot >= 0:
+            eos.add(eot)
+        self.eos_ids = sorted(eos)
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise UserError("this GGUF has no chat template; give --model a GGUF with one")
+        tok = lambda key: (llm.detokenize([int(meta[key])], special=True).decode("utf-8", "replace")
+                           if key in meta else "")
+        self._chat = Jinja2ChatFormatter(template, tok("tokenizer.ggml.eos_token_id"),
+                                         tok("tokenizer.ggml.bos_token_id"))
+
+    def encode(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.llm.detokenize(list(ids), special=True).decode("utf-8", "replace")
+
+    def chat(self, messages: list[dict]) -> str:
+        return self._chat(messages=messages).prompt
+
+
+class LlamaCppEngine(Engine):
+    name = "llama.cpp"
+
+    def __init__(self, gguf_path: str, fmt: ThinkingFormat, n_ctx: int = 8192,
+                 n_threads: int | None = None):
+        self.gguf_path = str(gguf_path)
+        self.fmt = fmt
+        self.llm = load_llama(self.gguf_path, n_ctx=n_ctx, n_threads=n_threads)
+        self.tokenizer = LlamaTokenizer(self.llm)
+        self.context_length = self.llm.n_ctx()
+        self._n_vocab = self.llm.n_vocab()
+
+    def generate(self, requests: Sequence[Request], budget: Budget,
+                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+        traces = []
+        for i, request in enumerate(requests):
+            tr = self._one(request, budget)
+            traces.append(tr)
+            if on_trace:
+                on_trace(i, tr)
+        return traces
+
+    def _one(self, request: Request, budget: Budget) -> Trace:
+        started = time.perf_counter()
+        prompt, ids, forcer = self.prepare(request, budget)
+        rng = np.random.default_rng(budget.seed if request.seed is None else request.seed)
+        pending = self._reuse_prefix(ids)
+        length = len(ids)
+        while not forcer.done:
+            if length >= self.context_length:
+                forcer.stop("length")
+                break
+            self.llm.eval(pending)
+            proposal = self._propose(budget, rng) if not forcer.due() else None
+            token = forcer.step(proposal)
+            pending = [] if token is None else [token]
+            while forcer.due() and not forcer.done:   # forced tokens go in as one batch
+                pending.append(forcer.step(None))
+            pending = [t for t in pending if t is not None]
+            length += len(pending)
+            if forcer.done or not pending:
+                break
+        return self.trace(request, prompt, ids, forcer, started, budget)
+
+    def _reuse_prefix(self, ids: list[int]) -> list[int]:
+        """Keep the cached prefix this prompt shares with the last sequence; return what to eval."""
+        llm = self.llm
+        common = 0
+        for a, b in zip(llm.input_ids[: llm.n_tokens], ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)   # at least one token is evaluated for fresh logits
+        if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
+            llm.n_tokens = common
+        else:
+            llm.reset()
+            common = 0
+        return ids[common:]
+
+    def _logits(self) -> np.ndarray:
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def _propose(self, budget: Budget, rng: np.random.Generator) -> int:
+        logits = self._logits()
+        if budget.greedy:
+            return int(logits.argmax())
+        z = logits.astype(np.float64) / budget.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        if budget.top_p < 1.0:
+            order = np.argsort(-p)
+            sp = p[order]
+            sp[np.cumsum(sp) - sp >= budget.top_p] = 0
+            p = np.zeros_like(p)
+            p[order] = sp
+            p /= p.sum()
+        return int(rng.choice(len(p), p=p))
+
+    def close(self) -> None:
+        self.llm.close()
