@@ -1,0 +1,69 @@
+"""The math-verify worker: a separate interpreter that reads JSON lines (gold, prediction) on
+stdin and writes one verdict per line on stdout.
+
+It is launched by `grading.VerifierPool` with `python -c`, not through multiprocessing, so no
+user script is re-imported and no thread state is forked. It imports nothing from s1.
+"""
+
+import json
+import logging
+import os
+import sys
+
+MEMORY_BYTES = 4 * 1024**3
+
+
+def _cap_memory() -> None:
+    # A runaway sympy computation (10 raised to a huge power) fails fast with MemoryError
+    # instead of swapping the machine; the parent's deadline covers the rest.
+    try:
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, MEMORY_BYTES)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _verdict(parse, verify, gold: str, pred: str) -> str:
+    try:
+        g = parse(gold, parsing_timeout=None)
+        if not g:
+            return "gold unparseable"
+        p = parse(pred, parsing_timeout=None)
+        if not p:
+            return "answer unparseable"
+        # Gold first: math-verify judges intervals, inequalities and equations by the gold's form.
+        return "equal" if verify(g, p, timeout_seconds=None) else "not equal"
+    except MemoryError:
+        return "error: out of memory"
+    except RecursionError:
+        return "error: nesting too deep"
+    except Exception as e:  # sympy and the LaTeX parser raise many kinds on odd input
+        return f"error: {type(e).__name__}"
+
+
+def main() -> None:
+    # Keep the protocol channel private: anything a library prints goes to stderr instead.
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _cap_memory()
+    # The parent enforces the deadline; math-verify's own SIGALRM timeouts stay off.
+    logging.disable(logging.WARNING)
+    from math_verify import parse, verify
+
+    channel.write('"ready"\n')
+    channel.flush()
+    for line in sys.stdin:
+        try:
+            gold, pred = json.loads(line)
+        except (ValueError, TypeError):
+            verdict = "error: bad request"
+        else:
+            verdict = _verdict(parse, verify, gold, pred)
+        channel.write(json.dumps(verdict) + "\n")
+        channel.flush()
+
+
+if __name__ == "__main__":
+    main()

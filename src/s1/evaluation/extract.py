@@ -1,0 +1,234 @@
+"""Answer extraction: from a model's text to the short answer that gets verified.
+
+The order is the s1 harness's: keep only the answer segment (after the end of thinking), take
+the last `\\boxed{}` (or `\\fbox{}`), else the last `Answer:`. Every function here is a linear
+scan or a simple regex, so an adversarial text (a megabyte, braces nested ten thousand deep)
+costs milliseconds; nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+#: End-of-thinking delimiters of the built-in thinking formats (s1, think-tags).
+END_DELIMITERS = ("<|im_start|>answer", "</think>")
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_ANSWER_ANCHOR = re.compile(r"answer\s*:", re.IGNORECASE)
+
+
+def split_answer(text: str, end_delimiters: Iterable[str] = END_DELIMITERS) -> str:
+    """The text after the last end-of-thinking delimiter; the whole text when there is none.
+
+    Only the answer segment is graded: a trace that tried `\\boxed{5}` while thinking and answered
+    `\\boxed{7}` must be read as 7 (math-verify would merge both into a set).
+    """
+    best_end = -1
+    for delim in end_delimiters:
+        if not delim:
+            continue
+        i = text.rfind(delim)
+        if i >= 0:
+            best_end = max(best_end, i + len(delim))
+    if best_end < 0:
+        return text
+    return text[best_end:].lstrip("\n")
+
+
+def _matching_brace(text: str, open_at: int) -> int:
+    """Index of the `}` closing the `{` at `open_at`, or -1; escaped `\\{`/`\\}` do not count."""
+    depth = 0
+    i, n = open_at, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2  # skip the escaped character, whatever it is
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` (nested braces allowed), or None.
+
+    `\\boxed 5` (a box without braces) gives `5`. An unterminated last box gives None rather than
+    an earlier box: an earlier box is an abandoned attempt, not the answer.
+    """
+    start = -1
+    command = ""
+    for cmd in _BOX_COMMANDS:
+        i = text.rfind(cmd)
+        # `\boxed` must not be the prefix of a longer command name (`\boxedx`).
+        while i >= 0 and text[i + len(cmd):i + len(cmd) + 1].isalpha():
+            i = text.rfind(cmd, 0, i)
+        if i > start:
+            start, command = i, cmd
+    if start < 0:
+        return None
+    j = start + len(command)
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    if j < len(text) and text[j] == "{":
+        close = _matching_brace(text, j)
+        return text[j + 1:close].strip() if close >= 0 else None
+    if j > start + len(command):  # "\boxed 5": up to the next space or closing `$`
+        m = re.match(r"[^\s$]+", text[j:])
+        return m.group(0) if m else None
+    return None
+
+
+def _clean(answer: str) -> str:
+    """Strip the wrapping a model puts around a short answer: bold, `$`, a final period."""
+    answer = answer.strip()
+    previous = None
+    while previous != answer:
+        previous = answer
+        answer = answer.strip().strip("*").strip()
+        if len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
+            answer = answer.strip("$").strip()
+        answer = re.sub(r"[.。]\s*$", "", answer)
+    return answer
+
+
+def answer_line(text: str) -> str | None:
+    """What follows the last `Answer:` (case-insensitive, as simple-evals' ANSWER_PATTERN), up to
+    the end of its line, or the next non-empty line when `Answer:` ends its own line."""
+    last = None
+    for last in _ANSWER_ANCHOR.finditer(text):
+        pass
+    if last is None:
+        return None
+    first_line = text[last.end():].lstrip().split("\n", 1)[0]
+    return _clean(first_line) or None
+
+
+def extract_answer(text: str) -> str | None:
+    """The short answer of an answer segment: last box, else last `Answer:`, else None."""
+    boxed = last_boxed(text)
+    if boxed is not None and boxed.strip():
+        return boxed.strip()
+    return answer_line(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# integers and canonical forms
+
+_INT = re.compile(r"[-+]?\d+")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+")
+
+
+def as_integer(answer: str | None) -> int | None:
+    """The integer an answer states plainly ("023", "1,000", "$42$", "\\text{42}"), else None."""
+    if answer is None:
+        return None
+    s = answer.strip()
+    m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf)\{(.*)\}", s)
+    if m:
+        s = m.group(1)
+    s = s.replace("\\!", "").replace("{,}", ",").replace("$", "").replace(" ", "")
+    s = re.sub(r"\.$", "", s)
+    if _INT.fullmatch(s):
+        return int(s)
+    if _THOUSANDS.fullmatch(s):
+        return int(s.replace(",", ""))
+    return None
+
+
+_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}")
+
+
+def canonical_math(answer: str) -> str:
+    """A formatting-free form of a LaTeX answer, for exact comparison and majority voting.
+
+    Only presentation is removed (spacing, `\\dfrac`, `\\left`, degree signs, text wrappers); the
+    mathematics is untouched, so two different answers never collapse into one.
+    """
+    s = answer.strip().strip("$")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\left", "").replace("\\right", "")
+    s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
+    s = s.replace("^{\\circ}", "").replace("^\\circ", "")
+    s = _WRAPPERS.sub(r"\1", s)
+    s = re.sub(r"\s+", "", s)
+    s = re.sub(r"\.$", "", s)
+    return s
+
+
+def canonical_answer(extracted: str | None, answer_type: str) -> str | None:
+    """The key majority voting groups by: integers by value, letters upper-cased, LaTeX by its
+    formatting-free form."""
+    if extracted is None:
+        return None
+    if answer_type == "choice":
+        return extract_choice(extracted)
+    value = as_integer(extracted)
+    if value is not None:
+        return str(value)
+    return canonical_math(extracted) or None
+
+
+# ---------------------------------------------------------------------------------------------
+# multiple choice
+
+_LETTER_AFTER = r"(?:\s*$|\s*[).:,;*$}\]]|\s+[-–—(])"
+_ANCHORED_LETTER = re.compile(
+    r"answer\s*(?:is\s*)?:?\s*\**\s*(?:option\s+|choice\s+)?[(\[]?\s*\$?\s*"
+    r"(?:\\(?:text|textbf|mathrm|mathbf)\{)?\s*([A-Da-d])(?=" + _LETTER_AFTER + ")",
+    re.IGNORECASE | re.MULTILINE)
+_PHRASED_LETTER = re.compile(
+    r"(?:correct|best|right)\s+(?:answer|option|choice)\s+is\s*:?\s*\**\s*(?:option\s+)?"
+    r"[(\[]?\s*([A-D])(?=" + _LETTER_AFTER + ")|\b(?:option|choice)\s+\(?([A-D])\)?\s+is\s+correct",
+    re.MULTILINE)
+_LONE_LETTER = re.compile(r"\s*[(\[]?\s*([A-Da-d])\s*[)\].:]?\s*", re.DOTALL)
+_PAREN_LETTER = re.compile(r"\(([A-D])\)")
+
+
+def _letter_in(fragment: str) -> str | None:
+    """A fragment that is nothing but a letter: `B`, `(B)`, `\\text{B}`, `B)`, `b.`."""
+    s = fragment.strip()
+    m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf)\{(.*)\}", s)
+    if m:
+        s = m.group(1)
+    m = _LONE_LETTER.fullmatch(s)
+    if m:
+        return m.group(1).upper()
+    # "(B) 3.2 eV" / "B) 3.2 eV": the letter of a choice quoted in full
+    m = re.match(r"\s*\(?([A-D])\)\s", s)
+    return m.group(1) if m else None
+
+
+def extract_choice(text: str) -> str | None:
+    """The option letter (A-D) a multiple-choice answer picks, or None.
+
+    Tried in order: the last box; the last `Answer: X` (with `(X)`, `**`, `$`, `\\text{X}`
+    around it); phrases like "the correct answer is (X)"; an answer that is only a letter; the
+    last `(X)`. A letter counts only when nothing but punctuation or a separator follows it, so
+    the article in "A careful analysis" is never read as option A.
+    """
+    boxed = last_boxed(text)
+    if boxed is not None:
+        letter = _letter_in(boxed)
+        if letter:
+            return letter
+    found = None
+    for found in _ANCHORED_LETTER.finditer(text):
+        pass
+    if found is not None:
+        return found.group(1).upper()
+    for found in _PHRASED_LETTER.finditer(text):
+        pass
+    if found is not None:
+        return (found.group(1) or found.group(2)).upper()
+    letter = _letter_in(_clean(text)) if len(text) < 64 else None
+    if letter:
+        return letter
+    for found in _PAREN_LETTER.finditer(text):
+        pass
+    return found.group(1) if found is not None else None

@@ -1,0 +1,295 @@
+"""Grading: is a model's answer to a benchmark item correct, and why.
+
+1. The caller passes the answer segment (see `split_answer`); the short answer is extracted from
+   it (`extract.py`).
+2. It is verified by the item's answer type:
+   - `integer`: compared as integers when the answer states one ("023" = 23), else math-verify;
+   - `math`: exact text, then math-verify on the extracted answer only, wrapped in `$...$`,
+     gold first (the call is not symmetric), then a formatting-free text comparison;
+   - `choice`: the letter extractor against the gold letter.
+3. An optional LLM judge gets a second look at answers the rules call wrong.
+
+math-verify runs in worker processes, never in this one: its own timeouts use SIGALRM, which
+fails in threads and cannot interrupt a long computation inside C (sympy raising 10 to a huge
+power), so each verification gets a hard deadline after which its worker is killed and replaced.
+Model text only ever reaches a LaTeX parser; nothing is evaluated as code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from s1.errors import UserError
+from s1.evaluation.benchmarks import Item
+from s1.evaluation.extract import (as_integer, canonical_math, extract_answer, extract_choice,
+                                   split_answer)
+
+if TYPE_CHECKING:
+    from s1.evaluation.judge import Judge
+
+__all__ = ["Grade", "grade", "grade_many", "split_answer", "verify_math", "shutdown_verifiers"]
+
+log = logging.getLogger("s1.evaluation")
+
+#: Longer extracted answers are not verified: no benchmark answer is this long, and parsing a
+#: megabyte of LaTeX only burns the timeout.
+MAX_ANSWER_CHARS = 20_000
+#: First start of a worker (a fresh interpreter importing sympy) is not counted in the timeout.
+WORKER_START_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Grade:
+    correct: bool
+    extracted: str | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# verifier worker processes (the worker itself is `_verify_worker.py`)
+
+_WORKER_CODE = ("import sys; sys.path.insert(0, {src!r}); "
+                "from s1.evaluation._verify_worker import main; main()")
+
+
+class _Worker:
+    """One `python -c` child speaking JSON lines; a reader thread makes replies awaitable."""
+
+    def __init__(self) -> None:
+        src = str(Path(__file__).resolve().parents[2])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE.format(src=src)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, encoding="utf-8", bufsize=1)
+        self.replies: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="s1-verifier-reader")
+        self._reader.start()
+        self.ready = False
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.replies.put(json.loads(line))
+            except ValueError:
+                self.replies.put("error: bad reply")
+        self.replies.put(None)  # end of stream: the worker died
+
+    def call(self, gold: str, pred: str, timeout: float) -> str:
+        if not self.ready:
+            # Start-up (a fresh interpreter importing sympy) is not part of the deadline.
+            try:
+                hello = self.replies.get(timeout=WORKER_START_TIMEOUT)
+            except queue.Empty:
+                hello = None
+            if hello != "ready":
+                return "crashed"
+            self.ready = True
+        try:
+            self.proc.stdin.write(json.dumps([gold, pred]) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return "crashed"
+        try:
+            verdict = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            return "timeout"
+        return verdict if isinstance(verdict, str) else "crashed"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+
+
+class VerifierPool:
+    """Worker processes for math-verify, each call under a hard deadline.
+
+    Thread-safe: `verify` checks a worker out, so up to `size` threads verify in parallel. A
+    worker that times out or dies is killed at once and a replacement starts in the background.
+    """
+
+    def __init__(self, size: int = 1) -> None:
+        if size < 1:
+            raise UserError(f"the number of grading workers must be at least 1, not {size}")
+        self.size = size
+        self._idle: queue.Queue = queue.Queue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(size):
+            self._idle.put(None)  # started on first use
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker()
+        with self._lock:
+            self._all.append(worker)
+        return worker
+
+    def verify(self, gold: str, pred: str, timeout: float) -> str:
+        """"equal", "not equal", "gold unparseable", "answer unparseable", "timeout",
+        "crashed" or "error: ..."."""
+        worker = self._idle.get()
+        try:
+            if worker is None:
+                worker = self._spawn()
+            verdict = worker.call(gold, pred, timeout)
+            if verdict in ("timeout", "crashed"):
+                self._retire(worker)
+                worker = None if self._closed else self._spawn()
+            return verdict
+        finally:
+            self._idle.put(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            workers, self._all = self._all, []
+        for w in workers:
+            w.kill()
+
+
+_pool: VerifierPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _get_pool(size: int = 1) -> VerifierPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.size < size:
+            if _pool is not None:
+                _pool.close()
+            _pool = VerifierPool(size)
+        return _pool
+
+
+@atexit.register
+def shutdown_verifiers() -> None:
+    """Stop the verifier worker processes (they also die with this process)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.close()
+            _pool = None
+
+
+def _math_env(answer: str) -> str:
+    # math-verify only reads LaTeX inside a math environment; an answer that already has `$`
+    # (an "Answer:" line such as "$x=5$") keeps its own.
+    return answer if "$" in answer else f"${answer}$"
+
+
+def verify_math(gold: str, answer: str, timeout: float = 5.0) -> str:
+    """math-verify's verdict on an extracted answer against the gold, under a hard deadline."""
+    return _get_pool().verify(_math_env(gold), _math_env(answer), timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# grading
+
+
+def _grade_math(item: Item, extracted: str, timeout: float, pool: VerifierPool) -> Grade:
+    gold_int, pred_int = as_integer(item.answer), as_integer(extracted)
+    if gold_int is not None and pred_int is not None:
+        ok = gold_int == pred_int
+        return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
+    if "".join(item.answer.split()) == "".join(extracted.split()):
+        return Grade(True, extracted, "exact match")
+    if len(extracted) > MAX_ANSWER_CHARS:
+        return Grade(False, extracted[:200],
+                     f"answer too long to verify ({len(extracted)} characters)")
+    verdict = pool.verify(_math_env(item.answer), _math_env(extracted), timeout)
+    if verdict == "equal":
+        return Grade(True, extracted, "math-verify equal")
+    if verdict == "timeout":
+        return Grade(False, extracted, f"timeout (verification over {timeout:g}s)")
+    same_text = canonical_math(item.answer) == canonical_math(extracted)
+    if verdict == "not equal":
+        # math-verify can miss a match only formatting separates (text answers, odd units).
+        return Grade(same_text, extracted,
+                     "normalized text match" if same_text else "math-verify not equal")
+    return Grade(same_text, extracted,
+                 f"{verdict}; normalized text {'match' if same_text else 'mismatch'}")
+
+
+def _grade_rules(answer_text: str, item: Item, timeout: float, pool: VerifierPool) -> Grade:
+    if item.answer_type == "choice":
+        letter = extract_choice(answer_text)
+        if letter is None:
+            return Grade(False, None, "no answer found")
+        ok = letter == item.answer.strip().upper()
+        return Grade(ok, letter, "letter match" if ok else "letter mismatch")
+    extracted = extract_answer(answer_text)
+    if extracted is None:
+        return Grade(False, None, "no answer found")
+    if item.answer_type in ("integer", "math"):
+        return _grade_math(item, extracted, timeout, pool)
+    raise UserError(f"item {item.id} has unknown answer type {item.answer_type!r}")
+
+
+def _grade_one(answer_text: str, item: Item, judge: "Judge | None", timeout: float,
+               pool: VerifierPool) -> Grade:
+    if not isinstance(answer_text, str):
+        raise UserError(f"the answer to {item.id} must be text, not {type(answer_text).__name__}")
+    if timeout <= 0:
+        raise UserError(f"the grading timeout must be positive, not {timeout}")
+    result = _grade_rules(answer_text, item, timeout, pool)
+    if (judge is None or result.correct or result.extracted is None
+            or item.answer_type == "choice"):
+        return result
+    verdict = judge.equivalent(item.answer, result.extracted, question=item.question)
+    if verdict is None:
+        return Grade(False, result.extracted, f"{result.reason}; judge gave no verdict")
+    return Grade(verdict, result.extracted,
+                 f"{result.reason}; judge {'equal' if verdict else 'not equal'}")
+
+
+def grade(answer_text: str, item: Item, judge: "Judge | None" = None,
+          timeout: float = 5.0) -> Grade:
+    """Grade one answer segment (the text after the end of thinking) against an item.
+
+    `timeout` bounds each math-verify call in seconds. The judge, when given, is asked only
+    about answers the rules call wrong (and never about multiple-choice letters).
+    """
+    return _grade_one(answer_text, item, judge, timeout, _get_pool(1))
+
+
+def grade_many(pairs: Iterable[tuple[str, Item]], judge: "Judge | None" = None,
+               timeout: float = 5.0, workers: int | None = None) -> list[Grade]:
+    """Grade (answer segment, item) pairs in parallel worker processes; results keep the order."""
+    pairs = list(pairs)
+    if workers is None:
+        workers = max(1, min(4, os.cpu_count() or 1))
+    pool = _get_pool(workers)
+    if workers == 1 or len(pairs) <= 1:
+        return [_grade_one(a, it, judge, timeout, pool) for a, it in pairs]
+    # Threads only wait on pipes here; the verification itself runs in the pool's processes.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s1-grade") as ex:
+        return list(ex.map(lambda p: _grade_one(p[0], p[1], judge, timeout, pool), pairs))

@@ -1,0 +1,279 @@
+"""Metrics: accuracy with honest uncertainty, sampling metrics, the paper's Control / Scaling /
+Performance, and compute accounting.
+
+Conventions: accuracies and shares are fractions in [0, 1] unless a docstring says otherwise;
+`scaling` works in whatever unit the accuracies are given (the paper's Table 3 uses percent
+points per doubling of thinking tokens: pass percentages and `log2=True`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from s1.errors import UserError
+from s1.evaluation.extract import canonical_answer
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n (95% by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0/n or n/n,
+    which matters for 30-question AIME.
+    """
+    if n <= 0:
+        raise UserError("an accuracy interval needs at least one graded question")
+    if not 0 <= k <= n:
+        raise UserError(f"{k} correct out of {n} questions is impossible")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    value: float
+    low: float
+    high: float
+    correct: int
+    total: int
+
+    def __str__(self) -> str:
+        return (f"{100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] "
+                f"({self.correct}/{self.total})")
+
+
+def accuracy(correct: Sequence[bool]) -> Accuracy:
+    """Share correct with its 95% Wilson interval."""
+    k, n = int(sum(bool(c) for c in correct)), len(correct)
+    low, high = wilson_interval(k, n)
+    return Accuracy(k / n, low, high, k, n)
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1) over seeds; sd is nan for a single seed."""
+    if not values:
+        raise UserError("mean ± sd needs at least one value")
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, sd
+
+
+# ---------------------------------------------------------------------------------------------
+# several samples per question
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 − C(n−c, k) / C(n, k) for n samples, c correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise UserError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    # The product form avoids huge binomials: C(n−c,k)/C(n,k) = Π_{i=n−c+1}^{n} (1 − k/i).
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def cov_at_k(correct: Sequence[bool], k: int) -> bool:
+    """Coverage at k (s1's cov@k): any of the first k samples is correct."""
+    _check_k(correct, k)
+    return any(correct[:k])
+
+
+def maj_at_k(extracted: Sequence[str | None], correct: Sequence[bool], k: int,
+             answer_type: str = "math") -> bool:
+    """Majority vote at k: is the most common answer among the first k samples correct?
+
+    Votes go to canonical extracted answers ("023" and "23" are one vote, `\\dfrac12` and
+    `\\frac12` too), never to whole generations; samples without an answer do not vote. Ties go
+    to the answer reached first. The winner is correct when the samples that gave it were graded
+    correct (all of them share one canonical answer, so they share a grade).
+    """
+    _check_k(correct, k)
+    if len(extracted) != len(correct):
+        raise UserError("maj@k needs one extracted answer per graded sample")
+    votes: dict[str, list[bool]] = {}
+    for answer, ok in zip(extracted[:k], correct[:k]):
+        key = canonical_answer(answer, answer_type)
+        if key is not None:
+            votes.setdefault(key, []).append(bool(ok))
+    if not votes:
+        return False
+    winner = max(votes.values(), key=len)  # max keeps the first of equal counts
+    return sum(winner) * 2 > len(winner)
+
+
+def _check_k(correct: Sequence[bool], k: int) -> None:
+    if not 1 <= k <= len(correct):
+        raise UserError(f"k={k} needs between 1 and {len(correct)} samples per question")
+
+
+# ---------------------------------------------------------------------------------------------
+# thinking tokens and the paper's three metrics (§3.2)
+
+
+def thinking_stats(tokens: Sequence[int]) -> dict[str, float]:
+    """Mean, median, 90th percentile and max of thinking tokens per question."""
+    if not tokens:
+        raise UserError("thinking-token statistics need at least one trace")
+    arr = np.asarray(tokens, dtype=float)
+    return {"n": int(arr.size), "mean": float(arr.mean()), "median": float(np.median(arr)),
+            "p90": float(np.percentile(arr, 90)), "max": float(arr.max())}
+
+
+def _per_run(bound: float | Sequence[float | None] | None, n: int, name: str) -> list:
+    if bound is None or isinstance(bound, (int, float)):
+        return [bound] * n
+    if len(bound) != n:
+        raise UserError(f"{name} needs one bound per run ({n}), got {len(bound)}")
+    return list(bound)
+
+
+def control(thinking_tokens: Sequence[float], a_max: float | Sequence[float | None] | None = None,
+            a_min: float | Sequence[float | None] | None = None) -> float:
+    """Control: the share of runs whose thinking tokens stay within [a_min, a_max].
+
+    One value per run (usually its average thinking tokens; per-question values give the
+    per-question variant). Bounds are one number for all runs or one per run (each run's
+    instructed budget); a missing bound is no constraint. The paper prints it in percent.
+    """
+    n = len(thinking_tokens)
+    if n == 0:
+        raise UserError("Control needs at least one run")
+    highs, lows = _per_run(a_max, n, "a_max"), _per_run(a_min, n, "a_min")
+    inside = sum((lo is None or a >= lo) and (hi is None or a <= hi)
+                 for a, lo, hi in zip(thinking_tokens, lows, highs))
+    return inside / n
+
+
+def scaling(thinking_tokens: Sequence[float], accuracies: Sequence[float],
+            log2: bool = False) -> float:
+    """Scaling: the average slope of accuracy against thinking tokens over all pairs of runs.
+
+    (1 / C(|A|, 2)) Σ_{b > a} (f(b) − f(a)) / (b − a), with `log2=True` measuring compute in
+    doublings as the paper's reported figures do. Pairs of runs at identical compute have no
+    slope and are left out of both the sum and the count.
+    """
+    if len(thinking_tokens) != len(accuracies):
+        raise UserError("Scaling needs one accuracy per run")
+    xs = [float(t) for t in thinking_tokens]
+    if log2:
+        if any(x <= 0 for x in xs):
+            raise UserError("Scaling on log2 thinking tokens needs every run above 0 tokens")
+        xs = [math.log2(x) for x in xs]
+    slopes = [(fb - fa) / (xb - xa)
+              for (xa, fa), (xb, fb) in combinations(zip(xs, accuracies), 2) if xb != xa]
+    if not slopes:
+        raise UserError("Scaling needs at least two runs with different thinking tokens")
+    return statistics.fmean(slopes)
+
+
+def performance(accuracies: Sequence[float]) -> float:
+    """Performance: the best accuracy over the runs."""
+    if not accuracies:
+        raise UserError("Performance needs at least one run")
+    return max(accuracies)
+
+
+# ---------------------------------------------------------------------------------------------
+# compute accounting
+
+
+def estimate_flops(n_params: float, prompt_tokens: int | Sequence[int],
+                   generated_tokens: int | Sequence[int], n_layers: int | None = None,
+                   d_model: int | None = None) -> float:
+    """Inference FLOPs of generating after a prompt, summed over sequences.
+
+    Per token: 2·N for the weights (a multiply-add per parameter) plus 2·n_layers·t·d_model for
+    attention at context length t (Kaplan et al. 2020, Table 1). Over a sequence of T = prompt +
+    generated tokens that is 2·N·T + n_layers·d_model·T·(T + 1). Without the shape only the
+    weight term is counted. Parallel samples that share a prompt each count it, as they pay for
+    attention over it.
+    """
+    prompts = [prompt_tokens] if isinstance(prompt_tokens, int) else list(prompt_tokens)
+    gens = [generated_tokens] if isinstance(generated_tokens, int) else list(generated_tokens)
+    if len(prompts) != len(gens):
+        raise UserError("FLOPs need one prompt length per generation")
+    if n_params <= 0:
+        raise UserError(f"the model size must be positive, not {n_params}")
+    total = 0.0
+    for p, g in zip(prompts, gens):
+        if p < 0 or g < 0:
+            raise UserError("token counts cannot be negative")
+        t = p + g
+        total += 2.0 * n_params * t
+        if n_layers and d_model:
+            total += float(n_layers) * d_model * t * (t + 1)
+    return total
+
+
+def compute_tokens(prompt_tokens: Sequence[int], generated_tokens: Sequence[int]) -> dict:
+    """Token totals of a run: prompt, generated, and all processed."""
+    p, g = int(sum(prompt_tokens)), int(sum(generated_tokens))
+    return {"prompt_tokens": p, "generated_tokens": g, "total_tokens": p + g}
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing two runs
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    difference: float  # mean(a) − mean(b) on the questions as they are
+    low: float
+    high: float
+    p_value: float  # two-sided: how often the resampled difference falls on the other side of 0
+    n: int
+    resamples: int
+
+
+def paired_bootstrap(a: Sequence[float] | Mapping[str, float],
+                     b: Sequence[float] | Mapping[str, float],
+                     n_resamples: int = 10_000, seed: int = 0,
+                     confidence: float = 0.95) -> BootstrapResult:
+    """Paired bootstrap interval for accuracy(a) − accuracy(b) over the same questions.
+
+    `a` and `b` are per-question scores (0/1, or a mean over seeds), either aligned sequences or
+    mappings from question id to score (then their ids must match). Questions are resampled with
+    replacement, the same draw for both runs, so question difficulty cancels out — the paper's
+    Table 2 uses this with 10,000 resamples.
+    """
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+            raise UserError("give both runs as id -> score mappings, or both as sequences")
+        if set(a) != set(b):
+            only = len(set(a) ^ set(b))
+            raise UserError(f"the two runs cover different questions ({only} not in both)")
+        keys = sorted(a)
+        a, b = [a[k] for k in keys], [b[k] for k in keys]
+    if len(a) != len(b) or len(a) == 0:
+        raise UserError(f"a paired bootstrap needs the same questions in both runs "
+                        f"(got {len(a)} and {len(b)})")
+    if not 0 < confidence < 1:
+        raise UserError(f"confidence must be between 0 and 1, not {confidence}")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = diff.size
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // n)  # bounded memory: at most ~16 MB of indices at a time
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = diff[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    observed = float(diff.mean())
+    p = 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0)))
+    return BootstrapResult(observed, float(low), float(high), min(1.0, p), n, n_resamples)
