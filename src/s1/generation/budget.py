@@ -8,6 +8,8 @@ Semantics (the paper's §3.1 and its harness, token-exact):
 - `num_ignore`: after the minimum, the first N attempts to end thinking are also suppressed the
   same way (s1's "ignore the end of thinking N times"); the ignore strings are used in turn.
 - `max_answer_tokens`: the answer phase ends at EOS or at this many tokens.
+- `require_answer`: an EOS right after the end delimiter (empty answer) is replaced, once, by the
+  forced suffix ("Final Answer:") so the model answers; off reproduces the harness exactly.
 - `loop_guard`: watch the thinking for a repeated n-gram; "record" notes it, "stop" also stops
   forcing (the thinking is ended at once, no more "Wait"s); "off" disables the check.
 """
@@ -33,6 +35,7 @@ class Budget:
     temperature: float = 0.0           # 0 = greedy, as the paper evaluates
     top_p: float = 1.0
     seed: int = 0
+    require_answer: bool = True       # an EOS before any answer text gets "Final Answer:" instead
     loop_guard: Literal["off", "record", "stop"] = "record"
     loop_ngram: int = 16               # tokens in the repeated n-gram
     loop_repeats: int = 4              # occurrences that count as a loop

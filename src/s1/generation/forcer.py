@@ -85,6 +85,7 @@ class Forcer:
         self._waits = 0                    # ignore strings appended so far (picks the next string)
         self._ngrams: dict[tuple[int, ...], int] = defaultdict(int)
         self._loop_seen = False
+        self._answer_nudged = False
 
     # --- what the engine asks --------------------------------------------------------------
 
@@ -137,6 +138,13 @@ class Forcer:
         if proposed is None:
             raise ValueError("no proposal while no forced token is due")
         if proposed in self.ids.eos:
+            if self._answer_is_empty():
+                # An empty answer scores nothing and tells nothing; like SGLang's strict thinking,
+                # do not let the turn end right after the delimiter: prompt the answer instead.
+                self._answer_nudged = True
+                self.events.append(Event("answer_forced", len(self.thinking_ids), "empty answer"))
+                self._queue.extend((t, _ANSWER) for t in self.ids.suffix)
+                return self._emit(*self._queue.pop(0))
             self._finish("stop")
             return None
         self.answer_generated += 1
@@ -179,6 +187,10 @@ class Forcer:
         # EOS inside thinking: close the thinking with the delimiter instead (as the s1 harness).
         self._queue.extend((t, _DELIM) for t in self.ids.end)
         return self._emit(*self._queue.pop(0))
+
+    def _answer_is_empty(self) -> bool:
+        return (self.budget.require_answer and not self._answer_nudged and bool(self.ids.suffix)
+                and not self.ids.decode(self.answer_ids).strip())
 
     def _force_end(self, why: str) -> None:
         self.thinking_finish = why

@@ -1,0 +1,43 @@
+"""Engines drive Forcers with a model. `load_engine` picks one from what the user gave."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from s1.errors import UserError
+from s1.generation.engines.base import Engine, Request
+from s1.generation.formats import ThinkingFormat, format_for_model
+from s1.generation.models import resolve_model
+
+ENGINES = ("auto", "transformers", "llama.cpp", "remote")
+
+
+def load_engine(model: str | None = None, server: str | None = None, engine: str = "auto",
+                fmt: ThinkingFormat | None = None, batch_size: int = 16,
+                device: str | None = None, n_ctx: int = 8192, tokenizer: str | None = None,
+                concurrency: int = 8) -> Engine:
+    """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers."""
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if server or engine == "remote":
+        if not server:
+            raise UserError("the remote engine needs --server URL")
+        from s1.generation.engines.remote import load_remote_engine
+        return load_remote_engine(server, model=model, tokenizer=tokenizer,
+                                  fmt=fmt or format_for_model(model), concurrency=concurrency)
+    ref = resolve_model(model)
+    fmt = fmt or format_for_model(ref.path if not ref.is_gguf else model)
+    has_llama = importlib.util.find_spec("llama_cpp") is not None
+    if engine == "llama.cpp" or (engine == "auto" and ref.is_gguf and has_llama and device in (None, "cpu")):
+        if not has_llama:
+            raise UserError("llama.cpp is not installed: pip install 'llama-cpp-python[server]'")
+        from s1.generation.engines.llamacpp import LlamaCppEngine
+        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=n_ctx)
+    from s1.generation.engines.hf import HFEngine
+    if device is None:
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HFEngine(ref, fmt, device=device, batch_size=batch_size)
+
+
+__all__ = ["Engine", "Request", "load_engine", "ENGINES"]
