@@ -125,6 +125,43 @@ def generate(
         print(tr.answer)
 
 
+# --- training ------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    recipe: str = typer.Option(..., "--recipe", "-r",
+                               help="recipe in configs/ (s1-32b, s1.1-32b, cpu-smoke) or a .yaml path"),
+    overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...",
+                                          help="e.g. train.max_steps=10 data.block_size=20000 "
+                                               "output_dir=runs/x"),
+    no_resume: bool = typer.Option(False, "--no-resume",
+                                   help="start over even if the output directory has checkpoints"),
+    show: bool = typer.Option(False, "--show", help="print the resolved recipe and exit"),
+) -> None:
+    """Fine-tune a model on s1-formatted traces: TRL SFT, loss on the assistant turn only."""
+    import os
+
+    import yaml
+
+    from s1.training import load_recipe
+    from s1.training import train as run_training
+
+    resolved = load_recipe(recipe, overrides or [])
+    if show:
+        print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
+        return
+    result = run_training(resolved, resume=not no_resume)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    print(f"trained {result.global_step} steps in {result.train_seconds:.0f}s -> {result.output_dir}")
+    if result.eval_loss_before is not None and result.eval_loss_after is not None:
+        print(f"training-set loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}")
+    elif result.first_loss is not None:
+        print(f"logged loss {result.first_loss:.4f} (first) -> {result.last_loss:.4f} (last)")
+    print(result.truncation.summary())
+
+
 def main() -> None:
     try:
         app()
