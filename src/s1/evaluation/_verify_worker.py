@@ -25,12 +25,12 @@ def _cap_memory() -> None:
         pass
 
 
-def _verdict(parse, verify, gold: str, pred: str) -> str:
+def _verdict(parse, verify, config, gold: str, pred: str) -> str:
     try:
-        g = parse(gold, parsing_timeout=None)
+        g = parse(gold, extraction_config=config, parsing_timeout=None)
         if not g:
             return "gold unparseable"
-        p = parse(pred, parsing_timeout=None)
+        p = parse(pred, extraction_config=config, parsing_timeout=None)
         if not p:
             return "answer unparseable"
         # Gold first: math-verify judges intervals, inequalities and equations by the gold's form.
@@ -50,7 +50,11 @@ def main() -> None:
     _cap_memory()
     # The parent enforces the deadline; math-verify's own SIGALRM timeouts stay off.
     logging.disable(logging.WARNING)
-    from math_verify import parse, verify
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    # LaTeX only: answers arrive inside `$...$`, and math-verify's plain-expression extractor
+    # hands text to sympy's `parse_expr`, which evaluates Python: model text stays out of it.
+    config = [LatexExtractionConfig()]
 
     channel.write('"ready"\n')
     channel.flush()
@@ -60,7 +64,7 @@ def main() -> None:
         except (ValueError, TypeError):
             verdict = "error: bad request"
         else:
-            verdict = _verdict(parse, verify, gold, pred)
+            verdict = _verdict(parse, verify, config, gold, pred)
         channel.write(json.dumps(verdict) + "\n")
         channel.flush()
 

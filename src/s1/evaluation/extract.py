@@ -184,7 +184,8 @@ _ANCHORED_LETTER = re.compile(
     re.IGNORECASE | re.MULTILINE)
 _PHRASED_LETTER = re.compile(
     r"(?:correct|best|right)\s+(?:answer|option|choice)\s+is\s*:?\s*\**\s*(?:option\s+)?"
-    r"[(\[]?\s*([A-D])(?=" + _LETTER_AFTER + ")|\b(?:option|choice)\s+\(?([A-D])\)?\s+is\s+correct",
+    r"[(\[]?\s*([A-D])(?=" + _LETTER_AFTER + r")"
+    r"|\b(?:[Oo]ption|[Cc]hoice)\s+\(?([A-D])\)?\s+is\s+correct",
     re.MULTILINE)
 _LONE_LETTER = re.compile(r"\s*[(\[]?\s*([A-Da-d])\s*[)\].:]?\s*", re.DOTALL)
 _PAREN_LETTER = re.compile(r"\(([A-D])\)")

@@ -138,13 +138,22 @@ class VerifierPool:
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
+        # After the first kill, a started spare waits so the next replacement is ready at once:
+        # a fresh interpreter needs ~0.5 s to import sympy, which must not land on the next
+        # question's clock.
+        self._spare: _Worker | None = None
         for _ in range(size):
             self._idle.put(None)  # started on first use
 
-    def _spawn(self) -> _Worker:
-        worker = _Worker()
+    def _spawn(self, replacement: bool = False) -> _Worker:
         with self._lock:
-            self._all.append(worker)
+            worker, self._spare = (self._spare, None) if replacement else (None, self._spare)
+            if worker is None:
+                worker = _Worker()
+                self._all.append(worker)
+            if replacement:
+                self._spare = _Worker()
+                self._all.append(self._spare)
         return worker
 
     def verify(self, gold: str, pred: str, timeout: float) -> str:
@@ -157,7 +166,7 @@ class VerifierPool:
             verdict = worker.call(gold, pred, timeout)
             if verdict in ("timeout", "crashed"):
                 self._retire(worker)
-                worker = None if self._closed else self._spawn()
+                worker = None if self._closed else self._spawn(replacement=True)
             return verdict
         finally:
             self._idle.put(worker)
@@ -171,7 +180,7 @@ class VerifierPool:
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            workers, self._all = self._all, []
+            workers, self._all, self._spare = self._all, [], None
         for w in workers:
             w.kill()
 
