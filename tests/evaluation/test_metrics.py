@@ -1,0 +1,168 @@
+"""Metrics on cases computed by hand (the arithmetic is written next to each assertion)."""
+
+import math
+import random
+
+import pytest
+
+from s1.errors import UserError
+from s1.evaluation.metrics import (accuracy, compute_tokens, control, cov_at_k, estimate_flops,
+                                   maj_at_k, mean_sd, paired_bootstrap, pass_at_k, performance,
+                                   scaling, thinking_stats, wilson_interval)
+
+
+def test_wilson_against_hand_computation_and_known_values():
+    # 15/30, z=1.959964: denom = 1 + z²/30 = 1.128049; centre = (0.5 + z²/60)/denom = 0.5;
+    # half = z·sqrt(0.25/30 + z²/3600)/denom = 1.959964·0.0969557/1.128049 = 0.168459
+    low, high = wilson_interval(15, 30)
+    assert low == pytest.approx(0.5 - 0.168459, abs=1e-5)
+    assert high == pytest.approx(0.5 + 0.168459, abs=1e-5)
+    # 0/10: the interval is [0, z²/n / (1 + z²/n)] = [0, 0.384146/1.384146] = [0, 0.27753]
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.27753, abs=1e-5)
+    # 8/10 is the textbook example: [0.4902, 0.9433]
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    # symmetric: k/n and (n-k)/n mirror each other
+    a, b = wilson_interval(3, 30), wilson_interval(27, 30)
+    assert a[0] == pytest.approx(1 - b[1]) and a[1] == pytest.approx(1 - b[0])
+    with pytest.raises(UserError):
+        wilson_interval(1, 0)
+    with pytest.raises(UserError):
+        wilson_interval(5, 4)
+
+
+def test_accuracy_carries_its_interval():
+    acc = accuracy([True] * 8 + [False] * 2)
+    assert (acc.value, acc.correct, acc.total) == (0.8, 8, 10)
+    assert (acc.low, acc.high) == wilson_interval(8, 10)
+    assert str(acc).startswith("80.0% [49.0, 94.3] (8/10)")
+
+
+def test_mean_sd_over_seeds():
+    mean, sd = mean_sd([0.5, 0.6, 0.7])
+    # mean 0.6; deviations ±0.1, 0 -> sample variance 0.02/2 = 0.01 -> sd 0.1
+    assert mean == pytest.approx(0.6) and sd == pytest.approx(0.1)
+    mean, sd = mean_sd([0.4])
+    assert mean == 0.4 and math.isnan(sd)
+
+
+def test_pass_at_k():
+    # n=5, c=2, k=2: 1 - C(3,2)/C(5,2) = 1 - 3/10 = 0.7
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    # k=1 is the share correct
+    assert pass_at_k(64, 17, 1) == pytest.approx(17 / 64)
+    # n=10, c=3, k=5: 1 - C(7,5)/C(10,5) = 1 - 21/252 = 0.916667
+    assert pass_at_k(10, 3, 5) == pytest.approx(1 - 21 / 252)
+    assert pass_at_k(4, 0, 2) == 0.0
+    assert pass_at_k(5, 4, 2) == 1.0  # n - c = 1 < k: every draw of 2 holds a correct one
+    # against the binomial formula on a grid
+    for n in range(1, 12):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                exact = 1.0 if n - c < k else 1 - math.comb(n - c, k) / math.comb(n, k)
+                assert pass_at_k(n, c, k) == pytest.approx(exact)
+    with pytest.raises(UserError):
+        pass_at_k(4, 5, 1)
+
+
+def test_maj_and_cov_at_k_vote_on_canonical_answers():
+    extracted = ["023", "23", "\\frac{1}{2}", None, "\\dfrac12", "\\frac{1}{2}"]
+    correct = [True, True, False, False, False, False]
+    # k=5: votes {23: 2 ("023" and "23"), \frac{1}{2}: 1, \frac12: 1}; None does not vote
+    assert maj_at_k(extracted, correct, 5, answer_type="math") is True
+    # k=6: {23: 2, \frac{1}{2}: 2, \frac12: 1} ("\dfrac12" only loses its d): a 2:2 tie,
+    # and the answer reached first (23, correct) wins
+    assert maj_at_k(extracted, correct, 6, answer_type="math") is True
+    # three votes for a wrong answer beat two for the right one
+    assert maj_at_k(["5", "7", "5", "7", "5"], [False, True, False, True, False], 5) is False
+    assert cov_at_k([False, True, False, True, False], 5) is True
+    assert cov_at_k([False, True, False, True, False], 1) is False
+    # choice answers vote by letter
+    assert maj_at_k(["(B)", "b", "Answer: C"], [True, True, False], 3, answer_type="choice")
+    assert maj_at_k([None, None], [False, False], 2) is False
+    with pytest.raises(UserError):
+        maj_at_k(["1"], [True], 2)
+
+
+def test_thinking_stats():
+    s = thinking_stats([1, 2, 3, 4, 100])
+    # mean 110/5 = 22; median 3; p90 at rank 0.9*4 = 3.6: 4 + 0.6*(100-4) = 61.6
+    assert s == {"n": 5, "mean": 22.0, "median": 3.0, "p90": pytest.approx(61.6), "max": 100.0}
+
+
+def test_control_share_of_runs_within_bounds():
+    tokens = [480, 1010, 1990, 4100]
+    # budgets 512/1024/2048/4096: only the last run (4100 > 4096) overshoots -> 3/4
+    assert control(tokens, a_max=[512, 1024, 2048, 4096]) == 0.75
+    assert control(tokens, a_max=2000) == 0.75  # 4100 alone is over
+    assert control(tokens, a_min=1000, a_max=4096) == 0.5  # 1010 and 1990
+    assert control(tokens) == 1.0
+    assert control(tokens, a_max=[600, None, 100, None]) == 0.75
+    with pytest.raises(UserError):
+        control(tokens, a_max=[1, 2])
+
+
+def test_scaling_average_pairwise_slope():
+    tokens, acc = [500, 1000, 2000], [10.0, 20.0, 40.0]
+    # pairs: (500,1000) 10/500 = .02; (1000,2000) 20/1000 = .02; (500,2000) 30/1500 = .02
+    assert scaling(tokens, acc) == pytest.approx(0.02)
+    # log2: (9.97,10.97) 10/1; (10.97,11.97) 20/1; (9.97,11.97) 30/2 = 15 -> mean 15
+    assert scaling(tokens, acc, log2=True) == pytest.approx(15.0)
+    # order of the runs does not matter
+    assert scaling([2000, 500, 1000], [40.0, 10.0, 20.0], log2=True) == pytest.approx(15.0)
+    # a flat-then-falling curve: (1,2) 0/1 = 0; (2,4) -10/2 = -5; (1,4) -10/3 -> mean -2.7778
+    assert scaling([1, 2, 4], [50, 50, 40]) == pytest.approx((0 - 5 - 10 / 3) / 3)
+    # pairs at equal compute have no slope: (1000,2000) 10/1000 and 8/1000 -> mean 0.009
+    assert scaling([1000, 1000, 2000], [10, 12, 20]) == pytest.approx(0.009)
+    with pytest.raises(UserError):
+        scaling([1000, 1000], [1, 2])
+    with pytest.raises(UserError):
+        scaling([0, 10], [1, 2], log2=True)
+
+
+def test_performance():
+    assert performance([0.3, 0.57, 0.5]) == 0.57
+    with pytest.raises(UserError):
+        performance([])
+
+
+def test_estimate_flops_and_tokens():
+    # N=1e9, T = 100 + 900 = 1000: weights 2·1e9·1000 = 2e12; attention L·d·T·(T+1) =
+    # 2·4·1000·1001 = 8,008,000
+    assert estimate_flops(1e9, 100, 900, n_layers=2, d_model=4) == pytest.approx(2e12 + 8_008_000)
+    assert estimate_flops(1e9, 100, 900) == pytest.approx(2e12)
+    # sequences add up; a longer context costs more than linearly
+    two = estimate_flops(1e9, [100, 100], [900, 900], n_layers=2, d_model=4)
+    assert two == pytest.approx(2 * (2e12 + 8_008_000))
+    long = estimate_flops(1e6, 0, 2000, n_layers=24, d_model=1024)
+    short = estimate_flops(1e6, 0, 1000, n_layers=24, d_model=1024)
+    assert long > 2 * short
+    assert compute_tokens([10, 20], [100, 200]) == {"prompt_tokens": 30,
+                                                    "generated_tokens": 300, "total_tokens": 330}
+    with pytest.raises(UserError):
+        estimate_flops(1e9, [1, 2], [3])
+
+
+def test_paired_bootstrap():
+    # two questions, a=[1,0], b=[0,0]: per-question differences [1,0]; a resample's mean is
+    # 0, .5 or 1 with probabilities 1/4, 1/2, 1/4 -> 95% interval [0, 1], P(mean <= 0) = 1/4,
+    # so the two-sided p is 2·1/4 = 0.5
+    r = paired_bootstrap([1, 0], [0, 0], seed=0)
+    assert (r.difference, r.low, r.high, r.n, r.resamples) == (0.5, 0.0, 1.0, 2, 10_000)
+    assert r.p_value == pytest.approx(0.5, abs=0.03)
+    same = paired_bootstrap([1, 0, 1, 1], [1, 0, 1, 1])
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+    better = paired_bootstrap([1] * 30, [0] * 30)
+    assert (better.low, better.high, better.p_value) == (1.0, 1.0, 0.0)
+    # seeded: the same draw twice; mappings are aligned by id
+    rng = random.Random(1)
+    a = {f"q{i}": rng.random() < 0.6 for i in range(200)}
+    b = {f"q{i}": rng.random() < 0.5 for i in range(200)}
+    r1, r2 = paired_bootstrap(a, b, seed=3), paired_bootstrap(dict(reversed(a.items())), b, seed=3)
+    assert (r1.low, r1.high) == (r2.low, r2.high)
+    assert r1.low < r1.difference < r1.high
+    with pytest.raises(UserError, match="different questions"):
+        paired_bootstrap({"x": 1}, {"y": 1})
+    with pytest.raises(UserError):
+        paired_bootstrap([1, 0], [1])
