@@ -1,0 +1,123 @@
+"""Budget-forcing performance on the embedded model. Prints ratios against baselines measured in
+the same run (the machine is shared and noisy; absolute times mean little).
+
+1. Forcing overhead: T tokens with 3 forced "Wait"s vs plain T tokens, same engine and batch.
+2. Against the naive way (re-prompt the whole sequence after each "Wait" with a plain
+   `model.generate`, no cache reuse, as the paper's README example): 4 rounds of a 1,000-token
+   thinking.
+3. Batched throughput at batch 16: our decode loop vs transformers' own `model.generate`, both
+   also against llama.cpp's single-stream tokens/s on the same GGUF.
+
+Usage: .venv/bin/python bench/bench_generation.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from s1.generation.budget import Budget
+from s1.generation.engines import Request, load_engine
+
+QUESTION = "Explain step by step how to compute the sum of the first 100 positive integers."
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def exact(n: int, **kw) -> Budget:
+    """Exactly n thinking tokens: every earlier end becomes a "Wait" (min = max = n)."""
+    return Budget(max_thinking_tokens=n, min_thinking_tokens=n, max_answer_tokens=1,
+                  require_answer=False, loop_guard="off", **kw)
+
+
+# Prompts the embedded model answers at length (no attempt to end within T tokens) and prompts
+# it tries to close quickly (each early end becomes a forced "Wait" under min = max = T).
+LONG = "Write a long, detailed story about a dragon who learns to count. Story {i}:"
+SHORT = "What is {i} + {i}?"
+
+
+def forcing_overhead(hf, T: int, batch: int) -> float:
+    """Same engine, same batch, same T tokens per row: does forcing "Wait" cost throughput?"""
+    budget = exact(T)
+    rates, waits = {}, {}
+    for rep in range(2):
+        for name, template in (("plain", LONG), ("forced", SHORT)):
+            reqs = [Request(template.format(i=i), id=str(i)) for i in range(batch)]
+            trs, s = timed(lambda: hf.generate(reqs, budget))
+            rates[name] = max(rates.get(name, 0), sum(t.generated_tokens for t in trs) / s)
+            waits[name] = sum(t.waits for t in trs) / len(trs)
+    ratio = rates["forced"] / rates["plain"]
+    print(f"[1] forcing overhead, batch {batch}, {T} thinking tokens/row: plain {rates['plain']:.1f} tok/s "
+          f"({waits['plain']:.1f} Waits/row), forced {rates['forced']:.1f} tok/s ({waits['forced']:.1f} "
+          f"Waits/row) → ratio {ratio:.2f} (target ≥ 0.95)")
+    return ratio
+
+
+def naive_rounds(hf, thinking: int, rounds: int) -> float:
+    """The README's way: after each round, re-tokenize prompt+text+"Wait", generate from scratch."""
+    model, tok = hf.model, hf.tokenizer
+    prompt = hf.prepare(Request(QUESTION), exact(thinking))[0]
+
+    def naive():
+        text = prompt
+        per = thinking // rounds
+        for r in range(rounds):
+            ids = torch.tensor([tok.encode(text)])
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=per,
+                                 min_new_tokens=per, do_sample=False)
+            text += tok.decode(out[0, ids.shape[1]:]) + ("Wait" if r < rounds - 1 else "")
+        return text
+
+    def ours():
+        return hf.generate([Request(QUESTION)], exact(thinking))[0]
+
+    _, t_naive = timed(naive)
+    tr, t_ours = timed(ours)
+    print(f"[2] {rounds} rounds, {thinking}-token thinking, batch 1: naive re-prompting {t_naive:.1f} s, "
+          f"ours (KV cache kept, {tr.thinking_tokens} thinking tokens, {tr.waits} Waits) {t_ours:.1f} s "
+          f"→ {t_naive / t_ours:.2f}x faster (target ≥ 3x)")
+    return t_naive / t_ours
+
+
+def batched_throughput(hf, llama, T: int, batch: int) -> tuple[float, float]:
+    reqs = [Request(QUESTION + " " * 0 + f" (case {i})", id=str(i)) for i in range(batch)]
+    budget = exact(T)
+    trs, s_ours = timed(lambda: hf.generate(reqs, budget))
+    ours = sum(t.generated_tokens for t in trs) / s_ours
+    n_new = max(t.generated_tokens for t in trs)
+    tok = hf.tokenizer.tok
+    tok.padding_side = "left"
+    prompts = [hf.prepare(r, budget)[0] for r in reqs]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    _, s_hf = timed(lambda: hf.model.generate(**enc, max_new_tokens=n_new, min_new_tokens=n_new,
+                                               do_sample=False, pad_token_id=hf.pad_id))
+    theirs = batch * n_new / s_hf
+    tr, s_ll = timed(lambda: llama.generate([reqs[0]], budget)[0])
+    single = tr.generated_tokens / s_ll
+    print(f"[3] batch {batch}, {n_new} new tokens/row: ours {ours:.1f} tok/s, transformers generate "
+          f"{theirs:.1f} tok/s → ratio {ours / theirs:.2f} (target ≥ 1.0); llama.cpp single stream "
+          f"{single:.1f} tok/s → ours {ours / single:.2f}x, generate {theirs / single:.2f}x of it")
+    return ours / theirs, ours / single
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    args = ap.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    hf = load_engine(engine="transformers", batch_size=16)
+    llama = load_engine(engine="llama.cpp")
+    T = 64 if args.quick else 256
+    forcing_overhead(hf, T, 16)
+    naive_rounds(hf, 200 if args.quick else 1000, 4)
+    batched_throughput(hf, llama, T, 16)
+
+
+if __name__ == "__main__":
+    main()
