@@ -125,6 +125,197 @@ def generate(
         print(tr.answer)
 
 
+# --- evaluation ----------------------------------------------------------------------------
+
+METHOD_NAMES = ("budget", "conditional", "rejection", "majority", "best-of-n")
+
+
+def parse_list(text: str, what: str, words: tuple[str, ...] = ()) -> list:
+    """"64,128,auto" -> [64, 128, "auto"]; anything else in the list is one clear error."""
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if part.lower() in words:
+            out.append(None if part.lower() in ("none", "inf") else part.lower())
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            allowed = " or ".join(("integers",) + words)
+            raise UserError(f"{what}: {part!r} in {text!r} is not a number (give {allowed}, "
+                            "comma-separated)") from None
+    return out
+
+
+def method_from_flags(method: str, max_thinking: str, num_ignore: str, ignore_string: list[str],
+                      min_thinking: int, prompt: str | None, forcing: bool, tokens_per_step: int,
+                      samples: int, scorer: str, max_tries: int, temperature: float | None):
+    from s1.evaluation import methods as m
+
+    maxes = parse_list(max_thinking, "--max-thinking", ("auto", "none", "inf"))
+    t_sampled = 1.0 if temperature is None else temperature   # the paper samples at T=1
+    if method == "budget":
+        return m.BudgetForcing(maxes, parse_list(num_ignore, "--num-ignore"),
+                               ignore_string or ["Wait"], min_thinking)
+    if method == "conditional":
+        if not prompt:
+            raise UserError("--method conditional needs --prompt (e.g. tokens:64,tokens:128 or "
+                            "long,short)")
+        if len(maxes) != 1:
+            raise UserError("--method conditional takes one --max-thinking (the cap without a "
+                            "prompted bound)")
+        return m.ConditionalPrompting([p for p in prompt.split(",") if p.strip()], forcing,
+                                      tokens_per_step, maxes[0])
+    if method == "rejection":
+        return m.RejectionSampling(maxes, max_tries, t_sampled)
+    if len(maxes) != 1:
+        raise UserError(f"--method {method} takes one --max-thinking (the cap of every sample)")
+    if method == "majority":
+        return m.MajorityVoting(samples, t_sampled, maxes[0])
+    if method == "best-of-n":
+        return m.BestOfN(samples, scorer, t_sampled, maxes[0])
+    raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
+
+
+@app.command("eval")
+def eval_(
+    benchmark: str = typer.Option(..., help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    out: str = typer.Option(..., help="Directory of the runs (one sub-directory per run); re-run to resume."),
+    method: str = typer.Option("budget", help="budget, conditional, rejection, majority or best-of-n."),
+    model: str = typer.Option(None, help=MODEL_HELP),
+    server: str = typer.Option(None, help="Base URL of an OpenAI-compatible completions server."),
+    engine: str = typer.Option("auto", help="auto, transformers, llama.cpp or remote."),
+    format: str = typer.Option(None, "--format", help="Thinking format: s1 or think-tags (default: per model)."),
+    benchmark_file: str = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline)."),
+    question_field: str = typer.Option(None, help="Question field of a JSONL benchmark."),
+    answer_field: str = typer.Option(None, help="Answer field of a JSONL benchmark."),
+    answer_type: str = typer.Option(None, help="integer, math or choice (JSONL benchmarks)."),
+    limit: int = typer.Option(None, help="Only the first N questions."),
+    subset: str = typer.Option(None, help="Metadata filter, e.g. level=5 or subject=Algebra."),
+    protocol: str = typer.Option("s1", help="Prompt protocol: s1 (bare question) or boxed."),
+    max_thinking: str = typer.Option("auto", help="Thinking caps, comma-separated: e.g. 64,128,256,auto (rejection: thresholds)."),
+    num_ignore: str = typer.Option("0", help="Budget forcing: times to ignore the end of thinking, comma-separated, e.g. 0,1,2."),
+    ignore_string: list[str] = typer.Option(None, help="Budget forcing: string appended when an end is ignored; repeat for one run per string."),
+    min_thinking: int = typer.Option(0, help="Budget forcing: minimum thinking tokens."),
+    prompt: str = typer.Option(None, help="Conditional: prompts, comma-separated: tokens:N, steps:N, long, short."),
+    forcing: bool = typer.Option(False, "--forcing/--no-forcing", help="Conditional: also budget-force the prompted bound."),
+    tokens_per_step: int = typer.Option(100, help="Conditional steps:N with --forcing: token cap per step."),
+    samples: int = typer.Option(8, help="Majority / best-of-n: samples per question."),
+    scorer: str = typer.Option("oracle", help="Best-of-n: oracle, shortest or module:function(item, trace, grade)."),
+    max_tries: int = typer.Option(64, help="Rejection sampling: tries per question before giving up."),
+    temperature: float = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
+    top_p: float = typer.Option(1.0),
+    max_answer: int = typer.Option(512, help="Max answer tokens."),
+    seeds: int = typer.Option(1, help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
+    batch_size: int = typer.Option(16, help="Rows decoded together (transformers engine)."),
+    judge_url: str = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
+    judge_model: str = typer.Option(None, help="Model name of the judge (with --judge-url)."),
+    model_params: float = typer.Option(None, help="Parameter count for FLOPs when the engine cannot tell (remote)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Evaluate a test-time scaling method on a benchmark: one run per setting and seed."""
+    from pathlib import Path
+
+    from s1.evaluation.aggregate import write_summaries
+    from s1.evaluation.benchmarks import load_benchmark
+    from s1.evaluation.methods import expand
+    from s1.evaluation.prompts import PROTOCOLS
+    from s1.evaluation.runs import execute, make_runs
+    from s1.generation.budget import Budget
+    from s1.generation.engines import load_engine
+    from s1.generation.formats import resolve_format
+
+    # Everything the user typed is checked before a model loads or a directory appears.
+    if method not in METHOD_NAMES:
+        fail(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
+    if protocol not in PROTOCOLS:
+        fail(f"unknown prompt protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if seeds < 1:
+        fail("--seeds must be at least 1")
+    if batch_size < 1:
+        fail("--batch-size must be at least 1")
+    if (judge_url is None) != (judge_model is None):
+        fail("give both --judge-url and --judge-model, or neither")
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out} exists and is not a directory")
+    config = method_from_flags(method, max_thinking, num_ignore, ignore_string, min_thinking,
+                               prompt, forcing, tokens_per_step, samples, scorer, max_tries,
+                               temperature)
+    base = Budget(max_answer_tokens=max_answer, top_p=top_p,
+                  temperature=0.0 if temperature is None else temperature)
+    settings = expand([config], base)
+    bench = load_benchmark(benchmark, limit=limit, subset=subset, path=benchmark_file,
+                           question_field=question_field, answer_field=answer_field,
+                           answer_type=answer_type)
+    judge = None
+    if judge_url:
+        from s1.evaluation.judge import Judge
+        judge = Judge(judge_url, judge_model)
+    fmt = resolve_format(model, format, None, None) if format else None
+    eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size)
+    try:
+        runs = make_runs(out_dir, eng, model or "smollm2-135m", bench, settings, range(seeds),
+                         protocol=protocol, judge_model=judge_model, n_params=model_params,
+                         benchmark_args={"limit": limit, "subset": subset})
+        execute(runs, eng, judge=judge, progress=not quiet)
+    finally:
+        eng.close()
+    summaries = write_summaries(out_dir, [r.dir for r in runs])
+    for s in summaries:
+        if not s.get("questions"):
+            continue
+        print(f"{s['name']}: {100 * s['accuracy']:.1f}% [{100 * s['wilson_low']:.1f}, "
+              f"{100 * s['wilson_high']:.1f}] ({s['correct']}/{s['questions']}) · "
+              f"{s['thinking_per_question']:.0f} thinking tokens/question · "
+              f"{s['compute']['generated_tokens']} generated tokens")
+    print(f"records, manifests and summaries in {out_dir}; `s1 report {out_dir}` draws them")
+
+
+@app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="Run directory A."),
+    run_b: str = typer.Argument(..., help="Run directory B."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples (the paper: 10,000)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+):
+    """Accuracy of run A minus run B on their shared questions, with a paired bootstrap 95% CI."""
+    from s1.evaluation.aggregate import load_run, outcomes
+    from s1.evaluation.metrics import paired_bootstrap
+
+    if resamples < 1:
+        fail("--resamples must be at least 1")
+    a, b = load_run(run_a), load_run(run_b)
+    oa, ob = outcomes(a), outcomes(b)
+    shared = sorted(set(oa) & set(ob))
+    if not shared:
+        fail(f"{run_a} and {run_b} share no graded question")
+    res = paired_bootstrap({q: float(oa[q]["correct"]) for q in shared},
+                           {q: float(ob[q]["correct"]) for q in shared},
+                           n_resamples=resamples, seed=seed)
+    acc_a = sum(oa[q]["correct"] for q in shared) / len(shared)
+    acc_b = sum(ob[q]["correct"] for q in shared) / len(shared)
+    print(f"A {a.name}: {100 * acc_a:.1f}%   B {b.name}: {100 * acc_b:.1f}%   "
+          f"({len(shared)} shared questions; {len(oa) - len(shared)} only in A, "
+          f"{len(ob) - len(shared)} only in B)")
+    print(f"A − B = {100 * res.difference:+.1f} points, 95% paired bootstrap CI "
+          f"[{100 * res.low:+.1f}, {100 * res.high:+.1f}], p = {res.p_value:.3f} "
+          f"({res.resamples} resamples)")
+
+
+@app.command()
+def report(
+    dirs: list[str] = typer.Argument(..., help="Run directories or sweep directories (from s1 eval --out)."),
+    out: str = typer.Option(None, help="Where report.md, report.html and the PNGs go (default: the first DIR)."),
+):
+    """report.md + a standalone report.html + PNGs: scaling curves, Control/Scaling/Performance,
+    matched compute, per-question outcomes."""
+    from s1.evaluation.report import write_report
+
+    paths = write_report(dirs, out)
+    for p in paths:
+        print(p)
+
+
 # --- training ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,322 @@
+"""Metrics of runs and sweeps, computed from the records on disk (never from memory), so a
+resumed run and an uninterrupted one summarise identically.
+
+Per run: accuracy of the method's prediction with its Wilson interval, pass@k / maj@k / cov@k
+where there are k samples, thinking-token statistics, forcing events, compute (prompt and
+generated tokens, FLOPs). Per sweep (the runs of one method on one benchmark and model): one
+point per setting (seeds averaged, mean ± sd), and the paper's Control, Scaling (linear and
+log2, in percentage points) and Performance over those points.
+
+Thinking tokens on the x axis are per question: for parallel methods the sum over the samples a
+prediction used (majority at k pays for k thinkings), so sequential and parallel scaling sit on
+one axis. FLOPs, likewise per question, are what the matched-compute comparison plots.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from s1.errors import UserError
+from s1.evaluation.methods import Setting
+from s1.evaluation.metrics import (accuracy, control, mean_sd, pass_at_k, performance, scaling,
+                                   thinking_stats, wilson_interval)
+from s1.evaluation.runs import MANIFEST, RECORDS, read_records
+
+
+@dataclass
+class RunData:
+    dir: Path
+    manifest: dict
+    records: list[dict]
+    setting: Setting = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.setting = Setting.from_dict(self.manifest["config"]["setting"])
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.dir.name)
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+
+def load_run(path: str | Path) -> RunData:
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise UserError(f"{path} is not a run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path / MANIFEST} is unreadable ({e})") from None
+    return RunData(path, manifest, read_records(path / RECORDS))
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
+    """Every run under the given directories (a run directory itself, or a sweep of them)."""
+    runs = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise UserError(f"{p} is not a directory")
+        if (p / MANIFEST).is_file():
+            runs.append(load_run(p))
+            continue
+        found = sorted(m.parent for m in p.rglob(MANIFEST))
+        if not found:
+            raise UserError(f"{p} holds no runs (no */{MANIFEST}); run `s1 eval --out {p}` first")
+        runs.extend(load_run(d) for d in found)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# per question
+
+
+def _by_question(records: Sequence[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["sample"]):
+        out.setdefault(r["id"], []).append(r)
+    return out
+
+
+def outcomes(run: RunData, k: int | None = None) -> dict[str, dict]:
+    """Per question: the prediction from its first k samples, and what those samples cost."""
+    out = {}
+    for qid, samples in _by_question(run.records).items():
+        used = samples[:k] if k else samples
+        answer_type = used[0].get("answer_type", "math")
+        pred = run.setting.predict(used, answer_type)
+        flops = [s["compute"].get("flops") for s in used]
+        out[qid] = {
+            "correct": pred["correct"], "extracted": pred["extracted"], "gold": used[0]["gold"],
+            "thinking_tokens": sum(s["thinking_tokens"] for s in used),
+            "prompt_tokens": sum(s["compute"]["prompt_tokens"] for s in used),
+            "generated_tokens": sum(s["compute"]["generated_tokens"] for s in used),
+            "flops": sum(flops) if all(f is not None for f in flops) else None,
+            "samples": len(used),
+        }
+    return out
+
+
+def _ks(n: int) -> list[int]:
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return ks + [n]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def summarize_run(run: RunData) -> dict:
+    """Everything the report and `s1 compare` need about one run."""
+    s = run.setting
+    questions = _by_question(run.records)
+    expected = run.config["benchmark"]["questions"]
+    if not questions:
+        return {"name": run.name, "questions": 0, "expected_questions": expected,
+                "complete": False}
+    outs = outcomes(run)
+    acc = accuracy([o["correct"] for o in outs.values()])
+    thinking = [r["thinking_tokens"] for r in run.records]
+    per_q = list(outs.values())
+    flops = [o["flops"] for o in per_q]
+    summary = {
+        "name": run.name, "method": s.method, "label": s.label, "setting": s.name,
+        "params": s.params, "seed": run.seed,
+        "benchmark": run.config["benchmark"]["name"], "model": run.config["model"],
+        "engine": run.config["engine"],
+        "questions": len(outs), "expected_questions": expected,
+        "complete": len(outs) == expected and all(len(v) == s.samples for v in questions.values()),
+        "samples_per_question": s.samples,
+        "accuracy": acc.value, "wilson_low": acc.low, "wilson_high": acc.high,
+        "correct": acc.correct,
+        "a_max": s.a_max,
+        "thinking": thinking_stats(thinking),
+        "thinking_per_question": _mean([o["thinking_tokens"] for o in per_q]),
+        "answer_tokens_mean": _mean([r["answer_tokens"] for r in run.records]),
+        "waits_mean": _mean([r["waits"] for r in run.records]),
+        "forced_end_share": _mean([r["thinking_finish"] == "max" for r in run.records]),
+        "no_answer": sum(r["extracted"] is None for r in run.records),
+        "control_per_sample": (control(thinking, s.a_max) if s.a_max is not None else None),
+        "compute": {
+            "prompt_tokens": sum(o["prompt_tokens"] for o in per_q),
+            "generated_tokens": sum(o["generated_tokens"] for o in per_q),
+            "flops": sum(flops) if all(f is not None for f in flops) else None,
+            "flops_per_question": _mean(flops) if all(f is not None for f in flops) else None,
+            "tokens_per_question": _mean([o["prompt_tokens"] + o["generated_tokens"]
+                                          for o in per_q]),
+        },
+        "per_question": {q: o["correct"] for q, o in outs.items()},
+    }
+    if s.accept_max is not None:
+        summary["tries_mean"] = _mean([r["tries"] for r in run.records])
+        summary["rejection_failed"] = sum(not r.get("accepted", True) for r in run.records)
+    if s.samples > 1:
+        full = {q: v for q, v in questions.items() if len(v) == s.samples}
+        at_k: dict[str, dict] = {}
+        for k in _ks(s.samples):
+            if not full:
+                break
+            ok = {q: outcomes_k for q, outcomes_k in outcomes(run, k).items() if q in full}
+            at_k[str(k)] = {
+                "pass": _mean([pass_at_k(len(v), sum(bool(x["correct"]) for x in v), k)
+                               for v in full.values()]),
+                "cov": _mean([any(x["correct"] for x in v[:k]) for v in full.values()]),
+                "prediction": _mean([o["correct"] for o in ok.values()]),
+                "thinking_per_question": _mean([o["thinking_tokens"] for o in ok.values()]),
+                "flops_per_question": (_mean([o["flops"] for o in ok.values()])
+                                       if all(o["flops"] is not None for o in ok.values())
+                                       else None),
+                "tokens_per_question": _mean([o["prompt_tokens"] + o["generated_tokens"]
+                                              for o in ok.values()]),
+                "correct": sum(o["correct"] for o in ok.values()), "total": len(ok),
+            }
+        summary["at_k"] = at_k
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# sweeps
+
+
+@dataclass
+class Point:
+    """One point of a scaling curve: a setting (seeds pooled), or majority/best-of at k."""
+
+    name: str
+    thinking: float                    # mean thinking tokens per question
+    accuracy: float                    # mean over seeds
+    sd: float                          # over seeds (nan for one seed)
+    low: float                         # Wilson 95% on the pooled questions × seeds
+    high: float
+    correct: int
+    total: int
+    seeds: int
+    a_max: int | None
+    flops: float | None                # per question
+    tokens: float | None               # prompt + generated per question
+
+    def to_dict(self) -> dict:
+        # JSON has no NaN: the sd of a single seed is written as null.
+        return {k: (None if isinstance(v, float) and v != v else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Curve:
+    benchmark: str
+    model: str
+    label: str
+    points: list[Point]
+    control: float | None
+    scaling: float | None
+    scaling_log2: float | None
+    performance: float
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["points"] = [p.to_dict() for p in self.points]
+        return d
+
+
+def _points(runs: list[tuple[RunData, dict]]) -> list[Point]:
+    """Seeds of one setting pooled into points (at several k for parallel methods)."""
+    by_setting: dict[str, list[tuple[RunData, dict]]] = {}
+    for run, summ in runs:
+        by_setting.setdefault(run.setting.name, []).append((run, summ))
+    points = []
+    for name, group in by_setting.items():
+        setting = group[0][0].setting
+        views = []   # (label, a_max, [(acc, correct, total, thinking, flops, tokens) per seed])
+        if setting.samples > 1 and all(s.get("at_k") for _, s in group):
+            for k in group[0][1]["at_k"]:
+                rows = []
+                for _, s in group:
+                    a = s["at_k"].get(k)
+                    if a is None:
+                        break
+                    rows.append((a["prediction"], a["correct"], a["total"],
+                                 a["thinking_per_question"], a["flops_per_question"],
+                                 a["tokens_per_question"]))
+                else:
+                    views.append((f"{name}@{k}", None, rows))
+        else:
+            rows = [(s["accuracy"], s["correct"], s["questions"], s["thinking_per_question"],
+                     s["compute"]["flops_per_question"], s["compute"]["tokens_per_question"])
+                    for _, s in group]
+            views.append((name, setting.a_max, rows))
+        for label, a_max, rows in views:
+            acc_mean, acc_sd = mean_sd([r[0] for r in rows])
+            correct, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
+            low, high = wilson_interval(correct, total)
+            flops = [r[4] for r in rows]
+            points.append(Point(label, statistics.fmean(r[3] for r in rows), acc_mean, acc_sd,
+                                low, high, correct, total, len(rows), a_max,
+                                statistics.fmean(flops) if all(f is not None for f in flops)
+                                else None, statistics.fmean(r[5] for r in rows)))
+    return sorted(points, key=lambda p: (p.thinking, p.name))
+
+
+def curves(runs: Sequence[RunData]) -> list[Curve]:
+    """One curve per (benchmark, model, method label), with Control / Scaling / Performance.
+
+    Control is the paper's: the share of points whose mean thinking stays within the bound the
+    setting asked for (points without a bound, e.g. "auto", are left out; no bound at all gives
+    None). Scaling is the mean pairwise slope in percentage points per token (linear) and per
+    doubling of thinking tokens (log2, the paper's figures). Performance is the best accuracy.
+    """
+    groups: dict[tuple, list[tuple[RunData, dict]]] = {}
+    for run in runs:
+        summ = summarize_run(run)
+        if not summ.get("questions"):
+            continue
+        key = (summ["benchmark"], summ["model"], summ["label"])
+        groups.setdefault(key, []).append((run, summ))
+    out = []
+    for (bench, model, label), group in sorted(groups.items()):
+        pts = _points(group)
+        bounded = [p for p in pts if p.a_max is not None]
+        ctrl = control([p.thinking for p in bounded], [p.a_max for p in bounded]) if bounded else None
+        xs, ys = [p.thinking for p in pts], [100 * p.accuracy for p in pts]
+        distinct = len(set(xs)) > 1
+        lin = scaling(xs, ys) if distinct else None
+        log2 = scaling(xs, ys, log2=True) if distinct and all(x > 0 for x in xs) else None
+        out.append(Curve(bench, model, label, pts, ctrl, lin, log2, 100 * performance(
+            [p.accuracy for p in pts])))
+    return out
+
+
+def sweep_summary(runs: Sequence[RunData]) -> dict:
+    """What `sweep.json` holds: each run's headline numbers and each curve's metrics."""
+    return {"runs": [{k: v for k, v in summarize_run(r).items() if k != "per_question"}
+                     for r in runs],
+            "curves": [c.to_dict() for c in curves(runs)]}
+
+
+def write_summaries(out: str | Path, run_dirs: Sequence[str | Path]) -> list[dict]:
+    """summary.json in each run directory and sweep.json over them, each written atomically;
+    returns the run summaries."""
+    from s1.evaluation.runs import SUMMARY, SWEEP, write_json_atomic
+
+    runs = [load_run(d) for d in run_dirs]
+    summaries = []
+    for run in runs:
+        summ = summarize_run(run)
+        write_json_atomic(run.dir / SUMMARY, summ)
+        summaries.append(summ)
+    # The sweep covers every run under `out`, also those of earlier commands (another method
+    # on the same questions), so one directory holds one comparable picture.
+    write_json_atomic(Path(out) / SWEEP, sweep_summary(find_runs([out])))
+    return summaries

@@ -1,0 +1,286 @@
+"""`s1 report`: Markdown, a standalone HTML page (plots embedded as base64) and PNGs from runs.
+
+Sections: the runs; per benchmark the scaling curve (accuracy vs thinking tokens per question,
+log2 axis, Wilson 95% bars, one line per method), the Control / Scaling / Performance table,
+the matched-compute plot (accuracy vs FLOPs per question, sequential vs parallel methods);
+per-question outcomes. Everything is computed from the records on disk.
+
+The page is built once as a list of blocks and rendered twice (Markdown, HTML), so the two never
+disagree. Files are written into a temporary directory and renamed into place, so a failure
+leaves no half-written report. Only question ids, gold answers and extracted answers appear:
+never a question (GPQA must stay out of anything that could be published).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from s1.errors import UserError
+from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes, summarize_run
+
+PARALLEL = ("majority", "best-of-n")
+MAX_QUESTION_ROWS = 200
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def _num(x: float | None, fmt: str = "{:.1f}") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower() or "x"
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for c in cs:
+        pts = [p for p in c.points if p.thinking > 0]
+        if not pts:
+            continue
+        ys = [100 * p.accuracy for p in pts]
+        # Clamped: at 0% or 100% the interval's edge can sit a rounding error past the point.
+        err = [[max(0.0, 100 * (p.accuracy - p.low)) for p in pts],
+               [max(0.0, 100 * (p.high - p.accuracy)) for p in pts]]
+        label = f"{c.label} · {c.model}" if multi_model else c.label
+        ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("average thinking tokens per question (log2)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{bench}: test-time scaling (bars: Wilson 95%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
+                  multi_model: bool) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for c in cs:
+        pts = [p for p in c.points if (p.flops if use_flops else p.tokens)]
+        if not pts:
+            continue
+        parallel = c.label.startswith(("majority", "best-of"))
+        label = (f"{c.label} ({'parallel' if parallel else 'sequential'})"
+                 + (f" · {c.model}" if multi_model else ""))
+        ax.plot([p.flops if use_flops else p.tokens for p in pts],
+                [100 * p.accuracy for p in pts], marker="s" if parallel else "o",
+                linestyle="--" if parallel else "-", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("estimated FLOPs per question" if use_flops else "tokens per question")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{bench}: accuracy at matched compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the page as blocks
+
+
+def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list[str]]:
+    blocks: list[tuple] = [("h1", "s1 evaluation report")]
+    pngs: list[str] = []
+    summaries = [summarize_run(r) for r in runs]
+
+    blocks.append(("h2", "Runs"))
+    rows = []
+    for s in summaries:
+        if not s.get("questions"):
+            rows.append([s["name"], "–", "–", "–", "–", "0", "–", "–", "–", "–", "–", "no records"])
+            continue
+        c = s["compute"]
+        rows.append([s["name"], s["benchmark"], s["model"], s["engine"], str(s["seed"]),
+                     f"{s['questions']}×{s['samples_per_question']}",
+                     f"{_pct(s['accuracy'])} [{_pct(s['wilson_low'])}, {_pct(s['wilson_high'])}]",
+                     _num(s["thinking_per_question"], "{:.0f}"),
+                     _num(s["waits_mean"], "{:.2f}"), _pct(s["forced_end_share"], 0),
+                     _num(c["flops"], "{:.3g}") if c["flops"] else str(c["generated_tokens"]),
+                     "yes" if s["complete"] else
+                     f"no ({s['questions']}/{s['expected_questions']})"])
+    blocks.append(("table", ["run", "benchmark", "model", "engine", "seed", "questions×samples",
+                             "accuracy % [Wilson 95%]", "thinking tok/q", "Waits/sample",
+                             "forced end %", "FLOPs total (or tokens)", "complete"], rows))
+    multi = [s for s in summaries if s.get("at_k")]
+    if multi:
+        blocks.append(("h3", "Several samples per question"))
+        rows = [[s["name"], k, _pct(a["pass"]), _pct(a["cov"]), _pct(a["prediction"]),
+                 _num(a["thinking_per_question"], "{:.0f}")]
+                for s in multi for k, a in s["at_k"].items()]
+        blocks.append(("table", ["run", "k", "pass@k %", "cov@k %", "maj@k / best-of-k %",
+                                 "thinking tok/q"], rows))
+
+    benches = sorted({c.benchmark for c in cs})
+    for bench in benches:
+        bc = [c for c in cs if c.benchmark == bench]
+        multi_model = len({c.model for c in bc}) > 1
+        blocks.append(("h2", f"{bench}"))
+        name = f"scaling-{_slug(bench)}.png"
+        _plot_scaling(tmp / name, bench, bc, multi_model)
+        pngs.append(name)
+        blocks.append(("img", name, f"{bench} scaling curve"))
+        blocks.append(("h3", "Control, Scaling, Performance (paper §3.2)"))
+        blocks.append(("table", ["method", "model", "points", "Control %",
+                                 "Scaling (pp per doubling)", "Scaling (pp per 1k tokens)",
+                                 "Performance %"],
+                       [[c.label, c.model, str(len(c.points)), _pct(c.control, 0),
+                         _num(c.scaling_log2, "{:.2f}"),
+                         _num(None if c.scaling is None else 1000 * c.scaling, "{:.2f}"),
+                         _num(c.performance)] for c in bc]))
+        blocks.append(("p", "Control: share of points whose mean thinking tokens stay within the "
+                            "bound they asked for (points without a bound are left out). Scaling: "
+                            "mean slope over all pairs of points. Performance: best accuracy."))
+        blocks.append(("table", ["method", "point", "thinking tok/q", "accuracy % (mean ± sd "
+                                 "over seeds)", "Wilson 95%", "bound", "FLOPs/q"],
+                       [[c.label, p.name, f"{p.thinking:.0f}",
+                         f"{_pct(p.accuracy)}" + (f" ± {_pct(p.sd)}" if p.seeds > 1 else ""),
+                         f"[{_pct(p.low)}, {_pct(p.high)}]",
+                         "–" if p.a_max is None else str(p.a_max), _num(p.flops, "{:.3g}")]
+                        for c in bc for p in c.points]))
+        use_flops = all(p.flops for c in bc for p in c.points)
+        name = f"compute-{_slug(bench)}.png"
+        _plot_compute(tmp / name, bench, bc, use_flops, multi_model)
+        pngs.append(name)
+        blocks.append(("h3", "Matched compute: sequential vs parallel"))
+        blocks.append(("img", name, f"{bench} accuracy against compute"))
+        if not use_flops:
+            blocks.append(("p", "FLOPs are unknown for some runs (give --model-params to s1 eval), "
+                                "so compute is counted in tokens."))
+
+        blocks.append(("h3", "Per-question outcomes"))
+        bruns = [r for r in runs if r.config["benchmark"]["name"] == bench and r.records]
+        outs = {r.name: outcomes(r) for r in bruns}
+        ids: list[str] = []
+        for r in bruns:
+            for rec in r.records:
+                if rec["id"] not in ids:
+                    ids.append(rec["id"])
+        gold = {rec["id"]: rec["gold"] for r in bruns for rec in r.records}
+        rows = []
+        for q in ids[:MAX_QUESTION_ROWS]:
+            row = [q, str(gold[q])]
+            for r in bruns:
+                o = outs[r.name].get(q)
+                row.append("·" if o is None else
+                           ("✓ " if o["correct"] else "✗ ") + _short(o["extracted"]))
+            rows.append(row)
+        blocks.append(("table", ["question", "gold"] + [r.name for r in bruns], rows))
+        if len(ids) > MAX_QUESTION_ROWS:
+            blocks.append(("p", f"First {MAX_QUESTION_ROWS} of {len(ids)} questions; every "
+                                "record is in the runs' records.jsonl."))
+    return blocks, pngs
+
+
+def _short(extracted: str | None, width: int = 24) -> str:
+    if extracted is None:
+        return "(none)"
+    text = " ".join(str(extracted).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list) -> str:
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + b[1])
+        elif kind == "p":
+            out.append(b[1])
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif kind == "table":
+            header, rows = b[1], b[2]
+            lines = ["| " + " | ".join(map(_md_cell, header)) + " |",
+                     "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+        "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+        "th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}"
+        "img{max-width:100%}p{color:#555;font-size:14px}")
+
+
+def render_html(blocks: list, images: dict[str, bytes]) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>s1 evaluation report"
+             f"</title><style>{_CSS}</style></head><body>"]
+    esc = html.escape
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"<{kind}>{esc(b[1])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(b[1])}</p>")
+        elif kind == "img":
+            data = base64.b64encode(images[b[1]]).decode("ascii")
+            parts.append(f"<img alt='{esc(b[2])}' src='data:image/png;base64,{data}'>")
+        elif kind == "table":
+            head = "".join(f"<th>{esc(str(h))}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>"
+                           for r in b[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(dirs: Sequence[str], out: str | None = None) -> list[Path]:
+    """Write report.md, report.html and the PNGs; returns their paths."""
+    if not dirs:
+        raise UserError("give at least one run or sweep directory")
+    runs = find_runs(dirs)
+    if not any(r.records for r in runs):
+        raise UserError(f"the runs under {', '.join(dirs)} hold no records yet")
+    out_dir = Path(out) if out else Path(dirs[0])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cs = curves(runs)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
+    try:
+        blocks, pngs = _blocks(runs, cs, tmp)
+        (tmp / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        images = {name: (tmp / name).read_bytes() for name in pngs}
+        (tmp / "report.html").write_text(render_html(blocks, images), encoding="utf-8")
+        written = []
+        for name in pngs + ["report.md", "report.html"]:
+            os.replace(tmp / name, out_dir / name)
+            written.append(out_dir / name)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,411 @@
+"""Runs: (model, engine, benchmark, method setting, seed) → a directory of per-question records.
+
+    DIR/<run-name>/manifest.json   what to reproduce it: config, versions, git revision, command
+    DIR/<run-name>/records.jsonl   one line per question × sample, appended and fsynced as it ends
+    DIR/<run-name>/summary.json    accuracy, intervals, tokens, compute (written at the end)
+
+Re-running the same command resumes: records already on disk (by key) are not generated again,
+a torn last line left by a kill is dropped, and a changed configuration for an existing run
+directory is refused rather than mixed. Every pending generation of every run of a sweep goes
+to the engine in one call, so the transformers engine keeps its batch full across budgets.
+
+GPQA's questions stay out of the records: a record holds the question id, the gold answer and
+the model's output; the prompt (which contains the question) is replaced by its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from s1.errors import UserError
+from s1.evaluation.benchmarks import Benchmark, Item
+from s1.evaluation.grading import Grade, grade
+from s1.evaluation.methods import Setting, load_scorer
+from s1.evaluation.metrics import estimate_flops
+from s1.evaluation.prompts import format_prompt
+from s1.generation.engines.base import Engine, Request
+from s1.generation.trace import Trace
+
+RECORDS, MANIFEST, SUMMARY = "records.jsonl", "manifest.json", "summary.json"
+SWEEP = "sweep.json"
+VERSIONED = ("s1", "torch", "transformers", "llama_cpp_python", "math-verify", "numpy")
+
+
+# ---------------------------------------------------------------------------------------------
+# small file helpers
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write through a temporary file and rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict]:
+    """Records of a run in file order. A torn last line (a kill mid-write) is dropped, and cut
+    off the file when `repair`; a bad line elsewhere is an error naming its line number."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):   # the last write never finished its newline
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        data = data[:end]
+    records = []
+    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not a valid record ({e.msg}); the run directory is "
+                            "damaged: move it away and run again") from None
+        if not isinstance(rec, dict) or "key" not in rec:
+            raise UserError(f"{path}:{n}: not a run record (no 'key'); move it away and run again")
+        records.append(rec)
+    return records
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (with "-dirty" when it has local changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def model_shape(engine: Engine) -> dict | None:
+    """Parameters, layers and width of the engine's model, for FLOPs; None when unknown."""
+    model = getattr(engine, "model", None)
+    if model is not None and hasattr(model, "num_parameters"):
+        cfg = model.config
+        return {"n_params": int(model.num_parameters()),
+                "n_layers": getattr(cfg, "num_hidden_layers", None),
+                "d_model": getattr(cfg, "hidden_size", None)}
+    llm = getattr(engine, "llm", None)
+    if llm is not None:
+        import llama_cpp
+
+        meta = llm.metadata
+        arch = meta.get("general.architecture", "llama")
+        layers, width = meta.get(f"{arch}.block_count"), meta.get(f"{arch}.embedding_length")
+        return {"n_params": int(llama_cpp.llama_model_n_params(llm.model)),
+                "n_layers": int(layers) if layers else None,
+                "d_model": int(width) if width else None}
+    return None
+
+
+def _sha(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_gpqa(bench_name: str, item: Item | None = None) -> bool:
+    return "gpqa" in bench_name.lower() or (item is not None and item.id.startswith("gpqa"))
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+
+
+@dataclass
+class Run:
+    """One (setting, seed) of a sweep on one benchmark, backed by its directory."""
+
+    dir: Path
+    setting: Setting
+    seed: int
+    bench: Benchmark
+    config: dict
+    manifest: dict
+    done: dict[str, dict] = field(default_factory=dict)   # key -> record
+    _file: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    def key(self, item: Item, sample: int) -> str:
+        return f"{item.id}#{sample}"
+
+    def check(self) -> None:
+        """Refuse a directory that holds a different run (before anything is written)."""
+        path = self.dir / MANIFEST
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                raise UserError(f"{path} is unreadable; move the run directory away") from None
+            if old.get("config") != self.config:
+                diff = sorted(k for k in set(old.get("config", {})) | set(self.config)
+                              if old.get("config", {}).get(k) != self.config.get(k))
+                raise UserError(f"{self.dir} holds a run with a different configuration "
+                                f"({', '.join(diff)} differ); use another --out directory or "
+                                f"delete it")
+            self.manifest["created"] = old.get("created", self.manifest["created"])
+            self.manifest["resumed"] = old.get("resumed", 0) + 1
+
+    def open(self) -> None:
+        """Load the finished records (cutting a torn last line) and write the manifest."""
+        path = self.dir / MANIFEST
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for rec in read_records(self.dir / RECORDS, repair=True):
+            self.done.setdefault(rec["key"], rec)   # a duplicate never counts twice
+        write_json_atomic(path, self.manifest)
+
+    def pending(self) -> list[tuple[Item, int]]:
+        return [(item, s) for item in self.bench for s in range(self.setting.samples)
+                if self.key(item, s) not in self.done]
+
+    def append(self, record: dict) -> None:
+        if self._file is None:
+            self._file = open(self.dir / RECORDS, "a", encoding="utf-8")
+        # One write per line, then fsync: a kill can tear at most the line being written.
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done[record["key"]] = record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def records(self) -> list[dict]:
+        """Finished records in benchmark order (question, then sample): completion order on
+        disk depends on the batch, the results must not."""
+        order = {self.key(item, s): i for i, item in enumerate(self.bench)
+                 for s in range(self.setting.samples)}
+        return sorted(self.done.values(), key=lambda r: order.get(r["key"], len(order)))
+
+
+# ---------------------------------------------------------------------------------------------
+# building the runs of a sweep
+
+
+def run_name(bench: Benchmark, setting: Setting, seed: int) -> str:
+    return f"{bench.name}-{setting.name}-s{seed}"
+
+
+def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
+              settings: Sequence[Setting], seeds: Sequence[int], protocol: str = "s1",
+              judge_model: str | None = None, n_params: float | None = None,
+              command: Sequence[str] | None = None, benchmark_args: dict | None = None) -> list[Run]:
+    """The runs of a sweep, their directories checked (nothing is generated yet)."""
+    shape = model_shape(engine)
+    if n_params:
+        shape = {**(shape or {}), "n_params": float(n_params)}
+        shape.setdefault("n_layers", None)
+        shape.setdefault("d_model", None)
+    ids = "\n".join(item.id for item in bench)
+    common = {
+        "model": model_label, "engine": engine.name,
+        "format": engine.fmt.to_dict(),
+        "benchmark": {"name": bench.name, "questions": len(bench),
+                      "ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
+                      **(benchmark_args or {})},
+        "protocol": protocol, "judge": judge_model,
+    }
+    versions, rev = package_versions(), git_revision()
+    runs = []
+    for setting in settings:
+        for seed in seeds:
+            config = {**common, "setting": setting.to_dict(), "seed": seed}
+            config["setting"]["budget"]["seed"] = seed
+            manifest = {
+                "name": run_name(bench, setting, seed), "config": config,
+                "model_shape": shape, "versions": versions, "git_revision": rev,
+                "command": list(command) if command is not None else sys.argv,
+                "benchmark_source": bench.source, "python": sys.version.split()[0],
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            run = Run(out / run_name(bench, setting, seed), setting, seed, bench, config,
+                      manifest)
+            runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# generation, grading, recording
+
+
+@dataclass
+class _Job:
+    run: Run
+    item: Item
+    sample: int
+    tries: int = 1
+    prompt_tokens: int = 0        # summed over tries: every try is compute spent
+    generated_tokens: int = 0
+    flops: float = 0.0
+
+    def request(self) -> Request:
+        s = self.run.setting
+        # Distinct, reproducible seeds per (run seed, sample, try); greedy ignores them.
+        seed = self.run.seed * 1_000_003 + self.sample * 10_007 + (self.tries - 1)
+        return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
+                       seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}")
+
+    def budget(self):
+        return self.run.setting.budget.with_(seed=self.run.seed)
+
+
+def _sampling_key(budget) -> tuple:
+    return (budget.temperature, budget.top_p)
+
+
+def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace], None]) -> None:
+    """Hand the jobs to the engine in as few calls as its API allows.
+
+    Engine.generate takes one Budget per call. The transformers engine batches, so budgets are
+    mixed inside one call (a sweep shares the batch): each request's Forcer is built from its
+    own Budget by wrapping the engine's `prepare` for the duration of the call. Sampling
+    parameters are per call in that engine, so calls are split by (temperature, top_p). Other
+    engines get one call per Budget.
+    """
+    if not jobs:
+        return
+    groups: dict[tuple, list[_Job]] = {}
+    share = engine.name == "transformers"
+    for job in jobs:
+        b = job.budget()
+        groups.setdefault(_sampling_key(b) if share else (b,), []).append(job)
+    for group in groups.values():
+        requests = [j.request() for j in group]
+        by_request = {id(r): j.budget() for r, j in zip(requests, group)}
+        base = group[0].budget()
+
+        def callback(index: int, trace: Trace, group=group) -> None:
+            on_trace(group[index], trace)
+
+        if share and len(set(by_request.values())) > 1:
+            original = engine.prepare
+
+            def prepare(request, budget, by_request=by_request, original=original):
+                return original(request, by_request.get(id(request), budget))
+
+            engine.prepare = prepare        # instance attribute: shadows the method
+            try:
+                engine.generate(requests, base, on_trace=callback)
+            finally:
+                del engine.prepare
+        else:
+            engine.generate(requests, base, on_trace=callback)
+
+
+def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> dict:
+    tr = trace.to_dict()
+    if gpqa:
+        tr["prompt"] = _sha(tr["prompt"])
+    rec = {
+        "key": job.run.key(job.item, job.sample), "id": job.item.id, "sample": job.sample,
+        "seed": job.run.seed, "request_seed": job.request().seed,
+        "gold": job.item.answer, "answer_type": job.item.answer_type, "extracted": result.extracted, "correct": result.correct,
+        "reason": result.reason,
+        "thinking_tokens": trace.thinking_tokens, "answer_tokens": trace.answer_tokens,
+        "waits": trace.waits, "thinking_finish": trace.thinking_finish,
+        "finish_reason": trace.finish_reason,
+        "events": [e.to_dict() for e in trace.events],
+        "tries": job.tries,
+        "compute": {"prompt_tokens": job.prompt_tokens, "generated_tokens": job.generated_tokens,
+                    "flops": job.flops or None},
+        "wall_s": round(trace.wall_s, 3),
+        "trace": tr,
+    }
+    if job.run.setting.accept_max is not None:
+        rec["accepted"] = trace.thinking_tokens <= job.run.setting.accept_max
+    if score is not None:
+        rec["score"] = score
+    return rec
+
+
+def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: float = 5.0,
+            progress: bool = True) -> None:
+    """Generate, grade and record every pending sample of every run, all submitted together.
+
+    Each trace is graded on its answer segment (`trace.answer`: the text after the end of
+    thinking, forced "Final Answer:" included) as soon as it finishes, and its record is on
+    disk before the next one is handled.
+    """
+    from tqdm import tqdm
+
+    for run in runs:        # every run checked before any is touched
+        run.check()
+    for run in runs:
+        run.open()
+    jobs = [_Job(run, item, s) for run in runs for item, s in run.pending()]
+    scorers = {r.setting.scorer: load_scorer(r.setting.scorer) for r in runs if r.setting.scorer}
+    shape = {id(r): r.manifest.get("model_shape") for r in runs}
+    done_before = sum(len(r.done) for r in runs)
+    total = sum(len(r.bench) * r.setting.samples for r in runs)
+    bar = tqdm(total=total, initial=done_before, unit="gen", dynamic_ncols=True,
+               disable=not progress, desc="eval", file=sys.stderr)
+    started, tokens = time.perf_counter(), 0
+
+    def on_trace(job: _Job, trace: Trace) -> None:
+        nonlocal tokens
+        job.prompt_tokens += trace.prompt_tokens
+        job.generated_tokens += trace.generated_tokens
+        s = shape[id(job.run)]
+        if s and s.get("n_params"):
+            job.flops += estimate_flops(s["n_params"], trace.prompt_tokens,
+                                        trace.generated_tokens, s.get("n_layers"),
+                                        s.get("d_model"))
+        tokens += trace.generated_tokens
+        bar.set_postfix_str(f"{tokens / max(1e-9, time.perf_counter() - started):.1f} tok/s",
+                            refresh=False)
+        setting = job.run.setting
+        if not setting.accepts(trace.thinking_tokens, job.tries):
+            job.tries += 1
+            retries.append(job)
+            return
+        result = grade(trace.answer, job.item, judge=judge, timeout=grading_timeout)
+        score = (float(scorers[setting.scorer](job.item, trace, result))
+                 if setting.scorer else None)
+        job.run.append(_record(job, trace, result, score, is_gpqa(job.run.bench.name, job.item)))
+        bar.update(1)
+
+    try:
+        while jobs:
+            retries: list[_Job] = []
+            _generate(engine, jobs, on_trace)
+            jobs = retries     # rejection sampling: the rejected go round again
+    finally:
+        bar.close()
+        for run in runs:
+            run.close()
