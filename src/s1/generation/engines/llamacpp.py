@@ -35,19 +35,34 @@ def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, 
                  seed=seed, verbose=False)
 
 
+def load_vocab(gguf_path: str):
+    """Only the tokenizer of a GGUF (no weights): what a remote llama.cpp server of it uses."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise UserError("llama.cpp support is not installed: pip install 'llama-cpp-python[server]'"
+                        " (scripts/setup.sh does it)") from None
+    if not os.path.isfile(gguf_path):
+        raise UserError(f"GGUF file not found: {gguf_path}")
+    return Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+
+
 class LlamaTokenizer:
     """llama.cpp's own tokenizer and the GGUF's chat template."""
 
     def __init__(self, llm):
+        import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llm = llm
         meta = llm.metadata
-        eos = {llm.token_eos()}
-        eot = llm._model.token_eot()
-        if eot >= 0:
-            eos.add(eot)
-        self.eos_ids = sorted(eos)
+        # Every end-of-generation token: llama.cpp (and so its server) stops on all of them.
+        vocab = llm._model.vocab
+        self.eos_ids = sorted({llm.token_eos(), *(i for i in range(llm.n_vocab())
+                                                  if llama_cpp.llama_vocab_is_eog(vocab, i))} - {-1})
+        arch = meta.get("general.architecture", "")
+        ctx = meta.get(f"{arch}.context_length")
+        self.context_length = int(ctx) if ctx else None   # trained context, a hint for servers
         template = meta.get("tokenizer.chat_template")
         if not template:
             raise UserError("this GGUF has no chat template; give --model a GGUF with one")
