@@ -173,6 +173,11 @@ def _coerce(value, hint, key: str):
     for t in options:
         if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if t is float and isinstance(value, str):
+            try:  # YAML 1.1 reads `3e-4` (no dot) as a string
+                return float(value)
+            except ValueError:
+                pass
         if t is bool and isinstance(value, bool):
             return value
         if t is int and isinstance(value, int) and not isinstance(value, bool):

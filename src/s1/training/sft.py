@@ -222,7 +222,9 @@ def train(recipe: Recipe, resume: bool = True) -> TrainResult:
                   "resumed_from": checkpoint, "first_loss": result.first_loss,
                   "last_loss": result.last_loss, "eval_loss_before": before,
                   "eval_loss_after": after, "train_seconds": seconds,
-                  "world_size": world_size(), "versions": _versions()}
+                  "world_size": world_size(),
+                  "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+                  "versions": _versions()}
         (out / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return result
 

@@ -1,0 +1,161 @@
+"""Training throughput and memory of the embedded model on this CPU.
+
+Prints
+  - the fp32 matrix-multiply peak of this machine, measured in this run (before and after the
+    training loop, best of both: the machine is shared, so the peak is the conservative one);
+  - training tokens/s of full optimizer steps (forward, backward, AdamW) on s1-formatted MATH
+    examples at a fixed length, and the model FLOPs utilisation against that peak (target 30%);
+  - the peak RSS of a complete `s1 train --recipe cpu-smoke` run against the 8 GiB budget,
+    with its training-set loss before and after.
+
+Model FLOPs per token follow the usual 6 * N convention (N counts every weight a token is
+multiplied by, the tied lm_head included, the embedding lookup not) plus causal attention:
+6 * layers * hidden * L (half of PaLM's 12 * layers * hidden * L, since causal attention skips
+the upper triangle).
+
+    python bench/bench_train.py [--batch 4] [--length 256] [--steps 5] [--skip-smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP (see cli.py)
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 1024 ** 3
+
+
+def matmul_peak(n: int = 2048, seconds: float = 3.0) -> float:
+    """Best fp32 GEMM FLOP/s over repeated n x n products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+def model_flops_per_token(model, length: int) -> float:
+    cfg = model.config
+    embedding = model.get_input_embeddings().weight.numel()
+    n = sum(p.numel() for p in model.parameters()) - embedding
+    n += cfg.vocab_size * cfg.hidden_size            # the lm_head matmul (tied or not)
+    if not cfg.tie_word_embeddings:
+        n -= model.get_output_embeddings().weight.numel()   # already counted in parameters
+    return 6 * n + 6 * cfg.num_hidden_layers * cfg.hidden_size * length
+
+
+def batch_of_examples(tokenizer, batch: int, length: int) -> torch.Tensor:
+    """Real s1-formatted MATH examples, concatenated and cut into rows of exactly `length`."""
+    from s1.generation.formats import get_format
+    from s1.training.data import load_math_pool, tokenize
+    from s1.training.format import format_example
+
+    ids: list[int] = []
+    for rec in load_math_pool():
+        ids += tokenize(format_example(rec.question, rec.trace, rec.attempt, tokenizer,
+                                       get_format("s1")), tokenizer)[0]
+        if len(ids) >= batch * length:
+            break
+    return torch.tensor(ids[:batch * length]).view(batch, length)
+
+
+def throughput(batch: int, length: int, steps: int) -> dict:
+    from s1.generation.models import load_tokenizer, resolve_model
+    from s1.training.recipes import load_recipe
+    from s1.training.sft import load_model
+
+    ref = resolve_model(None)
+    model = load_model(ref, load_recipe("cpu-smoke"))
+    model.train()
+    x = batch_of_examples(load_tokenizer(ref), batch, length)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), weight_decay=1e-4)
+
+    def step():
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()   # first step allocates the optimizer state
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    tokens = batch * length
+    best = min(times)   # the least-disturbed step on a shared machine
+    median = sorted(times)[len(times) // 2]
+    return {"tokens_per_step": tokens, "best_s": best, "median_s": median,
+            "tokens_per_s": tokens / best, "tokens_per_s_median": tokens / median,
+            "flops_per_token": model_flops_per_token(model, length)}
+
+
+def smoke_run() -> dict:
+    """A full `s1 train --recipe cpu-smoke` in a child process; its peak RSS and losses."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cpu-smoke"
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "s1.cli", "train", "--recipe", "cpu-smoke",
+                            f"output_dir={out}"], cwd=ROOT, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        if p.returncode:
+            sys.exit(f"cpu-smoke failed:\n{p.stderr[-3000:]}")
+        record = json.loads((out / "s1_train.json").read_text())
+    # ru_maxrss of children is in KiB on Linux: the largest child, i.e. the training process.
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"seconds": seconds, "peak_rss": rss, "steps": record["global_step"],
+            "loss_before": record["eval_loss_before"], "loss_after": record["eval_loss_after"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--length", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--skip-smoke", action="store_true", help="skip the full cpu-smoke run")
+    args = ap.parse_args()
+    torch.set_flush_denormal(True)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    peak_before = matmul_peak()
+    tp = throughput(args.batch, args.length, args.steps)
+    peak_after = matmul_peak()
+    peak = max(peak_before, peak_after)
+    achieved = tp["tokens_per_s"] * tp["flops_per_token"]
+    print(f"matmul peak (fp32, 2048^3): {peak / 1e9:.1f} GFLOP/s "
+          f"(before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f})")
+    print(f"training step, batch {args.batch} x {args.length} tokens: best {tp['best_s']:.2f}s, "
+          f"median {tp['median_s']:.2f}s over {args.steps} steps")
+    print(f"tokens/s: {tp['tokens_per_s']:.0f} (median {tp['tokens_per_s_median']:.0f}); "
+          f"model FLOPs/token {tp['flops_per_token'] / 1e6:.0f} M; "
+          f"achieved {achieved / 1e9:.1f} GFLOP/s")
+    print(f"MFU = achieved / matmul peak = {achieved / peak:.1%} (target >= 30%; "
+          f"median step {tp['tokens_per_s_median'] * tp['flops_per_token'] / peak:.1%})")
+    if args.skip_smoke:
+        return
+    smoke = smoke_run()
+    print(f"cpu-smoke: {smoke['steps']} steps in {smoke['seconds']:.0f}s (model load and the "
+          f"two loss evaluations included); training-set loss {smoke['loss_before']:.4f} -> "
+          f"{smoke['loss_after']:.4f} (ratio {smoke['loss_after'] / smoke['loss_before']:.2f})")
+    print(f"cpu-smoke peak RSS: {smoke['peak_rss'] / GiB:.2f} GiB = "
+          f"{smoke['peak_rss'] / (8 * GiB):.0%} of the 8 GiB budget")
+
+
+if __name__ == "__main__":
+    main()
