@@ -188,10 +188,13 @@ def train(recipe: Recipe, resume: bool = True) -> TrainResult:
         print(f"resuming from {checkpoint}" if checkpoint else
               f"training {ref.name} on {len(dataset)} examples from {d.source} -> {out}", flush=True)
 
+    # The config comes first: under DeepSpeed ZeRO-3 its existence makes from_pretrained build
+    # the model already sharded instead of whole on every process.
+    args = sft_config(recipe)
     model = load_model(ref, recipe)
     log = _callbacks(str(out))
     eval_set = dataset if recipe.train.eval_before_after else None
-    trainer = SFTTrainer(model=model, args=sft_config(recipe), train_dataset=dataset,
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          eval_dataset=eval_set, processing_class=tokenizer, callbacks=[log])
     before = None
     if eval_set is not None and checkpoint is None:
