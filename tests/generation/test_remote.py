@@ -1,0 +1,201 @@
+"""The remote engine against a real llama.cpp server (llama-cpp-python) on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from s1.errors import UserError
+from s1.generation.budget import Budget
+from s1.generation.engines import Request
+from s1.generation.engines.llamacpp import LlamaCppEngine
+from s1.generation.engines.remote import RemoteEngine, load_remote_engine
+from s1.generation.formats import FORMATS, ThinkingFormat
+from s1.generation.models import embedded_gguf
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = ["What is 7*8?",
+             "How many times does the letter r appear in the word raspberry? Think carefully.",
+             "Is 91 prime?"]
+
+BUDGETS = {
+    "plain": Budget(max_answer_tokens=24),
+    "max10": Budget(max_thinking_tokens=10, max_answer_tokens=16),
+    "ignore2": Budget(max_thinking_tokens=64, num_ignore=2, max_answer_tokens=16),
+    "min50max80": Budget(max_thinking_tokens=80, min_thinking_tokens=50, max_answer_tokens=16),
+    "hmm_alternatively": Budget(max_thinking_tokens=64, num_ignore=2,
+                                ignore_strings=["Hmm", "Alternatively"], max_answer_tokens=16),
+}
+
+
+@pytest.fixture(scope="module")
+def local():
+    engine = LlamaCppEngine(str(embedded_gguf()), FORMATS["s1"])
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def remote(llama_server):
+    return load_remote_engine(llama_server, concurrency=1, backoff=0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def outcome(trace):
+    return trace.thinking_ids, trace.answer_ids, [e.to_dict() for e in trace.events]
+
+
+def fresh_start(local, url):
+    """Give both engines a cache that shares nothing with the questions (other tests use the
+    server too), so both evaluate the first prompt in the same batches."""
+    local.llm.reset()
+    httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 1}, timeout=60)
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_greedy_remote_equals_in_process_llama_cpp(name, local, remote, llama_server):
+    budget = BUDGETS[name]
+    requests = [Request(q, id=str(i)) for i, q in enumerate(QUESTIONS[:2])]
+    fresh_start(local, llama_server)
+    expected = local.generate(requests, budget)
+    got = remote.generate(requests, budget)
+    assert remote.dialect == "llama-cpp-python"
+    for a, b in zip(expected, got):
+        assert outcome(b) == outcome(a)
+        assert (b.thinking_finish, b.finish_reason) == (a.thinking_finish, a.finish_reason)
+        assert b.meta["guessed_ids"] == 0
+    kinds = {e.kind for t in got for e in t.events}
+    if name == "max10":     # the embedded model thinks ~14 tokens on these: 10 forces the end
+        assert "forced_end" in kinds and all(t.thinking_tokens <= 10 for t in got)
+    if name in ("ignore2", "min50max80", "hmm_alternatively"):
+        assert "wait" in kinds
+    if name == "min50max80":
+        assert all(50 <= t.thinking_tokens <= 80 for t in got)
+    if name == "hmm_alternatively":
+        assert "Hmm" in got[0].thinking or "Alternatively" in got[0].thinking
+
+
+def test_trigger_inside_a_segment_is_cut_and_the_server_cache_rewound(llama_server):
+    """llama-cpp-python cannot stop on a token id, so it generates past the end of thinking.
+    With " is" as the trigger this happens a few tokens in (the model thinks "The answer is: ..."),
+    and the server has even evaluated the model's own ":" that the delimiter forces next."""
+    fmt = ThinkingFormat("is", start="<|im_start|>think", end=" is: so", forced_suffix="")
+    budget = Budget(max_thinking_tokens=48, max_answer_tokens=12)
+    requests = [Request(q, id=str(i)) for i, q in enumerate(QUESTIONS[:2])]
+    local = LlamaCppEngine(str(embedded_gguf()), fmt)
+    remote = load_remote_engine(llama_server, fmt=fmt, concurrency=1)
+    try:
+        fresh_start(local, llama_server)
+        expected = local.generate(requests, budget)
+        got = remote.generate(requests, budget)
+    finally:
+        local.close()
+    assert [outcome(t) for t in got] == [outcome(t) for t in expected]
+    assert all(t.thinking_finish == "end" for t in got)          # the model's " is" ended it
+    assert sum(t.meta["rewinds"] for t in got) >= 1
+
+
+def test_concurrent_requests_all_complete_in_order(llama_server):
+    engine = load_remote_engine(llama_server, concurrency=3, backoff=0.05)
+    budget = Budget(max_thinking_tokens=24, num_ignore=1, max_answer_tokens=8)
+    requests = [Request(QUESTIONS[i % 3], id=f"q{i}") for i in range(5)]
+    seen = []
+    traces = engine.generate(requests, budget, on_trace=lambda i, t: seen.append((i, t.id)))
+    assert [t.id for t in traces] == [r.id for r in requests]
+    assert sorted(seen) == [(i, f"q{i}") for i in range(5)]
+    for t in traces:
+        assert t.finish_reason in ("stop", "length")
+        assert 0 < t.thinking_tokens <= 24
+        assert t.end and t.answer_tokens >= 1
+
+
+def test_unreachable_server_is_one_clear_user_error_fast():
+    port = free_port()    # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(UserError, match=f"cannot reach the server at http://127.0.0.1:{port}"):
+        RemoteEngine(f"http://127.0.0.1:{port}", FORMATS["s1"], tokenizer=None, retries=2,
+                     backoff=0.05)
+    assert time.monotonic() - started < 5
+
+
+class Flaky:
+    """A real HTTP server on loopback that fails the first `failures` completions with
+    `status`, then forwards to `upstream`."""
+
+    def __init__(self, upstream: str, failures: int, status: int = 503):
+        self.calls = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _relay(self, method):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "POST":
+                    outer.calls += 1
+                    if outer.calls <= failures:
+                        msg = b'{"error": {"message": "busy, try later"}}'
+                        self.send_response(status)
+                        self.send_header("Content-Length", str(len(msg)))
+                        self.end_headers()
+                        self.wfile.write(msg)
+                        return
+                r = httpx.request(method, upstream + self.path, content=body or None,
+                                  headers={"content-type": "application/json"}, timeout=120)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def do_GET(self):
+                self._relay("GET")
+
+            def do_POST(self):
+                self._relay("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_retries_after_server_errors_give_the_same_result(llama_server, remote):
+    budget = Budget(max_thinking_tokens=16, max_answer_tokens=8)
+    request = Request(QUESTIONS[0])
+    direct = remote.generate([request], budget)[0]
+    flaky = Flaky(llama_server, failures=2)
+    try:
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, retries=3)
+        got = engine.generate([request], budget)[0]
+    finally:
+        flaky.close()
+    assert got.meta["failed_requests"] == 2
+    assert flaky.calls == got.meta["requests"] + got.meta["rewinds"] + 2
+    assert outcome(got) == outcome(direct)
+
+
+def test_server_refusal_is_a_user_error_with_its_message(llama_server):
+    flaky = Flaky(llama_server, failures=10, status=400)
+    try:
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
+        with pytest.raises(UserError, match=r"rejected a completion \(HTTP 400\): busy, try later"):
+            engine.generate([Request(QUESTIONS[0])], Budget(max_thinking_tokens=8))
+    finally:
+        flaky.close()
+    assert flaky.calls == 1          # a 4xx is not retried
