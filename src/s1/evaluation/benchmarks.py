@@ -166,7 +166,7 @@ def _check_answer_type(answer_type: str) -> str:
 def _int_answer(text: str) -> str:
     """An integer gold answer in canonical form; thousands separators are dropped (GSM8K)."""
     cleaned = text.replace(",", "").replace("$", "").strip()
-    if not re.fullmatch(r"[-+]?\d+", cleaned):
+    if not re.fullmatch(r"[-+]?\d{1,1000}", cleaned):
         raise _BadRecord("answer is not an integer")
     return str(int(cleaned))
 

@@ -87,13 +87,14 @@ def last_boxed(text: str) -> str | None:
 def _clean(answer: str) -> str:
     """Strip the wrapping a model puts around a short answer: bold, `$`, a final period."""
     answer = answer.strip()
-    previous = None
-    while previous != answer:
+    for _ in range(4):  # bounded: each round peels one layer ("**$x$.**")
         previous = answer
-        answer = answer.strip().strip("*").strip()
+        answer = answer.strip(" \t\r\n*")
         if len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
             answer = answer.strip("$").strip()
-        answer = re.sub(r"[.。]\s*$", "", answer)
+        answer = answer.rstrip(" \t\r\n.。")
+        if answer == previous:
+            break
     return answer
 
 
@@ -121,6 +122,7 @@ def extract_answer(text: str) -> str | None:
 # integers and canonical forms
 
 _INT = re.compile(r"[-+]?\d+")
+MAX_INTEGER_DIGITS = 1000
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+")
 
 
@@ -134,11 +136,13 @@ def as_integer(answer: str | None) -> int | None:
         s = m.group(1)
     s = s.replace("\\!", "").replace("{,}", ",").replace("$", "").replace(" ", "")
     s = re.sub(r"\.$", "", s)
-    if _INT.fullmatch(s):
-        return int(s)
     if _THOUSANDS.fullmatch(s):
-        return int(s.replace(",", ""))
-    return None
+        s = s.replace(",", "")
+    # No answer has a thousand digits; int() of a huge digit string is slow (and refused past
+    # Python's 4300-digit limit), so such a "number" is left to the verifier's own caps.
+    if len(s) > MAX_INTEGER_DIGITS or not _INT.fullmatch(s):
+        return None
+    return int(s)
 
 
 _WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}")
@@ -177,23 +181,31 @@ def canonical_answer(extracted: str | None, answer_type: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # multiple choice
 
-_LETTER_AFTER = r"(?:\s*$|\s*[).:,;*$}\]]|\s+[-–—(])"
+# The letter patterns run on a flattened copy of the text (each whitespace run becomes one space
+# or one newline, markdown asterisks are dropped), so no two quantifiers compete for a long run
+# of the same character: matching stays linear even on a megabyte of spaces.
+_LETTER_AFTER = r"(?:\s?$|\s?[).:,;$}\]]|\s[-–—(])"
 _ANCHORED_LETTER = re.compile(
-    r"answer\s*(?:is\s*)?:?\s*\**\s*(?:option\s+|choice\s+)?[(\[]?\s*\$?\s*"
-    r"(?:\\(?:text|textbf|mathrm|mathbf)\{)?\s*([A-Da-d])(?=" + _LETTER_AFTER + ")",
+    r"answer\s?(?:is\s?)?:?\s?(?:option\s|choice\s)?[(\[]?\s?\$?\s?"
+    r"(?:\\(?:text|textbf|mathrm|mathbf)\{)?\s?([A-Da-d])(?=" + _LETTER_AFTER + ")",
     re.IGNORECASE | re.MULTILINE)
 _PHRASED_LETTER = re.compile(
-    r"(?:correct|best|right)\s+(?:answer|option|choice)\s+is\s*:?\s*\**\s*(?:option\s+)?"
-    r"[(\[]?\s*([A-D])(?=" + _LETTER_AFTER + r")"
-    r"|\b(?:[Oo]ption|[Cc]hoice)\s+\(?([A-D])\)?\s+is\s+correct",
+    r"(?:correct|best|right)\s(?:answer|option|choice)\sis\s?:?\s?(?:option\s)?[(\[]?\s?"
+    r"([A-D])(?=" + _LETTER_AFTER + r")|\b(?:[Oo]ption|[Cc]hoice)\s\(?([A-D])\)?\sis\scorrect",
     re.MULTILINE)
-_LONE_LETTER = re.compile(r"\s*[(\[]?\s*([A-Da-d])\s*[)\].:]?\s*", re.DOTALL)
+_LONE_LETTER = re.compile(r"\s?[(\[]?\s?([A-Da-d])\s?[)\].:]?\s?")
 _PAREN_LETTER = re.compile(r"\(([A-D])\)")
+
+
+def _flatten(text: str) -> str:
+    return re.sub(r"\s+", lambda m: "\n" if "\n" in m.group(0) else " ", text.replace("*", ""))
 
 
 def _letter_in(fragment: str) -> str | None:
     """A fragment that is nothing but a letter: `B`, `(B)`, `\\text{B}`, `B)`, `b.`."""
-    s = fragment.strip()
+    s = _flatten(fragment).strip()
+    if len(s) > 200:  # a letter answer is short; a long box is not one
+        return None
     m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf)\{(.*)\}", s)
     if m:
         s = m.group(1)
@@ -201,7 +213,7 @@ def _letter_in(fragment: str) -> str | None:
     if m:
         return m.group(1).upper()
     # "(B) 3.2 eV" / "B) 3.2 eV": the letter of a choice quoted in full
-    m = re.match(r"\s*\(?([A-D])\)\s", s)
+    m = re.match(r"\s?\(?([A-D])\)\s", s)
     return m.group(1) if m else None
 
 
@@ -218,18 +230,19 @@ def extract_choice(text: str) -> str | None:
         letter = _letter_in(boxed)
         if letter:
             return letter
+    flat = _flatten(text)
     found = None
-    for found in _ANCHORED_LETTER.finditer(text):
+    for found in _ANCHORED_LETTER.finditer(flat):
         pass
     if found is not None:
         return found.group(1).upper()
-    for found in _PHRASED_LETTER.finditer(text):
+    for found in _PHRASED_LETTER.finditer(flat):
         pass
     if found is not None:
         return (found.group(1) or found.group(2)).upper()
-    letter = _letter_in(_clean(text)) if len(text) < 64 else None
+    letter = _letter_in(_clean(flat)) if len(flat) < 64 else None
     if letter:
         return letter
-    for found in _PAREN_LETTER.finditer(text):
+    for found in _PAREN_LETTER.finditer(flat):
         pass
     return found.group(1) if found is not None else None

@@ -138,20 +138,21 @@ class VerifierPool:
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
-        # After the first kill, a started spare waits so the next replacement is ready at once:
-        # a fresh interpreter needs ~0.5 s to import sympy, which must not land on the next
-        # question's clock.
+        # One started spare waits beside the workers so that a replacement after a kill is ready
+        # at once: a fresh interpreter needs ~0.5-1 s to import sympy, which must not land on
+        # the next question's clock.
         self._spare: _Worker | None = None
         for _ in range(size):
             self._idle.put(None)  # started on first use
 
-    def _spawn(self, replacement: bool = False) -> _Worker:
+    def _spawn(self) -> _Worker:
+        """The spare (or a new worker when there is none), and a new spare behind it."""
         with self._lock:
-            worker, self._spare = (self._spare, None) if replacement else (None, self._spare)
+            worker, self._spare = self._spare, None
             if worker is None:
                 worker = _Worker()
                 self._all.append(worker)
-            if replacement:
+            if not self._closed and self._spare is None:
                 self._spare = _Worker()
                 self._all.append(self._spare)
         return worker
@@ -165,17 +166,28 @@ class VerifierPool:
                 worker = self._spawn()
             verdict = worker.call(gold, pred, timeout)
             if verdict in ("timeout", "crashed"):
-                self._retire(worker)
-                worker = None if self._closed else self._spawn(replacement=True)
+                worker = self._replace(worker)
             return verdict
         finally:
             self._idle.put(worker)
 
-    def _retire(self, worker: _Worker) -> None:
-        worker.kill()
+    def _replace(self, dead: _Worker) -> _Worker | None:
+        """Swap in the warm spare now; kill the dead worker and start a new spare off the
+        caller's clock (killing a process that holds gigabytes takes a moment)."""
         with self._lock:
-            if worker in self._all:
-                self._all.remove(worker)
+            if dead in self._all:
+                self._all.remove(dead)
+            fresh, self._spare = self._spare, None
+        threading.Thread(target=self._bury_and_refill, args=(dead,), daemon=True,
+                         name="s1-verifier-refill").start()
+        return fresh  # None: a worker starts on the next use
+
+    def _bury_and_refill(self, dead: _Worker) -> None:
+        dead.kill()
+        with self._lock:
+            if not self._closed and self._spare is None:
+                self._spare = _Worker()
+                self._all.append(self._spare)
 
     def close(self) -> None:
         self._closed = True
