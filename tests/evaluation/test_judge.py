@@ -62,6 +62,8 @@ def test_judge_is_asked_only_when_the_rules_say_wrong(endpoint):
         assert not refused.correct and refused.reason.endswith("; judge not equal")
         silent = grade("no answer here", item, judge=judge)
         assert silent.reason == "no answer found"
+        # two different plain integers are settled by the rules alone
+        assert grade("\\boxed{6}", item, judge=judge).reason == "integer mismatch"
     assert len(requests) == 2
     first = requests[0]
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-test"

@@ -20,6 +20,9 @@ def test_wilson_against_hand_computation_and_known_values():
     # 0/10: the interval is [0, z²/n / (1 + z²/n)] = [0, 0.384146/1.384146] = [0, 0.27753]
     low, high = wilson_interval(0, 10)
     assert low == 0.0 and high == pytest.approx(0.27753, abs=1e-5)
+    # n/n mirrors 0/n: [1 - 0.27753, 1]
+    low, high = wilson_interval(10, 10)
+    assert low == pytest.approx(1 - 0.27753, abs=1e-5) and high == 1.0
     # 8/10 is the textbook example: [0.4902, 0.9433]
     low, high = wilson_interval(8, 10)
     assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)

@@ -282,8 +282,11 @@ def _grade_one(answer_text: str, item: Item, judge: "Judge | None", timeout: flo
     if timeout <= 0:
         raise UserError(f"the grading timeout must be positive, not {timeout}")
     result = _grade_rules(answer_text, item, timeout, pool)
+    # The judge can only help where the rules may have missed an equivalence: not for two
+    # different plain integers, a wrong letter, or an answer too long to be one.
     if (judge is None or result.correct or result.extracted is None
-            or item.answer_type == "choice"):
+            or item.answer_type == "choice" or result.reason == "integer mismatch"
+            or result.reason.startswith("answer too long")):
         return result
     verdict = judge.equivalent(item.answer, result.extracted, question=item.question)
     if verdict is None:
@@ -297,7 +300,7 @@ def grade(answer_text: str, item: Item, judge: "Judge | None" = None,
     """Grade one answer segment (the text after the end of thinking) against an item.
 
     `timeout` bounds each math-verify call in seconds. The judge, when given, is asked only
-    about answers the rules call wrong (and never about multiple-choice letters).
+    about answers the rules call wrong, and never about letters or two different integers.
     """
     return _grade_one(answer_text, item, judge, timeout, _get_pool(1))
 
