@@ -62,17 +62,18 @@ class Grade:
 # ---------------------------------------------------------------------------------------------
 # verifier worker processes (the worker itself is `_verify_worker.py`)
 
-_WORKER_CODE = ("import sys; sys.path.insert(0, {src!r}); "
-                "from s1.evaluation._verify_worker import main; main()")
+# The worker file runs by path: it imports nothing from s1, so a worker never pays for (or
+# breaks on) whatever the package imports.
+_WORKER_FILE = str(Path(__file__).resolve().with_name("_verify_worker.py"))
+_WORKER_CODE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 
 
 class _Worker:
     """One `python -c` child speaking JSON lines; a reader thread makes replies awaitable."""
 
     def __init__(self) -> None:
-        src = str(Path(__file__).resolve().parents[2])
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE.format(src=src)],
+            [sys.executable, "-c", _WORKER_CODE, _WORKER_FILE],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, encoding="utf-8", bufsize=1)
         self.replies: queue.Queue = queue.Queue()
