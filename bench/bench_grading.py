@@ -55,7 +55,7 @@ def _normal_answers(n: int) -> list[tuple[str, Item]]:
     """Real MATH500 answers rewritten with \\dfrac: each goes through math-verify, and each is
     distinct, so math-verify's parse cache cannot make the baseline look faster than it is."""
     items = [it for it in load_benchmark("math500") if "\\frac" in it.answer]
-    return [(f"Thus the answer is $\\boxed{{{it.answer.replace(chr(92) + 'frac', chr(92) + 'dfrac')}}}$.", it)
+    return [("Thus the answer is $\\boxed{" + it.answer.replace("\\frac", "\\dfrac") + "}$.", it)
             for it in items[:n]]
 
 

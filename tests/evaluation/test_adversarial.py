@@ -55,7 +55,8 @@ def test_grade_many_over_adversarial_answers_keeps_order_and_completes():
 @pytest.mark.parametrize("unit", [" ", "\n", "*", "$", ".", "(", "{", "}", "\\", "Answer: ",
                                   "answer is ", "\\boxed{", "1,", "(A", "A ", "\\text{"])
 def test_extraction_is_linear_on_long_repetitions(unit):
-    for head, tail in [("", ""), ("Answer:", "B"), ("\\boxed{", "}"), ("The correct answer is ", "x")]:
+    for head, tail in [("", ""), ("Answer:", "B"), ("\\boxed{", "}"),
+                       ("The correct answer is ", "x")]:
         text = head + unit * (200_000 // len(unit)) + tail
         start = time.monotonic()
         extract.split_answer(text)

@@ -64,7 +64,8 @@ def test_extract_answer_prefers_the_box_over_the_answer_line():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("023", 23), ("1,000", 1000), ("$42$", 42), ("\\text{42}", 42), ("-7", -7), ("10,\\!080", 10080),
+    ("023", 23), ("1,000", 1000), ("$42$", 42), ("\\text{42}", 42), ("-7", -7),
+    ("10,\\!080", 10080),
     ("42.", 42), ("1,00", None), ("4.5", None), ("x", None), (None, None),
 ])
 def test_as_integer(text, expected):

@@ -48,7 +48,8 @@ def test_format_prompt_takes_suffix_specs_and_functions(item):
     assert format_prompt("What is 1+1?", suffix="short").startswith("What is 1+1?\n\n")
 
 
-@pytest.mark.parametrize("spec", ["tokens", "tokens:abc", "tokens:0", "steps:-3", "medium", "long:5"])
+@pytest.mark.parametrize("spec", ["tokens", "tokens:abc", "tokens:0", "steps:-3", "medium",
+                                  "long:5"])
 def test_bad_suffix_specs_are_user_errors(item, spec):
     with pytest.raises(UserError):
         format_prompt(item, suffix=spec)
