@@ -206,13 +206,6 @@ class Run:
             self._file.close()
             self._file = None
 
-    def records(self) -> list[dict]:
-        """Finished records in benchmark order (question, then sample): completion order on
-        disk depends on the batch, the results must not."""
-        order = {self.key(item, s): i for i, item in enumerate(self.bench)
-                 for s in range(self.setting.samples)}
-        return sorted(self.done.values(), key=lambda r: order.get(r["key"], len(order)))
-
 
 # ---------------------------------------------------------------------------------------------
 # building the runs of a sweep

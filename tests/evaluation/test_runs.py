@@ -1,0 +1,262 @@
+"""Runs end to end on the embedded model: `s1 eval` sweeps, records/manifest/summary, resume after
+a real SIGKILL, Control/Scaling/Performance against a hand computation, `s1 report`,
+`s1 compare`, and one-line exit-2 errors. Tiny budgets keep it fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from s1.evaluation.aggregate import load_run, summarize_run
+
+S1 = [sys.executable, "-m", "s1.cli"]
+# 2 GSM8K questions × 3 budgets, greedy, llama.cpp (single-stream: batching is not tested here).
+SWEEP = ["eval", "--benchmark", "gsm8k", "--limit", "2", "--method", "budget",
+         "--max-thinking", "4,8,16", "--max-answer", "8", "--engine", "llama.cpp", "--quiet"]
+RUNS = [f"gsm8k-budget-max{m}-ign0-s0" for m in (4, 8, 16)]
+
+
+def s1(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*S1, *args], capture_output=True, text=True, timeout=900, **kw)
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()
+            if line.strip()]
+
+
+def essence(run_dir: Path) -> dict:
+    """What must not depend on interruptions: per key, the tokens and the grade."""
+    return {r["key"]: (r["trace"]["thinking_ids"], r["trace"]["answer_ids"], r["extracted"],
+                       r["correct"], r["reason"]) for r in records(run_dir)}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "runs"
+    p = s1(*SWEEP, "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_sweep_writes_records_manifest_and_summary(sweep):
+    assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == sorted(RUNS)
+    for name, cap in zip(RUNS, (4, 8, 16)):
+        d = sweep / name
+        recs = records(d)
+        assert [r["id"] for r in recs] == ["gsm8k-1", "gsm8k-2"]
+        for r in recs:
+            assert r["thinking_tokens"] == len(r["trace"]["thinking_ids"]) <= cap
+            assert r["gold"] and r["reason"] and isinstance(r["correct"], bool)
+            # graded on the answer segment only: what was extracted is in the answer text
+            if r["extracted"] is not None:
+                assert r["extracted"] in r["trace"]["answer"]
+            assert r["compute"]["generated_tokens"] >= r["thinking_tokens"] + r["answer_tokens"]
+            assert r["compute"]["flops"] > 2 * 1e8 * (r["compute"]["prompt_tokens"])
+        m = json.loads((d / "manifest.json").read_text())
+        cfg = m["config"]
+        assert cfg["engine"] == "llama.cpp" and cfg["model"] == "smollm2-135m"
+        assert cfg["setting"]["budget"]["max_thinking_tokens"] == cap
+        assert cfg["format"]["end"] == "<|im_start|>answer" and cfg["protocol"] == "s1"
+        assert cfg["benchmark"]["questions"] == 2 and cfg["seed"] == 0
+        for pkg in ("s1", "torch", "transformers", "llama_cpp_python", "math-verify"):
+            assert m["versions"][pkg], pkg
+        assert m["git_revision"] and "--max-thinking" in m["command"]
+        assert m["model_shape"]["n_params"] > 1e8 and m["model_shape"]["n_layers"] == 30
+        s = json.loads((d / "summary.json").read_text())
+        assert s["complete"] and s["questions"] == 2
+        assert s["correct"] == sum(r["correct"] for r in recs)
+        assert s["thinking"]["max"] <= cap
+        assert s["wilson_low"] <= s["accuracy"] <= s["wilson_high"]
+        assert s["compute"]["generated_tokens"] == sum(r["compute"]["generated_tokens"]
+                                                       for r in recs)
+
+
+@pytest.mark.slow
+def test_control_scaling_performance_match_a_hand_computation(sweep):
+    sweep_json = json.loads((sweep / "sweep.json").read_text())
+    [curve] = sweep_json["curves"]
+    assert curve["label"] == "budget forcing"
+    points = []   # (mean thinking tokens, accuracy %, cap) straight from the records
+    for name, cap in zip(RUNS, (4, 8, 16)):
+        recs = records(sweep / name)
+        points.append((sum(r["thinking_tokens"] for r in recs) / len(recs),
+                       100 * sum(r["correct"] for r in recs) / len(recs), cap))
+    by_x = sorted(points)
+    assert [p["thinking"] for p in curve["points"]] == pytest.approx([p[0] for p in by_x])
+    assert [100 * p["accuracy"] for p in curve["points"]] == pytest.approx([p[1] for p in by_x])
+    # Control: share of runs whose average thinking stays within the cap they asked for.
+    assert curve["control"] == pytest.approx(sum(x <= cap for x, _, cap in points) / 3)
+    # Scaling: mean pairwise slope, linear and over log2 of thinking tokens.
+    pairs = [(a, b) for a, b in itertools.combinations(by_x, 2) if a[0] != b[0]]
+    lin = sum((b[1] - a[1]) / (b[0] - a[0]) for a, b in pairs) / len(pairs)
+    log = sum((b[1] - a[1]) / (math.log2(b[0]) - math.log2(a[0])) for a, b in pairs) / len(pairs)
+    assert curve["scaling"] == pytest.approx(lin)
+    assert curve["scaling_log2"] == pytest.approx(log)
+    assert curve["performance"] == pytest.approx(max(p[1] for p in points))
+
+
+@pytest.mark.slow
+def test_report_writes_html_markdown_and_pngs(sweep, tmp_path):
+    out = tmp_path / "report"
+    p = s1("report", str(sweep), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    names = sorted(f.name for f in out.iterdir())
+    assert names == ["compute-gsm8k.png", "report.html", "report.md", "scaling-gsm8k.png"]
+    for png in ("compute-gsm8k.png", "scaling-gsm8k.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "<img" in html
+    assert "Control" in html and "Performance" in html
+    md = (out / "report.md").read_text()
+    for name in RUNS:
+        assert name in md
+    for qid in ("gsm8k-1", "gsm8k-2"):
+        assert f"| {qid} |" in md
+    # Questions never go into reports (GPQA must not leak): ids and answers only.
+    assert "Janet" not in md and "Janet" not in html
+
+
+@pytest.mark.slow
+def test_compare_reports_the_paired_difference(sweep):
+    a, b = sweep / RUNS[2], sweep / RUNS[0]
+    p = s1("compare", str(a), str(b), "--resamples", "2000")
+    assert p.returncode == 0, p.stderr
+    acc = [sum(r["correct"] for r in records(d)) / 2 for d in (a, b)]
+    assert "2 shared questions" in p.stdout
+    assert f"A − B = {100 * (acc[0] - acc[1]):+.1f} points" in p.stdout
+    assert "95% paired bootstrap CI" in p.stdout
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_duplicates_and_matches(sweep, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([*S1, *SWEEP, "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / RUNS[0] / "records.jsonl"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if first.exists() and first.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)   # the run and its grading workers, no clean-up
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_before = sum(len(records(out / n)) for n in RUNS if (out / n / "records.jsonl").exists())
+    assert 2 <= done_before < 6
+    assert not (out / "sweep.json").exists()   # it never got to the end
+    # A torn last line, as a kill in the middle of a write leaves it.
+    with open(first, "a") as f:
+        f.write('{"key": "gsm8k-2#0", "id": "gsm8k-2", "sample": 0, "thinki')
+
+    p = s1(*SWEEP, "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    for name in RUNS:
+        recs = records(out / name)       # every line parses: the torn one is gone
+        keys = [r["key"] for r in recs]
+        assert len(keys) == len(set(keys)) == 2
+        assert essence(out / name) == essence(sweep / name)
+        assert (summarize_run(load_run(out / name))["per_question"]
+                == summarize_run(load_run(sweep / name))["per_question"])
+    assert json.loads((out / RUNS[0] / "manifest.json").read_text())["resumed"] == 1
+
+    # Re-running a finished sweep generates nothing and changes no record.
+    before = {n: (out / n / "records.jsonl").read_bytes() for n in RUNS}
+    p = s1(*SWEEP, "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert {n: (out / n / "records.jsonl").read_bytes() for n in RUNS} == before
+
+
+@pytest.mark.slow
+def test_a_changed_configuration_is_refused(sweep):
+    before = (sweep / RUNS[0] / "manifest.json").read_text()
+    args = [a if a != "8" else "9" for a in SWEEP]          # --max-answer 8 -> 9
+    p = s1(*args, "--out", str(sweep))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "different configuration" in lines[0] and "setting" in lines[0]
+    assert (sweep / RUNS[0] / "manifest.json").read_text() == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (["eval", "--benchmark", "nosuchbench", "--out", "{out}"], "unknown benchmark"),
+    (["eval", "--benchmark", "gsm8k", "--method", "beam", "--out", "{out}"], "unknown method"),
+    (["eval", "--benchmark", "gsm8k", "--max-thinking", "64,lots", "--out", "{out}"],
+     "not a number"),
+    (["eval", "--benchmark", "gsm8k", "--num-ignore", "1,-2", "--out", "{out}"], "non-negative"),
+    (["eval", "--benchmark", "gsm8k", "--method", "conditional", "--out", "{out}"], "--prompt"),
+    (["eval", "--benchmark", "gsm8k", "--method", "conditional", "--prompt", "tokens:x",
+      "--out", "{out}"], "not a whole number"),
+    (["eval", "--benchmark", "gsm8k", "--method", "rejection", "--max-thinking", "auto",
+      "--out", "{out}"], "numeric thresholds"),
+    (["eval", "--benchmark", "gsm8k", "--method", "best-of-n", "--scorer", "nowhere",
+      "--out", "{out}"], "unknown scorer"),
+    (["eval", "--benchmark", "gsm8k", "--max-thinking", "8,8", "--out", "{out}"], "twice"),
+    (["eval", "--benchmark", "gsm8k", "--limit", "0", "--out", "{out}"], "limit"),
+    (["report", "{out}"], "is not a directory"),
+    (["compare", "{out}", "{out}"], "not a run directory"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
+    out = tmp_path / "missing"
+    p = s1(*[a.replace("{out}", str(out)) for a in args])
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+def test_report_on_a_directory_without_runs_is_refused(tmp_path):
+    p = s1("report", str(tmp_path))
+    assert p.returncode == 2 and "holds no runs" in p.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gpqa_questions_stay_out_of_records_reports_and_output(tmp_path):
+    """GPQA is kept out of training corpora on purpose: a run over a local GPQA-format file must
+    write ids, answers and model output, never the question or its choices."""
+    import csv
+
+    question = "Which quantum number labels the zyxwvut orbital of a hypothetical atom?"
+    choices = ["Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+    texts = ["the qwertyuiop number", "the asdfghjkl number", "the zxcvbnm number",
+             "the poiuytrewq number"]
+    src = tmp_path / "gpqa.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["Record ID", "Question", *choices])
+        w.writeheader()
+        w.writerow({"Record ID": "rec1", "Question": question, **dict(zip(choices, texts))})
+    out = tmp_path / "runs"
+    p = s1("eval", "--benchmark", "gpqa-diamond", "--benchmark-file", str(src), "--method",
+           "budget", "--max-thinking", "4", "--max-answer", "4", "--engine", "llama.cpp",
+           "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    r = s1("report", str(out))
+    assert r.returncode == 0, r.stderr
+    [rec] = records(out / "gpqa-diamond-budget-max4-ign0-s0")
+    assert rec["id"] == "gpqa-rec1" and rec["gold"] in "ABCD"
+    assert rec["trace"]["prompt"].startswith("sha256:")
+    secrets = ["zyxwvut", "qwertyuiop", "asdfghjkl", "zxcvbnm", "poiuytrewq"]
+    for f in out.rglob("*"):
+        if f.is_file() and f.suffix != ".png":
+            text = f.read_text(errors="replace")
+            model_output = rec["trace"]["thinking"] + rec["trace"]["answer"]
+            for word in secrets:
+                # the model may echo a word in its own output; nothing else may contain one
+                assert word not in text or word in model_output, (f, word)
+    for stream in (p.stdout, p.stderr, r.stdout, r.stderr):
+        assert not any(word in stream for word in secrets)
