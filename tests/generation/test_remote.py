@@ -91,8 +91,8 @@ def test_trigger_inside_a_segment_is_cut_and_the_server_cache_rewound(llama_serv
     With " is" as the trigger this happens a few tokens in (the model thinks "The answer is: ..."),
     and the server has even evaluated the model's own ":" that the delimiter forces next."""
     fmt = ThinkingFormat("is", start="<|im_start|>think", end=" is: so", forced_suffix="")
-    budget = Budget(max_thinking_tokens=48, max_answer_tokens=12)
-    requests = [Request(q, id=str(i)) for i, q in enumerate(QUESTIONS[:2])]
+    budget = Budget(max_thinking_tokens=24, max_answer_tokens=12)
+    requests = [Request(QUESTIONS[0])]
     local = LlamaCppEngine(str(embedded_gguf()), fmt)
     remote = load_remote_engine(llama_server, fmt=fmt, concurrency=1)
     try:

@@ -156,7 +156,11 @@ class RemoteEngine(Engine):
                                 "`return_token_ids` (vLLM >= 0.10.2) or use dialect "
                                 "'llama-cpp-python'")
             meta["failed_requests"] += failed
-            return list(ids), choice.get("finish_reason")
+            ids, finish = list(ids), choice.get("finish_reason")
+            stopped_on = choice.get("stop_reason")   # vLLM: the stop token id, if one ended it
+            if finish == "stop" and isinstance(stopped_on, int) and stopped_on not in ids[-1:]:
+                ids.append(stopped_on)
+            return ids, finish
         # llama-cpp-python: neutral top_k/min_p/repeat_penalty so greedy is the argmax and
         # sampling is plain temperature + top-p, as in the in-process engines.
         body.update(prompt=self._text(seq, meta), stream=True, top_k=0, min_p=0.0,
@@ -218,6 +222,7 @@ class RemoteEngine(Engine):
         batch: list[int] | None = None      # what the in-process engine would evaluate next
         eos = self.tokenizer.eos_ids
         seed0 = budget.seed if request.seed is None else request.seed
+        empty_replies = 0
         while not forcer.done:
             thinking = forcer.phase is Phase.THINKING
             room = forcer.thinking_room() if thinking else forcer.answer_room()
@@ -238,6 +243,10 @@ class RemoteEngine(Engine):
                 kept = tokens if finish == "stop" else tokens[:-1]
                 self._served = (self.tokenizer.encode(self.tokenizer.decode(seq)) + kept
                                 if exclusive else None)
+            if not tokens and finish is None and empty_replies < self.retries:
+                empty_replies += 1      # cut short before any token (llama.cpp's interrupt_requests)
+                continue
+            empty_replies = 0
             emitted, batch = _feed(forcer, tokens, finish, eos[0] if eos else None)
             seq += emitted
             if not emitted and not forcer.done:
@@ -369,8 +378,11 @@ def load_remote_engine(base_url: str, model: str | None = None, tokenizer: str |
     """
     from s1.generation.formats import format_for_model
 
+    from s1.generation.models import EMBEDDED
+
     source = tokenizer or model
-    served = None if source is None or source.endswith(".gguf") or model is None else model
+    # a GGUF is served under a name of the server's choosing; a hub id under its own name
+    served = None if model is None or model == EMBEDDED or model.endswith(".gguf") else model
     tok = _load_tokenizer(source)
     return RemoteEngine(base_url, fmt or format_for_model(source), tok, model=served,
                         concurrency=concurrency, context_length=context_length, **kwargs)
