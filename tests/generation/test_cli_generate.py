@@ -86,3 +86,9 @@ def test_offline_hub_id_is_a_clear_error():
     p = run("generate", "--model", "Qwen/Qwen2.5-0.5B-Instruct-not-cached", "--engine",
             "transformers", "x", env=env)
     assert p.returncode == 2 and "offline" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unreachable_server_is_a_clear_error():
+    p = run("generate", "--server", "http://127.0.0.1:9/v1", "x")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "127.0.0.1:9" in p.stderr

@@ -22,6 +22,21 @@ from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
 
 
+_QUIET = None
+
+
+def _silence_llama_logs() -> None:
+    """llama.cpp prints context warnings to stderr even with verbose=False; our errors are one line."""
+    global _QUIET
+    if _QUIET is None:
+        import ctypes
+
+        import llama_cpp
+
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+
+
 def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
     """A llama_cpp.Llama with the settings the project's llama.cpp server also uses."""
     try:
@@ -31,6 +46,7 @@ def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, 
                         " (scripts/setup.sh does it)") from None
     if not os.path.isfile(gguf_path):
         raise UserError(f"GGUF file not found: {gguf_path}")
+    _silence_llama_logs()
     return Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                  seed=seed, verbose=False)
 
@@ -44,6 +60,7 @@ def load_vocab(gguf_path: str):
                         " (scripts/setup.sh does it)") from None
     if not os.path.isfile(gguf_path):
         raise UserError(f"GGUF file not found: {gguf_path}")
+    _silence_llama_logs()
     return Llama(model_path=gguf_path, vocab_only=True, verbose=False)
 
 
