@@ -254,7 +254,8 @@ def eval_(
     fmt = resolve_format(model, format, None, None) if format else None
     eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size)
     try:
-        runs = make_runs(out_dir, eng, model or "smollm2-135m", bench, settings, range(seeds),
+        label = model or (f"{server} (served)" if server else "smollm2-135m")
+        runs = make_runs(out_dir, eng, label, bench, settings, range(seeds),
                          protocol=protocol, judge_model=judge_model, n_params=model_params,
                          benchmark_args={"limit": limit, "subset": subset})
         execute(runs, eng, judge=judge, progress=not quiet)

@@ -95,6 +95,18 @@ def test_settings_survive_the_manifest_round_trip():
 def test_mixed_budgets_share_the_transformers_batch_with_the_same_tokens(tmp_path):
     """The sweep goes to the engine in one call with a Budget per request; under greedy decoding
     each run must get the tokens it gets when its budget runs alone."""
+    import torch
+
+    # One intra-op thread: on a shared 2-core machine two threads wait on each other (~6x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _mixed_budgets_check(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _mixed_budgets_check(tmp_path):
     from s1.evaluation.benchmarks import load_benchmark
     from s1.evaluation.prompts import format_prompt
     from s1.evaluation.runs import execute, make_runs
