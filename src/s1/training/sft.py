@@ -184,6 +184,8 @@ def train(recipe: Recipe, resume: bool = True) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = last_checkpoint(out) if resume else None
     if is_main_process():
+        if checkpoint is None:
+            (out / LOG_FILE).unlink(missing_ok=True)   # a fresh run gets a fresh loss log
         (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         print(f"resuming from {checkpoint}" if checkpoint else
               f"training {ref.name} on {len(dataset)} examples from {d.source} -> {out}", flush=True)
