@@ -113,19 +113,22 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
     rows = []
     for s in summaries:
         if not s.get("questions"):
-            rows.append([s["name"], "–", "–", "–", "–", "0", "–", "–", "–", "–", "–", "no records"])
+            rows.append([s["name"]] + ["–"] * 11 + ["no records"])
             continue
         c = s["compute"]
         rows.append([s["name"], s["benchmark"], s["model"], s["engine"], str(s["seed"]),
                      f"{s['questions']}×{s['samples_per_question']}",
                      f"{_pct(s['accuracy'])} [{_pct(s['wilson_low'])}, {_pct(s['wilson_high'])}]",
                      _num(s["thinking_per_question"], "{:.0f}"),
+                     f"{s['thinking']['median']:.0f} / {s['thinking']['p90']:.0f} / "
+                     f"{s['thinking']['max']:.0f}",
                      _num(s["waits_mean"], "{:.2f}"), _pct(s["forced_end_share"], 0),
                      _num(c["flops"], "{:.3g}") if c["flops"] else str(c["generated_tokens"]),
                      "yes" if s["complete"] else
                      f"no ({s['questions']}/{s['expected_questions']})"])
     blocks.append(("table", ["run", "benchmark", "model", "engine", "seed", "questions×samples",
-                             "accuracy % [Wilson 95%]", "thinking tok/q", "Waits/sample",
+                             "accuracy % [Wilson 95%]", "thinking tok/q",
+                             "thinking per sample: median / p90 / max", "Waits/sample",
                              "forced end %", "FLOPs total (or tokens)", "complete"], rows))
     multi = [s for s in summaries if s.get("at_k")]
     if multi:
