@@ -147,9 +147,9 @@ def test_killed_run_resumes_without_duplicates_and_matches(sweep, tmp_path):
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if first.exists() and first.read_text().count("\n") >= 2:
+            if first.exists() and first.read_text().count("\n") >= 1:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert proc.poll() is None, "the run finished before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)   # the run and its grading workers, no clean-up
         proc.wait(30)
@@ -157,7 +157,7 @@ def test_killed_run_resumes_without_duplicates_and_matches(sweep, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     done_before = sum(len(records(out / n)) for n in RUNS if (out / n / "records.jsonl").exists())
-    assert 2 <= done_before < 6
+    assert 1 <= done_before < 6
     assert not (out / "sweep.json").exists()   # it never got to the end
     # A torn last line, as a kill in the middle of a write leaves it.
     with open(first, "a") as f:
@@ -260,3 +260,56 @@ def test_gpqa_questions_stay_out_of_records_reports_and_output(tmp_path):
                 assert word not in text or word in model_output, (f, word)
     for stream in (p.stdout, p.stderr, r.stdout, r.stderr):
         assert not any(word in stream for word in secrets)
+
+
+@pytest.mark.slow
+def test_sampling_methods_count_samples_tries_and_compute(tmp_path):
+    """Majority voting (k samples), rejection sampling (tries until thinking ≤ N) and a budget
+    sweep in one directory: pass@k / maj@k from the records, tries and their compute counted,
+    and the report sets sequential beside parallel."""
+    from s1.evaluation.metrics import pass_at_k
+
+    out = tmp_path / "runs"
+    common = ["--benchmark", "gsm8k", "--limit", "2", "--max-answer", "6", "--engine",
+              "llama.cpp", "--quiet", "--out", str(out)]
+    for args in (["--method", "majority", "--samples", "3", "--max-thinking", "8"],
+                 ["--method", "rejection", "--max-thinking", "2", "--max-tries", "3"],
+                 ["--method", "budget", "--max-thinking", "4,8"]):
+        p = s1("eval", *args, *common)
+        assert p.returncode == 0, p.stderr
+
+    maj = out / "gsm8k-majority-k3-max8-s0"
+    recs = records(maj)
+    assert sorted((r["id"], r["sample"]) for r in recs) == [
+        (q, s) for q in ("gsm8k-1", "gsm8k-2") for s in range(3)]
+    # sampled at temperature 1, each sample of a question with its own seed
+    for q in ("gsm8k-1", "gsm8k-2"):
+        assert len({r["request_seed"] for r in recs if r["id"] == q}) == 3
+    assert {r["trace"]["seed"] for r in recs} == {r["request_seed"] for r in recs}
+    summary = json.loads((maj / "summary.json").read_text())
+    assert list(summary["at_k"]) == ["1", "2", "3"]
+    for k in (1, 2, 3):
+        per_q = [[r["correct"] for r in recs if r["id"] == q] for q in ("gsm8k-1", "gsm8k-2")]
+        want = sum(pass_at_k(3, sum(c), k) for c in per_q) / 2
+        assert summary["at_k"][str(k)]["pass"] == pytest.approx(want)
+        assert summary["at_k"][str(k)]["cov"] == pytest.approx(sum(any(c[:k]) for c in per_q) / 2)
+        # a vote at k pays for k thinkings
+        assert summary["at_k"][str(k)]["thinking_per_question"] == pytest.approx(
+            sum(r["thinking_tokens"] for r in recs if r["sample"] < k) / 2)
+
+    rej = records(out / "gsm8k-reject-max2-s0")
+    assert len(rej) == 2
+    for r in rej:
+        assert 1 <= r["tries"] <= 3
+        assert r["accepted"] == (r["thinking_tokens"] <= 2)
+        assert r["accepted"] or r["tries"] == 3          # gave up only after the last try
+        # every try is compute: the prompt was paid once per try
+        assert r["compute"]["prompt_tokens"] == r["tries"] * r["trace"]["prompt_tokens"]
+
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sorted(c["label"] for c in sweep["curves"]) == [
+        "budget forcing", "majority voting", "rejection sampling"]
+    p = s1("report", str(out))
+    assert p.returncode == 0, p.stderr
+    md = (out / "report.md").read_text()
+    assert "majority voting" in md and "pass@k %" in md and "rejection sampling" in md
