@@ -45,6 +45,12 @@ def _slug(text: str) -> str:
 # plots
 
 
+def _accuracy_axis(ax, highest: float) -> None:
+    """0 at the bottom always; the top just above the highest value drawn (at least 10%), so a
+    curve of zeros is not blown up into noise."""
+    ax.set_ylim(-1, max(10.0, min(101.0, highest + 5)))
+
+
 def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -62,6 +68,7 @@ def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) ->
         label = f"{c.label} · {c.model}" if multi_model else c.label
         ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
+    _accuracy_axis(ax, max((100 * p.high for c in cs for p in c.points), default=0.0))
     ax.set_xlabel("average thinking tokens per question (log2)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{bench}: test-time scaling (bars: Wilson 95%)")
@@ -90,6 +97,7 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
                 [100 * p.accuracy for p in pts], marker="s" if parallel else "o",
                 linestyle="--" if parallel else "-", label=label)
     ax.set_xscale("log")
+    _accuracy_axis(ax, max((100 * p.accuracy for c in cs for p in c.points), default=0.0))
     ax.set_xlabel("estimated FLOPs per question" if use_flops else "tokens per question")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{bench}: accuracy at matched compute")
