@@ -269,6 +269,15 @@ def eval_(
               f"{100 * s['wilson_high']:.1f}] ({s['correct']}/{s['questions']}) · "
               f"{s['thinking_per_question']:.0f} thinking tokens/question · "
               f"{s['compute']['generated_tokens']} generated tokens")
+    import json
+
+    for c in json.loads((out_dir / "sweep.json").read_text())["curves"]:
+        if len(c["points"]) < 2:
+            continue
+        ctrl = "n/a" if c["control"] is None else f"{100 * c['control']:.0f}%"
+        slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
+        print(f"{c['benchmark']} · {c['label']}: Control {ctrl} · Scaling {slope} · "
+              f"Performance {c['performance']:.1f}%")
     print(f"records, manifests and summaries in {out_dir}; `s1 report {out_dir}` draws them")
 
 
