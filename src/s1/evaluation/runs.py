@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -270,55 +271,27 @@ class _Job:
     def request(self) -> Request:
         s = self.run.setting
         # Distinct, reproducible seeds per (run seed, sample, try); greedy ignores them.
-        seed = self.run.seed * 1_000_003 + self.sample * 10_007 + (self.tries - 1)
+        seed = (self.run.seed * 1_000_003 + self.sample * 10_007 + (self.tries - 1)
+                + zlib.crc32(self.item.id.encode()) * 101) % 2**63
         return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
-                       seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}")
+                       seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
+                       budget=self.budget())
 
     def budget(self):
         return self.run.setting.budget.with_(seed=self.run.seed)
 
 
-def _sampling_key(budget) -> tuple:
-    return (budget.temperature, budget.top_p)
-
-
 def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace], None]) -> None:
-    """Hand the jobs to the engine in as few calls as its API allows.
-
-    Engine.generate takes one Budget per call. The transformers engine batches, so budgets are
-    mixed inside one call (a sweep shares the batch): each request's Forcer is built from its
-    own Budget by wrapping the engine's `prepare` for the duration of the call. Sampling
-    parameters are per call in that engine, so calls are split by (temperature, top_p). Other
-    engines get one call per Budget.
-    """
+    """Hand every job to the engine in one call, each request carrying its own Budget, so a
+    whole sweep shares the batch (transformers) or the concurrency (remote)."""
     if not jobs:
         return
-    groups: dict[tuple, list[_Job]] = {}
-    share = engine.name == "transformers"
-    for job in jobs:
-        b = job.budget()
-        groups.setdefault(_sampling_key(b) if share else (b,), []).append(job)
-    for group in groups.values():
-        requests = [j.request() for j in group]
-        by_request = {id(r): j.budget() for r, j in zip(requests, group)}
-        base = group[0].budget()
+    requests = [j.request() for j in jobs]
 
-        def callback(index: int, trace: Trace, group=group) -> None:
-            on_trace(group[index], trace)
+    def callback(index: int, trace: Trace) -> None:
+        on_trace(jobs[index], trace)
 
-        if share and len(set(by_request.values())) > 1:
-            original = engine.prepare
-
-            def prepare(request, budget, by_request=by_request, original=original):
-                return original(request, by_request.get(id(request), budget))
-
-            engine.prepare = prepare        # instance attribute: shadows the method
-            try:
-                engine.generate(requests, base, on_trace=callback)
-            finally:
-                del engine.prepare
-        else:
-            engine.generate(requests, base, on_trace=callback)
+    engine.generate(requests, jobs[0].budget(), on_trace=callback)
 
 
 def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> dict:

@@ -25,6 +25,7 @@ class Request:
     system: str | None = None      # None = the model's default system prompt (as the paper)
     seed: int | None = None        # None = the budget's seed
     id: str = ""
+    budget: Budget | None = None   # this request's own budget (a sweep in one batch); None = the call's
 
 
 class Tokenizer(Protocol):
@@ -96,6 +97,7 @@ class Engine(ABC):
 
     def prepare(self, request: Request, budget: Budget) -> tuple[str, list[int], Forcer]:
         """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap."""
+        budget = request.budget or budget
         prompt = build_prompt(self.tokenizer, request, self.fmt)
         ids = self.tokenizer.encode(prompt)
         fids = self.format_ids(budget)
@@ -105,6 +107,7 @@ class Engine(ABC):
 
     def trace(self, request: Request, prompt: str, prompt_ids: list[int], forcer: Forcer,
               started: float, budget: Budget) -> Trace:
+        budget = request.budget or budget
         dec = self.tokenizer.decode
         return Trace(
             id=request.id, prompt=prompt, prompt_tokens=len(prompt_ids),

@@ -73,7 +73,7 @@ class HFEngine(Engine):
                 n_cache, n_mask, n_logits = self._prefill(new)
                 rows, cache, mask, logits = self._merge(rows, cache, mask, logits, new, n_cache,
                                                         n_mask, n_logits)
-            proposals = self._sample(logits, rows, budget)
+            proposals = self._sample(logits, rows)
             keep = []
             for j, row in enumerate(rows):
                 token = row.forcer.step(proposals[j])
@@ -100,6 +100,7 @@ class HFEngine(Engine):
 
     def _new_row(self, index: int, request: Request, budget: Budget) -> _Row:
         prompt, ids, forcer = self.prepare(request, budget)
+        budget = forcer.budget          # the request's own, if it has one
         gen = None
         if not budget.greedy:
             gen = torch.Generator(device="cpu")
@@ -175,13 +176,12 @@ class HFEngine(Engine):
 
     # --- sampling ------------------------------------------------------------------------------
 
-    def _sample(self, logits: torch.Tensor, rows: list[_Row], budget: Budget) -> list[int]:
-        if budget.greedy:
-            return logits.argmax(dim=-1).tolist()
-        out = []
+    def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
+        """Greedy rows by one argmax over the batch; sampled rows each with their own generator."""
+        out = logits.argmax(dim=-1).tolist()
         for j, row in enumerate(rows):
-            if row.forcer.due():          # the proposal would be thrown away
-                out.append(-1)
+            budget = row.forcer.budget
+            if budget.greedy or row.forcer.due():   # a forced row's proposal is thrown away
                 continue
             probs = torch.softmax(logits[j].cpu() / budget.temperature, dim=-1)
             if budget.top_p < 1.0:
@@ -189,5 +189,5 @@ class HFEngine(Engine):
                 cut = sorted_p.cumsum(0) - sorted_p >= budget.top_p
                 sorted_p[cut] = 0
                 probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-            out.append(int(torch.multinomial(probs, 1, generator=row.gen)))
+            out[j] = int(torch.multinomial(probs, 1, generator=row.gen))
         return out

@@ -123,6 +123,7 @@ class LlamaCppEngine(Engine):
     def _one(self, request: Request, budget: Budget) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request, budget)
+        budget = forcer.budget          # the request's own, if it has one
         rng = np.random.default_rng(budget.seed if request.seed is None else request.seed)
         pending = self._reuse_prefix(ids)
         length = len(ids)

@@ -216,6 +216,7 @@ class RemoteEngine(Engine):
                    exclusive: bool) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request, budget)
+        budget = forcer.budget          # the request's own, if it has one
         meta = {"requests": 0, "failed_requests": 0, "retokenized_prompts": 0, "guessed_ids": 0,
                 "rewinds": 0}
         seq = list(ids)
