@@ -174,3 +174,18 @@ def test_verification_timeout_kills_and_recovers():
     assert elapsed < 2.0
     after = grade("\\boxed{\\frac{10}{2}}", item)  # a fresh worker took over
     assert after.correct and after.reason == "math-verify equal"
+
+
+@pytest.mark.parametrize("text, correct, extracted", [
+    ("Final Answer: 16 eggs * 4 = 64 eggs", True, "64"),     # working shown on the answer line
+    ("Answer: 2 + 62 = 64.", True, "64"),
+    ("Final Answer: 1,064 dollars", False, "1,064"),
+    ("Final Answer: 64 - 1 = 63", False, "63"),
+    ("Answer: 3.5 then 64.5", False, None),                   # decimals are not read as integers
+])
+def test_integer_answers_read_the_last_number_of_the_answer_line(text, correct, extracted):
+    item = Item("t", "How many eggs?", "64", "integer", {})
+    g = grade(text, item)
+    assert g.correct is correct
+    if extracted is not None:
+        assert g.extracted == extracted

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -237,11 +238,22 @@ def verify_math(gold: str, answer: str, timeout: float = 5.0) -> str:
 # grading
 
 
+_LAST_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|-?\d+(?:\.\d+)?")
+
+
 def _grade_math(item: Item, extracted: str, timeout: float, pool: VerifierPool) -> Grade:
     gold_int, pred_int = as_integer(item.answer), as_integer(extracted)
     if gold_int is not None and pred_int is not None:
         ok = gold_int == pred_int
         return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
+    if item.answer_type == "integer" and gold_int is not None:
+        # An integer benchmark's answer line often shows its working ("16 * 4 = 64 eggs"): read
+        # the last number of the extracted answer, as GSM8K's flexible extraction does.
+        last = _LAST_NUMBER.findall(extracted[:MAX_ANSWER_CHARS])
+        pred_last = as_integer(last[-1]) if last else None
+        if pred_last is not None:
+            ok = gold_int == pred_last
+            return Grade(ok, last[-1], "last number match" if ok else "last number mismatch")
     if "".join(item.answer.split()) == "".join(extracted.split()):
         return Grade(True, extracted, "exact match")
     if len(extracted) > MAX_ANSWER_CHARS:
