@@ -37,8 +37,7 @@ def _silence_llama_logs() -> None:
         llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
 
 
-def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
-    """A llama_cpp.Llama with the settings the project's llama.cpp server also uses."""
+def _llama(gguf_path: str, **kwargs):
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -47,21 +46,17 @@ def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, 
     if not os.path.isfile(gguf_path):
         raise UserError(f"GGUF file not found: {gguf_path}")
     _silence_llama_logs()
-    return Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                 seed=seed, verbose=False)
+    return Llama(model_path=gguf_path, verbose=False, **kwargs)
+
+
+def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
+    """A llama_cpp.Llama with the settings the project's llama.cpp server also uses."""
+    return _llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed)
 
 
 def load_vocab(gguf_path: str):
     """Only the tokenizer of a GGUF (no weights): what a remote llama.cpp server of it uses."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        raise UserError("llama.cpp support is not installed: pip install 'llama-cpp-python[server]'"
-                        " (scripts/setup.sh does it)") from None
-    if not os.path.isfile(gguf_path):
-        raise UserError(f"GGUF file not found: {gguf_path}")
-    _silence_llama_logs()
-    return Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+    return _llama(gguf_path, vocab_only=True)
 
 
 class LlamaTokenizer:
