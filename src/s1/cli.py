@@ -89,12 +89,14 @@ def generate(
     system: str = typer.Option(None, help="System prompt (default: the model's own)."),
     batch_size: int = typer.Option(16, help="Rows decoded together (transformers engine)."),
     json_out: bool = typer.Option(False, "--json", help="Print each Trace as one JSON line."),
+    out: str = typer.Option(None, "--out", "-o", help="Append each Trace to this JSONL as it finishes; re-run to resume."),
 ):
     """Generate with budget forcing and show the thinking, the answer and the forcing events."""
     import json
 
     from s1.generation.engines import Request, load_engine
     from s1.generation.formats import resolve_format
+    from s1.jsonl import JsonlAppender, read_jsonl
 
     if (question is None) == (input is None):
         fail("give a QUESTION or --input FILE.jsonl (one of them)")
@@ -103,13 +105,32 @@ def generate(
     budget = budget_from_flags(max_thinking, min_thinking, num_ignore, ignore_string, max_answer,
                                temperature, top_p, seed, loop_guard)
     items = read_questions(input) if input else [("0", question)]
+    ids = [i for i, _ in items]
+    if len(set(ids)) != len(ids):
+        fail("question ids repeat in the input; give each line a unique 'id'")
+    sink, done = None, set()
+    if out:
+        # Traces already in the file (a killed run) are not generated again.
+        done = {str(r["id"]) for r in read_jsonl(out, repair=True, key="id",
+                                                 damaged="give another --out file")}
+        items = [(i, q) for i, q in items if i not in done]
+        sink = JsonlAppender(out)
+        if not items:
+            print(f"all {len(done)} traces are already in {out}", file=sys.stderr)
+            return
     fmt = resolve_format(model, format, think_start, think_end) if (format or think_start or think_end) else None
     eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size)
     requests = [Request(q, system=system, id=i) for i, q in items]
     try:
-        traces = eng.generate(requests, budget)
+        traces = eng.generate(requests, budget,
+                              on_trace=(lambda i, tr: sink.append(tr.to_dict())) if sink else None)
     finally:
         eng.close()
+        if sink:
+            sink.close()
+    if out:
+        print(f"{len(traces)} traces appended to {out}" + (f" ({len(done)} were there)" if done else ""),
+              file=sys.stderr)
     for tr in traces:
         if json_out:
             print(json.dumps(tr.to_dict(), ensure_ascii=False))

@@ -92,3 +92,25 @@ def test_unreachable_server_is_a_clear_error():
     p = run("generate", "--server", "http://127.0.0.1:9/v1", "x")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "127.0.0.1:9" in p.stderr
+
+
+@pytest.mark.slow
+def test_out_file_resumes_without_losing_or_duplicating(tmp_path):
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps({"id": i, "question": f"What is {i} + {i}?"}) + "\n"
+                         for i in ("1", "2", "3")))
+    out = tmp_path / "traces.jsonl"
+    args = ["generate", "--input", str(q), "--max-thinking", "16", "--out", str(out)]
+    assert run(*args).returncode == 0
+    full = [json.loads(line) for line in out.read_text().splitlines()]
+    # A kill after the first trace, in the middle of writing the second:
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + lines[1][: len(lines[1]) // 2])
+    p = run(*args)
+    assert p.returncode == 0 and "1 were there" in p.stderr
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(t["id"] for t in resumed) == ["1", "2", "3"]
+    key = lambda t: (t["id"], t["thinking_ids"], t["answer_ids"])
+    assert sorted(map(key, resumed)) == sorted(map(key, full))      # greedy: same results
+    p = run(*args)
+    assert p.returncode == 0 and "already" in p.stderr and len(out.read_text().splitlines()) == 3

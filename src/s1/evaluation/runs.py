@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from s1.errors import UserError
+from s1.jsonl import JsonlAppender, read_jsonl, write_json_atomic
 from s1.evaluation.benchmarks import Benchmark, Item
 from s1.evaluation.grading import Grade, grade
 from s1.evaluation.methods import Setting, load_scorer
@@ -46,44 +46,10 @@ VERSIONED = ("s1", "torch", "transformers", "llama_cpp_python", "math-verify", "
 # small file helpers
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write through a temporary file and rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_records(path: Path, repair: bool = False) -> list[dict]:
-    """Records of a run in file order. A torn last line (a kill mid-write) is dropped, and cut
-    off the file when `repair`; a bad line elsewhere is an error naming its line number."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):   # the last write never finished its newline
-        if repair:
-            with open(path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
-        data = data[:end]
-    records = []
-    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not a valid record ({e.msg}); the run directory is "
-                            "damaged: move it away and run again") from None
-        if not isinstance(rec, dict) or "key" not in rec:
-            raise UserError(f"{path}:{n}: not a run record (no 'key'); move it away and run again")
-        records.append(rec)
-    return records
+    """Records of a run in file order (a torn last line dropped; cut off the file when `repair`)."""
+    return read_jsonl(path, repair=repair, key="key",
+                      damaged="the run directory is damaged: move it away and run again")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -195,11 +161,8 @@ class Run:
 
     def append(self, record: dict) -> None:
         if self._file is None:
-            self._file = open(self.dir / RECORDS, "a", encoding="utf-8")
-        # One write per line, then fsync: a kill can tear at most the line being written.
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+            self._file = JsonlAppender(self.dir / RECORDS)
+        self._file.append(record)
         self.done[record["key"]] = record
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ Semantics (the paper's §3.1 and its harness, token-exact):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Union
 
 from s1.errors import UserError

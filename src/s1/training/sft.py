@@ -18,7 +18,6 @@ from pathlib import Path
 
 import yaml
 
-from s1.errors import UserError
 from s1.generation.formats import get_format, save_format
 from s1.generation.models import EMBEDDED, ModelRef, hub_error, load_tokenizer, resolve_model
 from s1.training.data import TruncationReport, build_dataset, load_records, select

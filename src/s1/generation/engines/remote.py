@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from typing import Callable, Sequence
 

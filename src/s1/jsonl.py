@@ -1,0 +1,74 @@
+"""Result files that survive a kill: JSON lines appended and fsynced one by one, JSON files
+written whole through a rename. A killed run tears at most the line being written; readers drop
+that line, so a re-run resumes with nothing lost and nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from s1.errors import UserError
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write through a temporary file and rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path, repair: bool = False, key: str | None = None,
+               damaged: str = "move it away and run again") -> list[dict]:
+    """Objects of a JSONL result file in order. A torn last line (a kill mid-write) is dropped,
+    and cut off the file when `repair`; a bad line elsewhere, or one without `key`, is a
+    UserError naming its line number."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):   # the last write never finished its newline
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        data = data[:end]
+    out = []
+    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); {damaged}") from None
+        if not isinstance(rec, dict) or (key is not None and key not in rec):
+            raise UserError(f"{path}:{n}: not a result record (no {key!r}); {damaged}")
+        out.append(rec)
+    return out
+
+
+class JsonlAppender:
+    """Appends one object per line; each line is flushed and fsynced before the next."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file = None
+
+    def append(self, record: dict) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
