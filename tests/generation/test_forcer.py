@@ -178,3 +178,13 @@ def test_auto_budget_fills_the_context():
     assert Budget(max_thinking_tokens=64).resolve_max_thinking(500, 4096) == 64
     with pytest.raises(UserError, match="no room"):
         b.resolve_max_thinking(prompt_tokens=4090, context_length=4096)
+
+
+def test_loop_stop_found_inside_an_ignore_string_ends_after_it():
+    f = make(Budget(max_thinking_tokens=None, loop_guard="stop", loop_ngram=2, loop_repeats=2,
+                    num_ignore=3), ignore=((WAIT, 150, 151),))
+    drive(f, [WAIT, 150, START], fill=EOS)
+    # The loop (WAIT 150 twice) shows mid-"Wait": the ignore string finishes, then thinking ends.
+    assert f.thinking_ids == [WAIT, 150, WAIT, 150, 151]
+    assert f.thinking_finish == "loop"
+    assert [e.kind for e in f.events] == ["wait", "loop", "forced_end"]

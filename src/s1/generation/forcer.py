@@ -86,6 +86,7 @@ class Forcer:
         self._ngrams: dict[tuple[int, ...], int] = defaultdict(int)
         self._loop_seen = False
         self._answer_nudged = False
+        self._loop_stop = False            # the loop guard asked to end the thinking
 
     # --- what the engine asks --------------------------------------------------------------
 
@@ -99,7 +100,8 @@ class Forcer:
 
     def due(self) -> bool:
         """True when the next emitted token is forced whatever the model proposes."""
-        return bool(self._queue) or (self.phase is Phase.THINKING and self._at_max())
+        return bool(self._queue) or (self.phase is Phase.THINKING
+                                     and (self._at_max() or self._loop_stop))
 
     def pending(self) -> list[int]:
         """The forced tokens queued so far (more may follow once they are emitted)."""
@@ -126,8 +128,8 @@ class Forcer:
         if self._queue:
             return self._emit(*self._queue.pop(0))
         if self.phase is Phase.THINKING:
-            if self._at_max():
-                self._force_end("max")
+            if self._at_max() or self._loop_stop:
+                self._force_end("loop" if self._loop_stop else "max")
                 return self._emit(*self._queue.pop(0))
             if proposed is None:
                 raise ValueError("no proposal while no forced token is due")
@@ -193,6 +195,7 @@ class Forcer:
                 and not self.ids.decode(self.answer_ids).strip())
 
     def _force_end(self, why: str) -> None:
+        self._loop_stop = False
         self.thinking_finish = why
         self.events.append(Event("forced_end", len(self.thinking_ids), why))
         last = self.ids.decode(self.thinking_ids[-1:]) if self.thinking_ids else ""
@@ -225,8 +228,9 @@ class Forcer:
             self._loop_seen = True
             self.events.append(Event("loop", len(self.thinking_ids),
                                      f"{b.loop_ngram}-gram seen {b.loop_repeats} times"))
-            if b.loop_guard == "stop" and not self._queue:
-                self._force_end("loop")
+            if b.loop_guard == "stop":
+                # Ends once any ignore string being emitted is out (`step` checks the flag).
+                self._loop_stop = True
 
     def _finish(self, reason: str) -> None:
         self.phase = Phase.DONE
