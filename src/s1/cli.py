@@ -30,6 +30,8 @@ def fail(message: str) -> None:
 # --- generation ----------------------------------------------------------------------------
 
 MODEL_HELP = "HF id, local directory or .gguf file (default: the embedded SmolLM2-135M-Instruct)"
+DEVICE_OPTION = typer.Option(None, help="cpu, cuda or cuda:N for the transformers engine (default: cuda if present).")
+THREADS_OPTION = typer.Option(None, help="CPU threads of the in-process engines (default: one per core).")
 
 
 def budget_from_flags(max_thinking: str, min_thinking: int, num_ignore: int,
@@ -88,6 +90,8 @@ def generate(
     loop_guard: str = typer.Option("record", help="off, record or stop (stop forcing when thinking loops)."),
     system: str = typer.Option(None, help="System prompt (default: the model's own)."),
     batch_size: int = typer.Option(16, help="Rows decoded together (transformers engine)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print each Trace as one JSON line."),
     out: str = typer.Option(None, "--out", "-o", help="Append each Trace to this JSONL as it finishes; re-run to resume."),
 ):
@@ -119,7 +123,8 @@ def generate(
             print(f"all {len(done)} traces are already in {out}", file=sys.stderr)
             return
     fmt = resolve_format(model, format, think_start, think_end) if (format or think_start or think_end) else None
-    eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size)
+    eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size, device=device,
+                      threads=threads)
     requests = [Request(q, system=system, id=i) for i, q in items]
     try:
         traces = eng.generate(requests, budget,
@@ -228,6 +233,8 @@ def eval_(
     max_answer: int = typer.Option(512, help="Max answer tokens."),
     seeds: int = typer.Option(1, help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     batch_size: int = typer.Option(16, help="Rows decoded together (transformers engine)."),
+    device: str = DEVICE_OPTION,
+    threads: int = THREADS_OPTION,
     judge_url: str = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
     judge_model: str = typer.Option(None, help="Model name of the judge (with --judge-url)."),
     model_params: float = typer.Option(None, help="Parameter count for FLOPs when the engine cannot tell (remote)."),
@@ -273,7 +280,8 @@ def eval_(
         from s1.evaluation.judge import Judge
         judge = Judge(judge_url, judge_model)
     fmt = resolve_format(model, format, None, None) if format else None
-    eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size)
+    eng = load_engine(model, server, engine, fmt=fmt, batch_size=batch_size, device=device,
+                      threads=threads)
     try:
         label = model or (f"{server} (served)" if server else "smollm2-135m")
         runs = make_runs(out_dir, eng, label, bench, settings, range(seeds),

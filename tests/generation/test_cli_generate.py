@@ -52,6 +52,8 @@ def test_generate_json_from_input_file(tmp_path):
     ([], "QUESTION or --input"),
     (["--engine", "vllm-magic", "x"], "unknown engine"),
     (["--format", "nope", "x"], "unknown thinking format"),
+    (["--threads", "0", "x"], "threads must be at least 1"),
+    (["--device", "tpu", "x"], "unknown device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, words):
     p = run("generate", *args)

@@ -15,10 +15,18 @@ ENGINES = ("auto", "transformers", "llama.cpp", "remote")
 def load_engine(model: str | None = None, server: str | None = None, engine: str = "auto",
                 fmt: ThinkingFormat | None = None, batch_size: int = 16,
                 device: str | None = None, n_ctx: int = 8192, tokenizer: str | None = None,
-                concurrency: int = 8) -> Engine:
-    """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers."""
+                concurrency: int = 8, threads: int | None = None) -> Engine:
+    """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers.
+
+    `device`: cpu, cuda, cuda:N (transformers engine; default cuda when there is one).
+    `threads`: CPU threads for the in-process engines (default: one per core).
+    """
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be at least 1 ({threads})")
+    if device is not None:
+        _check_device(device)
     if server or engine == "remote":
         if not server:
             raise UserError("the remote engine needs --server URL")
@@ -32,12 +40,27 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
         if not has_llama:
             raise UserError("llama.cpp is not installed: pip install 'llama-cpp-python[server]'")
         from s1.generation.engines.llamacpp import LlamaCppEngine
-        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=n_ctx)
+        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=n_ctx, n_threads=threads)
+    import torch
+
     from s1.generation.engines.hf import HFEngine
+    if threads:
+        torch.set_num_threads(threads)
     if device is None:
-        import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return HFEngine(ref, fmt, device=device, batch_size=batch_size)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (index and int(index) >= n):
+            raise UserError(f"device {device} is not available here ({n} CUDA devices); use --device cpu")
 
 
 __all__ = ["Engine", "Request", "load_engine", "ENGINES"]
