@@ -16,8 +16,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="s1: simple test-time scaling — budget forcing, evaluation, training.")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from s1 import __version__
+        print(f"s1 {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                        help="Print the version and exit.")) -> None:
     """s1: simple test-time scaling — budget forcing, evaluation, training."""
 
 

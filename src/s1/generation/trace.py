@@ -59,7 +59,7 @@ class Trace:
 
     @property
     def text(self) -> str:
-        """The generated continuation as the model saw it (what graders read)."""
+        """The whole continuation as the model saw it; graders read only `answer`."""
         return self.thinking + self.end + self.answer
 
     def to_dict(self) -> dict:
