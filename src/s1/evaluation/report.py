@@ -51,12 +51,29 @@ def _accuracy_axis(ax, highest: float) -> None:
     ax.set_ylim(-1, max(10.0, min(101.0, highest + 5)))
 
 
-def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) -> None:
+def _figure():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")   # no display: files only
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    return plt.subplots(figsize=(6.4, 4.2), dpi=110)
+
+
+def _finish(fig, ax, path: Path, xlabel: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) -> None:
+    fig, ax = _figure()
     for c in cs:
         pts = [p for p in c.points if p.thinking > 0]
         if not pts:
@@ -69,23 +86,13 @@ def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) ->
         ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
     _accuracy_axis(ax, max((100 * p.high for c in cs for p in c.points), default=0.0))
-    ax.set_xlabel("average thinking tokens per question (log2)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{bench}: test-time scaling (bars: Wilson 95%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path, "average thinking tokens per question (log2)",
+            f"{bench}: test-time scaling (bars: Wilson 95%)")
 
 
 def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
                   multi_model: bool) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = _figure()
     for c in cs:
         pts = [p for p in c.points if (p.flops if use_flops else p.tokens)]
         if not pts:
@@ -98,14 +105,8 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
                 linestyle="--" if parallel else "-", label=label)
     ax.set_xscale("log")
     _accuracy_axis(ax, max((100 * p.accuracy for c in cs for p in c.points), default=0.0))
-    ax.set_xlabel("estimated FLOPs per question" if use_flops else "tokens per question")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{bench}: accuracy at matched compute")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path, "estimated FLOPs per question" if use_flops else "tokens per question",
+            f"{bench}: accuracy at matched compute")
 
 
 # ---------------------------------------------------------------------------------------------
