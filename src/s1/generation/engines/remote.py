@@ -217,7 +217,7 @@ class RemoteEngine(Engine):
         prompt, ids, forcer = self.prepare(request, budget)
         budget = forcer.budget          # the request's own, if it has one
         meta = {"requests": 0, "failed_requests": 0, "retokenized_prompts": 0, "guessed_ids": 0,
-                "rewinds": 0}
+                "rewinds": 0, "discarded_tokens": 0}
         seq = list(ids)
         batch: list[int] | None = None      # what the in-process engine would evaluate next
         eos = self.tokenizer.eos_ids
@@ -247,7 +247,8 @@ class RemoteEngine(Engine):
                 empty_replies += 1      # cut short before any token (llama.cpp's interrupt_requests)
                 continue
             empty_replies = 0
-            emitted, batch = _feed(forcer, tokens, finish, eos[0] if eos else None)
+            emitted, batch, used = _feed(forcer, tokens, finish, eos[0] if eos else None)
+            meta["discarded_tokens"] += len(tokens) - used   # generated past a forcing point
             seq += emitted
             if not emitted and not forcer.done:
                 forcer.stop("length")   # the server gave nothing back: its context is full
@@ -301,16 +302,19 @@ class RemoteEngine(Engine):
 
 
 def _feed(forcer: Forcer, tokens: list[int], finish: str | None,
-          eos: int | None) -> tuple[list[int], list[int]]:
-    """Feed a segment to the Forcer. Returns every emitted token, and the last evaluation batch
-    the in-process engine would make (the last emitted model token with the forced ones after it)."""
+          eos: int | None) -> tuple[list[int], list[int], int]:
+    """Feed a segment to the Forcer. Returns every emitted token, the last evaluation batch the
+    in-process engine would make (the last emitted model token with the forced ones after it),
+    and how many of the segment's tokens were used (the rest came after a forcing point)."""
     emitted: list[int] = []
     batch: list[int] = []
+    used = 0
     fed_all = True
     for t in tokens:
         out = forcer.step(t)
+        used += 1
         if out is None:
-            return emitted, []
+            return emitted, [], used
         emitted.append(out)
         batch = [out]
         if out != t or forcer.due():
@@ -321,7 +325,7 @@ def _feed(forcer: Forcer, tokens: list[int], finish: str | None,
         # the server stopped on an EOS it did not return (llama.cpp never returns it)
         out = forcer.step(eos)
         if out is None:
-            return emitted, []
+            return emitted, [], used
         emitted.append(out)
         batch = [out]
     while forcer.due() and not forcer.done:
@@ -329,7 +333,7 @@ def _feed(forcer: Forcer, tokens: list[int], finish: str | None,
         if out is not None:
             emitted.append(out)
             batch.append(out)
-    return emitted, batch
+    return emitted, batch, used
 
 
 def _split(raw: bytes, pieces: dict[bytes, int]) -> list[int] | None:
