@@ -256,3 +256,23 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
                   f"{name}:{item}")
     stats["benchmark_questions"] = len(references)
     return StepOutput(data.select(keep), drops, {"flagged": flagged}, dict(stats))
+
+
+def reference_flags(questions: list[str], groups: list[str], references: list[str], n: int = 8,
+                    cumulative: bool = True) -> list[bool]:
+    """s1's approach as written: a set of n-gram strings and a Python loop per question. Slow;
+    kept as the oracle of the tests and the baseline of bench/bench_curation.py."""
+    known = set()
+    for text in references:
+        known.update(word_ngrams(text, n))
+    flags = [False] * len(questions)
+    order = list(dict.fromkeys(groups))
+    for g in order:
+        members = [i for i, x in enumerate(groups) if x == g]
+        for i in members:
+            flags[i] = any(gram in known for gram in word_ngrams(questions[i], n))
+        if cumulative:
+            for i in members:
+                if not flags[i]:
+                    known.update(word_ngrams(questions[i], n))
+    return flags

@@ -302,7 +302,7 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
     partial.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta, {"shard_rows": shard_rows, "rows": len(data)})
     n_shards = max(1, -(-len(data) // shard_rows))
-    tables, drops, stats = [], Drops(), Counter()
+    tables, drops, stats, reused = [], Drops(), Counter(), 0
     for i in ctx.progress(range(n_shards), total=n_shards, desc=f"{s.name} (shards)"):
         done = partial / f"shard-{i:06d}.parquet"
         side = partial / f"shard-{i:06d}.json"
@@ -313,6 +313,8 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
             tmp = done.with_name(f".{done.name}.tmp")
             out.data.to_parquet(str(tmp))
             os.replace(tmp, done)   # the parquet appears last: its presence means "shard done"
+        else:
+            reused += 1
         tables.append(pq.read_table(done))
         info = json.loads(side.read_text())
         drops.records.extend(info["drops"])
@@ -321,6 +323,7 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
 
     table = pa.concat_tables([t for t in tables if t.num_rows] or tables[:1],
                              promote_options="default")
+    stats["shards"], stats["shards_resumed"] = n_shards, reused
     return StepOutput(datasets.Dataset(table), drops, {}, dict(stats))
 
 
