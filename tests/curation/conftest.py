@@ -30,7 +30,12 @@ def pool_dir(tmp_path_factory, pool):
     return out
 
 
-def s1_cli(*args, cwd=None, timeout=600, **popen):
+@pytest.fixture(scope="session")
+def s1_cli():
+    return _s1_cli
+
+
+def _s1_cli(*args, cwd=None, timeout=600, **popen):
     """Run `python -m s1.cli ARGS` with this checkout first on the path."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "HF_HUB_OFFLINE": "1"}
