@@ -25,6 +25,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -101,24 +102,29 @@ def load_benchmark_questions(names: list[str], files: dict[str, str]) -> list[tu
 
 
 class Hasher:
-    """Word ids from one shared vocabulary, and 64-bit hashes of every n-gram window."""
+    """64-bit hashes of every word n-gram of many texts at once.
+
+    Words hash with Python's own string hash (C speed; stable within a process, which is all
+    the check needs: nothing is stored), windows combine with numpy arithmetic mod 2^64.
+    `text.lower().split()` gives the same words as s1's normalise-then-split.
+    """
 
     def __init__(self, n: int):
         self.n = n
-        self.vocab: dict[str, int] = {}
 
     def hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, document index) of every n-gram of every text."""
-        vocab, n = self.vocab, self.n
-        ids, lengths = [], np.zeros(len(texts), dtype=np.int64)
+        n = self.n
+        words: list[str] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
         for d, text in enumerate(texts):
-            words = normalize(text).split()
-            lengths[d] = len(words)
-            ids.extend(vocab.setdefault(w, len(vocab)) for w in words)
-        arr = np.asarray(ids, dtype=np.uint64) + np.uint64(1)
-        total = len(arr)
+            w = text.lower().split()
+            lengths[d] = len(w)
+            words.extend(w)
+        total = len(words)
         if total < n:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
+        arr = np.fromiter(map(hash, words), dtype=np.int64, count=total).view(np.uint64)
         windows = total - n + 1
         h = np.zeros(windows, dtype=np.uint64)
         with np.errstate(over="ignore"):   # arithmetic mod 2^64 is the point
@@ -166,42 +172,48 @@ def group_of(source_type: str, how: str) -> str:
 
 
 def flag_rows(questions: list[str], groups: list[str], references: list[str], n: int,
-              cumulative: bool) -> tuple[np.ndarray, Hasher, tuple[np.ndarray, np.ndarray]]:
+              cumulative: bool) -> tuple[np.ndarray, Hasher, Callable]:
     """Per question: -1 if kept, else the index (into references + questions) of a document it
-    shares an n-gram hash with. Also the hasher and the (hash, doc) pairs of everything."""
+    shares an n-gram hash with. Also the hasher and the document frequency of shared hashes.
+
+    Every distinct n-gram gets an index once (np.unique); then, group by group in order, a
+    question is flagged when one of its n-grams is already known (benchmarks, and the kept
+    questions of earlier groups when cumulative). No sorting inside the loop."""
     hasher = Hasher(n)
     ref_h, ref_d = hasher.hashes(references)
     q_h, q_d = hasher.hashes(questions)
+    uniq, inv = np.unique(np.concatenate([ref_h, q_h]), return_inverse=True)
+    ref_u, q_u = inv[:len(ref_h)], inv[len(ref_h):]
+    # the first known document holding each n-gram (-1: none yet); the lowest index wins
+    owner_of = np.full(len(uniq), -1, dtype=np.int64)
+    owner_of[ref_u[::-1]] = ref_d[::-1]
     owner = np.full(len(questions), -1, dtype=np.int64)
-    known_h, known_d = ref_h, ref_d
-    order = list(dict.fromkeys(groups))
-    group_ix = {g: i for i, g in enumerate(order)}
-    gid = np.array([group_ix[g] for g in groups], dtype=np.int64)
-    for g in range(len(order)):
-        members = gid[q_d] == g
-        h, d = q_h[members], q_d[members]
-        sort = np.argsort(known_h, kind="stable")
-        sorted_h, sorted_d = known_h[sort], known_d[sort]
-        pos = np.searchsorted(sorted_h, h)
-        pos_c = np.minimum(pos, max(len(sorted_h) - 1, 0))
-        hit = (pos < len(sorted_h)) & (sorted_h[pos_c] == h) if len(sorted_h) else np.zeros(len(h), bool)
-        for doc, src in zip(d[hit], sorted_d[pos_c[hit]]):
-            if owner[doc] < 0:
-                owner[doc] = src
+    index = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    window_group = np.array([index[g] for g in groups], dtype=np.int64)[q_d]
+    by_group = np.argsort(window_group, kind="stable")
+    bounds = np.searchsorted(window_group[by_group], np.arange(len(index) + 1))
+    for g in range(len(index)):
+        sel = by_group[bounds[g]:bounds[g + 1]]
+        u, d = q_u[sel], q_d[sel]
+        src = owner_of[u]
+        hit = src >= 0
+        docs, first = np.unique(d[hit], return_index=True)   # a document's first hit
+        owner[docs] = src[hit][first]
         if cumulative:
-            kept = (owner[d] < 0)
-            known_h = np.concatenate([known_h, h[kept]])
-            known_d = np.concatenate([known_d, d[kept] + len(references)])
-    all_h = np.concatenate([ref_h, q_h])
-    all_d = np.concatenate([ref_d, q_d + len(references)])
-    return owner, hasher, (all_h, all_d)
+            fresh = (owner[d] < 0) & (owner_of[u] < 0)
+            owner_of[u[fresh][::-1]] = d[fresh][::-1] + len(references)
+    total = len(references) + len(questions)
+    key = np.concatenate([ref_d, q_d + len(references)]).astype(np.int64)
+    pairs = np.sort(inv.astype(np.int64) * total + key)       # (n-gram, document) pairs
+    pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])] if len(pairs) else pairs
+    counts = np.bincount(pairs // total, minlength=len(uniq))
 
+    def df(h: np.ndarray) -> np.ndarray:
+        """How many documents (benchmarks and pool) hold each of these n-gram hashes."""
+        pos = np.minimum(np.searchsorted(uniq, h), len(uniq) - 1)
+        return np.where(uniq[pos] == h, counts[pos], 0)
 
-def document_frequency(all_h: np.ndarray, all_d: np.ndarray) -> dict[int, int]:
-    """Hash -> number of distinct documents holding it, for hashes in two documents or more."""
-    pairs = np.unique(np.stack([all_h, all_d.astype(np.uint64)], axis=1), axis=0)
-    values, counts = np.unique(pairs[:, 0], return_counts=True)
-    return {int(v): int(c) for v, c in zip(values[counts > 1], counts[counts > 1])}
+    return owner, hasher, df
 
 
 @step("decontaminate", DecontaminateConfig, needs=("question", "source_type", "question_hash"))
@@ -210,10 +222,9 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
     bench = load_benchmark_questions(list(config.benchmarks), dict(config.files))
     references = [q for _, _, q in bench]
     questions = list(data["question"])
-    groups = [group_of(s, config.group_by) for s in data["source_type"]]
-    owner, hasher, (all_h, all_d) = flag_rows(questions, groups, references, config.ngram,
-                                              config.cumulative)
-    df = document_frequency(all_h, all_d)
+    sources, hashes = list(data["source_type"]), list(data["question_hash"])
+    groups = [group_of(s, config.group_by) for s in sources]
+    owner, hasher, df = flag_rows(questions, groups, references, config.ngram, config.cumulative)
     texts = references + questions
     drops, keep, flagged = Drops(), [], []
     stats = Counter()
@@ -230,18 +241,17 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
             stats["hash_collisions"] += 1
             continue
         # each shared n-gram is exactly n words: one window, one hash each
-        boiler = [df.get(int(h), 1) >= config.boilerplate_docs for h in hasher.hashes(shared)[0]]
-        boilerplate_only = bool(boiler) and all(boiler)
+        boiler = df(hasher.hashes(shared)[0]) >= config.boilerplate_docs
+        boilerplate_only = bool(len(boiler)) and bool(boiler.all())
         if src < len(references):
             kind, name, item = "benchmark", bench[src][0], bench[src][1]
         else:
             j = src - len(references)
-            kind, name, item = "pool", data[j]["source_type"], data[j]["question_hash"]
+            kind, name, item = "pool", sources[j], hashes[j]
         private = is_private(name)
-        row = data[i]
+        row = {"question_hash": hashes[i], "source_type": sources[i]}
         flagged.append({
-            "question_hash": row["question_hash"], "source_type": row["source_type"],
-            "question": row["question"][:400], "matched": kind, "matched_name": name,
+            **row, "question": questions[i][:400], "matched": kind, "matched_name": name,
             "matched_id": item, "matched_question": None if private else texts[src][:400],
             "shared_ngrams": len(shared),
             "example_ngram": "<withheld>" if private else shared[0],

@@ -72,7 +72,7 @@ def failures(row: dict, config: QualityConfig) -> list[tuple[str, str]]:
 @step("quality", QualityConfig, needs=("question", "source_type", "question_hash"), rowwise=True,
       shard_rows=2000)
 def quality(data, config: QualityConfig, ctx) -> StepOutput:
-    """The paper's quality rules: missing fields, [asy] outside AIME, image refs, p1. numbering, bold numbers."""
+    """The paper's quality rules: missing fields, Asymptote outside AIME, image refs, p1. numbering, bold numbers."""
     for c in config.required:
         if c not in data.column_names:
             raise UserError(f"quality.required names {c!r}, which the input does not have "
