@@ -121,3 +121,24 @@ def test_exact_dedup_keeps_the_first(pool, tmp_path):
                    tmp_path / "x", progress=False, quiet=True)
     assert run.record["dropped"] == {"duplicate": 1}
     assert Context  # the context type is part of the public contract
+
+
+def test_the_documented_rule_on_the_s1k_reference(pool):
+    """s1K passed s1's decontamination; the rule as documented flags AIME (added after it) and
+    mostly boilerplate otherwise. Pinning these facts keeps the rule from drifting."""
+    from s1.curation.decontaminate import word_ngrams
+    from s1.curation.pool import load_reference
+
+    ref = load_reference()
+    refs = [q for _, _, q in load_benchmark_questions(["math500", "aime24", "aime22-24"], {})]
+    qs = [r["question"] for r in ref]
+    owner, hasher, df = flag_rows(qs + list(pool["question"]), [""] * (len(qs) + len(pool)), refs,
+                                  8, False)
+    aime = [i for i, o in enumerate(owner[:len(qs)]) if o >= 0 and "AIME" in ref[i]["source_type"]]
+    other = [i for i, o in enumerate(owner[:len(qs)]) if o >= 0 and "AIME" not in ref[i]["source_type"]]
+    assert len(aime) == 105 and len(other) == 28
+    boiler = 0
+    for i in other:
+        shared = [g for g in word_ngrams(qs[i]) if g in set(word_ngrams(refs[owner[i]]))]
+        boiler += bool((df(hasher.hashes(shared)[0]) >= 5).all())
+    assert boiler == 23

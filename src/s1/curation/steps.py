@@ -234,8 +234,10 @@ def load_input(path: str | Path):
 def check_columns(s: Step, data) -> None:
     missing = [c for c in s.needs if c not in data.column_names]
     if missing:
+        hint = ("; bring a file into the pool schema with `s1 curate pool FILE --out DIR` first"
+                if set(missing) & {"source_type", "question_hash", "metadata"} else "")
         raise UserError(f"step {s.name} needs column(s) {', '.join(missing)}; the input has "
-                        f"{', '.join(data.column_names)}")
+                        f"{', '.join(data.column_names)}{hint}")
     from s1.curation.pool import COLUMNS
     import datasets
 
