@@ -4,7 +4,7 @@ Selection needs a domain and a trace length per question. In the paper they come
 (MSC domain) and a teacher trace (its length in Qwen tokens): the `domains` and `traces` /
 `difficulty` steps. Without models, this step derives stand-ins from what the sources already
 say: the domain is the source's own subject label (MATH `type`, the second level of an Omni-MATH
-domain path, OlympiadBench / TheoremQA `subfield`, the AGIEval task, else the source family),
+domain path, TheoremQA `field`, OlympiadBench `subfield`, the AGIEval task, else the source family),
 and the trace length is the length of the reference solution in words. They are proxies: the
 report says so, and a recipe with model steps replaces this step.
 """
@@ -43,7 +43,9 @@ def domain_of(source_type: str, metadata: str | None) -> str:
     if isinstance(paths, list) and paths:
         parts = [p.strip() for p in str(paths[0]).split("->")]
         return parts[1] if len(parts) > 1 else parts[0]
-    for key in ("type", "subject", "subfield"):
+    # TheoremQA's `field` (Math, Physics, EECS, Finance) before its 30-odd subfields: uniform
+    # domain sampling over many tiny subfields would fill half the set with TheoremQA
+    for key in ("type", "subject", "field", "subfield"):
         if meta.get(key):
             return str(meta[key])
     if meta.get("task"):
