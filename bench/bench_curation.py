@@ -18,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from s1.curation.decontaminate import (DecontaminateConfig, flag_rows, group_of,
-                                       load_benchmark_questions, reference_flags)
+                                       load_benchmark_questions, reference_flags, word_ngrams)
 from s1.curation.dedup import DedupConfig, NearDupConfig
 from s1.curation.pool import PoolConfig
 from s1.curation.proxies import ProxyConfig
@@ -63,17 +65,28 @@ def main() -> None:
     questions = list(pool["question"])
     groups = [group_of(s, "family") for s in pool["source_type"]]
     refs = [q for _, _, q in load_benchmark_questions(["math500", "aime24", "aime22-24"], {})]
-    t_ours, (owner, _, _) = _timed(lambda: flag_rows(questions, groups, refs, 8, True), args.repeat)
+    texts = refs + questions
+
+    def ours_confirmed():
+        # the fast check plus the string confirmation of every hit, as the step does
+        owner, _, _ = flag_rows(questions, groups, refs, 8, True)
+        for i in np.nonzero(owner >= 0)[0]:
+            theirs = set(word_ngrams(texts[owner[i]], 8))
+            if not any(g in theirs for g in word_ngrams(questions[i], 8)):
+                owner[i] = -1
+        return owner
+
+    t_ours, owner = _timed(ours_confirmed, args.repeat)
     t_s1, flags = _timed(lambda: reference_flags(questions, groups, refs, 8, True), args.repeat)
-    ours = [o >= 0 for o in owner]
+    ours = [bool(o >= 0) for o in owner]
     if ours != flags:
         sys.exit(f"MISMATCH: ours flags {sum(ours)}, s1's loop flags {sum(flags)}")
     print(f"\n8-gram decontamination of {len(questions)} questions against {len(refs)} benchmark "
           f"questions, cumulative over {len(set(groups))} sources: {sum(flags)} flagged by both")
     print(f"  s1's loop (baseline): {t_s1:.2f}s ({len(questions) / t_s1:,.0f} q/s)")
     print(f"  ours (numpy hashes):  {t_ours:.2f}s ({len(questions) / t_ours:,.0f} q/s)")
-    print(f"  speedup: {t_s1 / t_ours:.1f}x (median of {args.repeat}; hash candidates only, "
-          "string confirmation of the flagged rows happens in the step)")
+    print(f"  speedup: {t_s1 / t_ours:.1f}x (median of {args.repeat}; ours includes the string "
+          "confirmation of every hit)")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, s1_cli):
     bad.write_text("steps:\n  - pool: {}\n  - audit: {}\n")
     assert "unknown curation step 'audit'" in _one_line_exit_2(
         s1_cli("curate", "run", "--recipe", bad))
+    assert "model-driven" in _one_line_exit_2(s1_cli("curate", "audit", missing, "--out", tmp_path / "o"))
     bad.write_text("stepz: []\n")
     assert "unknown top-level key" in _one_line_exit_2(s1_cli("curate", "run", "--recipe", bad))
     assert "select.strategy" in _one_line_exit_2(

@@ -5,10 +5,22 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from s1.errors import UserError
 
-curate_app = typer.Typer(add_completion=False, no_args_is_help=True,
+class _StepGroup(TyperGroup):
+    """An unknown step name is one line and exit 2, like every other user error."""
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            from s1.curation.steps import get_step
+
+            get_step(args[0])   # raises the UserError that names the registered steps
+        return super().resolve_command(ctx, args)
+
+
+curate_app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_StepGroup,
                          pretty_exceptions_enable=False,
                          help="Curate an s1K-style training set: pool, decontaminate, filter, select.")
 

@@ -111,6 +111,8 @@ class Step:
 
 
 STEPS: dict[str, Step] = {}
+#: Names reserved for the model-driven steps, which follow this contract from their own modules.
+MODEL_STEPS = ("audit", "traces", "difficulty", "domains")
 
 
 def step(name: str, config: type, needs: tuple[str, ...] = (), rowwise: bool = False,
@@ -129,7 +131,9 @@ def get_step(name: str) -> Step:
 
     load_steps()
     if name not in STEPS:
-        raise UserError(f"unknown curation step {name!r} (registered: {', '.join(STEPS)})")
+        later = (" (a model-driven step: it registers from its own module, not in this build)"
+                 if name in MODEL_STEPS else "")
+        raise UserError(f"unknown curation step {name!r}{later}; registered: {', '.join(STEPS)}")
     return STEPS[name]
 
 
