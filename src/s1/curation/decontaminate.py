@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from s1.curation.pool import _jsonl, data_path
-from s1.curation.steps import Drops, StepOutput, step
+from s1.curation.steps import Drops, StepOutput, column, step
 from s1.errors import UserError
 
 SHIPPED_BENCHMARKS = ("math500", "aime24", "aime22-24")
@@ -221,8 +221,8 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
     """Drop questions sharing a word 8-gram with a benchmark (and, cumulatively, an earlier source)."""
     bench = load_benchmark_questions(list(config.benchmarks), dict(config.files))
     references = [q for _, _, q in bench]
-    questions = list(data["question"])
-    sources, hashes = list(data["source_type"]), list(data["question_hash"])
+    questions = column(data, "question")
+    sources, hashes = column(data, "source_type"), column(data, "question_hash")
     groups = [group_of(s, config.group_by) for s in sources]
     owner, hasher, df = flag_rows(questions, groups, references, config.ngram, config.cumulative)
     texts = references + questions

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from s1.curation.decontaminate import is_private, load_benchmark_questions, normalize
-from s1.curation.steps import Drops, StepOutput, step
+from s1.curation.steps import Drops, StepOutput, column, step
 from s1.errors import UserError
 
 
@@ -33,10 +33,13 @@ def dedup(data, config: DedupConfig, ctx) -> StepOutput:
     if config.column not in data.column_names:
         raise UserError(f"dedup.column {config.column!r} is not a column of the input")
     seen, keep, drops = {}, [], Drops()
-    for i, text in enumerate(data[config.column]):
+    hashes, sources = column(data, "question_hash"), column(data, "source_type") if \
+        "source_type" in data.column_names else [None] * len(data)
+    for i, text in enumerate(column(data, config.column)):
         key = normalize(text or "") if config.normalized else text
         if key in seen:
-            drops.add(data[i], "duplicate", data[seen[key]]["question_hash"])
+            drops.add({"question_hash": hashes[i], "source_type": sources[i]}, "duplicate",
+                      hashes[seen[key]])
         else:
             seen[key] = i
             keep.append(i)
@@ -88,8 +91,8 @@ def near_dup(data, config: NearDupConfig, ctx) -> StepOutput:
     """Near-duplicate questions by MinHash-LSH (inside the pool, and against benchmarks if named)."""
     from datasketch import MinHashLSH
 
-    questions = list(data["question"])
-    hashes, sources = list(data["question_hash"]), list(data["source_type"])
+    questions = column(data, "question")
+    hashes, sources = column(data, "question_hash"), column(data, "source_type")
     sets = [shingles(q, config.shingle) for q in questions]
     sigs = minhashes(sets, config)
     lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
@@ -125,7 +128,8 @@ def near_dup(data, config: NearDupConfig, ctx) -> StepOutput:
     drops, keep = Drops(), []
     for i in range(len(data)):
         if config.action == "drop" and (i in later or i in near_bench):
-            drops.add(data[i], "near-benchmark" if i in near_bench else "near-duplicate",
+            drops.add({"question_hash": hashes[i], "source_type": sources[i]},
+                      "near-benchmark" if i in near_bench else "near-duplicate",
                       near_bench.get(i, ""))
         else:
             keep.append(i)

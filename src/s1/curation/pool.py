@@ -345,7 +345,9 @@ def pool_step(data, config: PoolConfig, ctx) -> StepOutput:
     from collections import Counter
 
     pool = load_pool(config)
-    per_source = Counter(pool["source_type"])
-    no_answer = sum(a is None for a in pool["answer"])
+    from s1.curation.steps import column
+
+    per_source = Counter(column(pool, "source_type"))
+    no_answer = sum(a is None for a in column(pool, "answer"))
     return StepOutput(pool, stats={"rows": len(pool), "without_answer": no_answer,
                                    "per_source": dict(per_source.most_common())})

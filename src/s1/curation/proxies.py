@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from s1.curation.steps import StepOutput, step
+from s1.curation.steps import StepOutput, column, step
 from s1.errors import UserError
 
 
@@ -59,8 +59,9 @@ def proxy_columns(data, config: ProxyConfig, ctx) -> StepOutput:
     if config.length_from not in data.column_names:
         raise UserError(f"proxy-columns.length_from names {config.length_from!r}, which the input "
                         f"does not have (columns: {', '.join(data.column_names)})")
-    domains = [domain_of(s, m) for s, m in zip(data["source_type"], data["metadata"])]
-    texts = data[config.length_from]
+    domains = [domain_of(s, m) for s, m in zip(column(data, "source_type"),
+                                               column(data, "metadata"))]
+    texts = column(data, config.length_from)
     lengths = [0 if t is None else (len(str(t).split()) if config.unit == "words" else len(str(t)))
                for t in texts]
     out = data

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from s1.curation.steps import Drops, StepOutput, step
+from s1.curation.steps import Drops, StepOutput, column, step
 from s1.errors import UserError
 
 _NUMBERING = re.compile(r"p[1-9]\d{0,2}\.")      # == any(f"p{i}." in q for i in 1..999)
@@ -78,7 +78,10 @@ def quality(data, config: QualityConfig, ctx) -> StepOutput:
             raise UserError(f"quality.required names {c!r}, which the input does not have "
                             f"(columns: {', '.join(data.column_names)})")
     keep, drops, counts = [], Drops(), {f"fails_{r}": 0 for r in RULES}
-    for i, row in enumerate(data):
+    names = list(dict.fromkeys(["question", "source_type", "question_hash", *config.required]))
+    cols = [column(data, c) for c in names]
+    for i, values in enumerate(zip(*cols)):
+        row = dict(zip(names, values))
         failed = failures(row, config)
         for rule, _ in failed:
             counts[f"fails_{rule}"] += 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from s1.curation.steps import Drops, StepOutput, step
+from s1.curation.steps import Drops, StepOutput, column, step
 from s1.errors import UserError
 
 STRATEGIES = ("s1", "notebook", "random", "diverse", "longest", "full")
@@ -99,8 +99,8 @@ def _matches(source: str, prefixes: list) -> bool:
 
 
 def notebook_start(data, config: SelectConfig, lengths: np.ndarray) -> list[int]:
-    sources = data["source_type"]
-    right = data[config.correct_column] if config.correct_column else [True] * len(data)
+    sources = column(data, "source_type")
+    right = column(data, config.correct_column) if config.correct_column else [True] * len(data)
     start = []
     for i, (s, ok) in enumerate(zip(sources, right)):
         bench = _matches(s, config.gpqa_sources) or _matches(s, config.aime_sources)
@@ -113,7 +113,7 @@ def notebook_start(data, config: SelectConfig, lengths: np.ndarray) -> list[int]
 def benchmark_domain_weights(data, config: SelectConfig) -> dict:
     """The domain histogram of GPQA + AIME questions, GPQA weighted 0.5 * |AIME| / |GPQA|."""
     gpqa, aime = {}, {}
-    for s, d in zip(data["source_type"], data[config.domain_column]):
+    for s, d in zip(column(data, "source_type"), column(data, config.domain_column)):
         if _matches(s, config.gpqa_sources):
             gpqa[d] = gpqa.get(d, 0) + 1
         elif _matches(s, config.aime_sources):
@@ -132,10 +132,10 @@ def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
     if needs_len:
         try:
             lengths = np.array([float(x) if x is not None else -1.0
-                                for x in data[config.length_column]], dtype=float)
+                                for x in column(data, config.length_column)], dtype=float)
         except (TypeError, ValueError):
             raise UserError(f"select.length_column {config.length_column!r} must hold numbers") from None
-    domains = [str(d) for d in data[config.domain_column]] if config.strategy not in (
+    domains = [str(d) for d in column(data, config.domain_column)] if config.strategy not in (
         "random", "longest", "full") else None
     info = {"strategy": config.strategy, "pool": n}
     if config.strategy == "full":
@@ -174,10 +174,10 @@ def select(data, config: SelectConfig, ctx) -> StepOutput:
         ctx.log(f"the pool holds only {len(chosen)} selectable questions (size {config.size})")
     picked = set(chosen)
     drops = Drops()
-    for i, row in enumerate(data.select_columns(["question_hash", "source_type"])):
+    for i, (h, s) in enumerate(zip(column(data, "question_hash"), column(data, "source_type"))):
         if i not in picked:
-            drops.add(row, "not-selected")
+            drops.add({"question_hash": h, "source_type": s}, "not-selected")
     out = data.select(chosen).add_column("selection_rank", list(range(len(chosen))))
     if config.domain_column in out.column_names:
-        info["domains"] = len(set(out[config.domain_column]))
+        info["domains"] = len(set(column(out, config.domain_column)))
     return StepOutput(out, drops, stats=info)
