@@ -53,7 +53,7 @@ def domain_of(source_type: str, metadata: str | None) -> str:
     return "/".join((source_type or "unknown").split("/")[:2])
 
 
-@step("proxy-columns", ProxyConfig, needs=("source_type", "metadata"), rowwise=True)
+@step("proxy-columns", ProxyConfig, needs=("source_type", "metadata"), rowwise=True, version=2)
 def proxy_columns(data, config: ProxyConfig, ctx) -> StepOutput:
     """Stand-in domain (the source's subject label) and trace length (solution length), for runs without models."""
     if config.length_from not in data.column_names:

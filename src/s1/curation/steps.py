@@ -19,6 +19,25 @@ A step is three things, registered under a name with `@step(...)`:
    A long rowwise step with its own per-row cache (e.g. traces keyed by `question_hash`) keeps it
    in `ctx.work_dir`: it survives a kill and is removed once the step completes.
 
+A model step, sketched (the shape `traces` / `difficulty` / `domains` / `audit` take):
+
+    @dataclass
+    class TracesConfig:
+        server: str | None = None      # base URL(s) of OpenAI-compatible servers; None: embedded
+        max_tokens: int = 32768
+        def __post_init__(self): ...   # UserError on a bad value
+
+    @step("traces", TracesConfig, needs=("question", "question_hash"), rowwise=True, shard_rows=64)
+    def traces(data, config, ctx) -> StepOutput:
+        done = {r["question_hash"]: r for r in read_jsonl(ctx.work_dir / "traces.jsonl", repair=True)}
+        sink = JsonlAppender(ctx.work_dir / "traces.jsonl")   # s1.jsonl: one fsynced line each
+        ... generate the rows not in `done` through an engine, append each as it finishes ...
+        failed rows go to Drops with reason "teacher-error" and the error as detail
+        return StepOutput(data.add_column("thinking", ...).add_column("attempt", ...), drops,
+                          stats={"tokens": ..., "cost": ...})
+
+and its module joins `s1.curation.STEP_MODULES`. Recipes name it like any other step.
+
 The runner (`run_step`) keys each run by sha256(step, version, config, input fingerprint): a step
 whose output directory already holds that key is not run again; the output fingerprint is the
 key, so a changed config re-runs that step and everything after it. Output directories are
@@ -46,10 +65,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from s1.errors import UserError
+from s1.curation.tables import (column, file_fingerprint, load_input, read_table,  # noqa: F401
+                                write_parquet)
 from s1.jsonl import write_json_atomic
 
-STEP_FILE = "step.json"
-DATA_FILE = "data.parquet"
+from s1.curation.tables import DATA_FILE, STEP_FILE  # noqa: E402  (one definition)
 DROPS_FILE = "drops.jsonl"
 
 
@@ -182,70 +202,6 @@ def cache_key(s: Step, config, input_fp: str) -> str:
     blob = json.dumps({"step": s.name, "version": s.version, "config": config_dict(config),
                        "input": input_fp, "files": extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------
-# reading inputs
-
-
-def column(data, name: str) -> list:
-    """A column as a Python list. Through Arrow: `data[name]` in datasets 5 is a lazy column
-    that formats row by row (7x slower on the pool)."""
-    return data.with_format("arrow")[name].to_pylist()
-
-
-def write_parquet(data, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    # pyarrow directly: datasets' to_parquet re-batches and costs 3x more
-    pq.write_table(data.with_format("arrow")[:], str(path))
-
-
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "file:" + h.hexdigest()[:16]
-
-
-def read_table(path: str | Path):
-    """A Dataset from parquet / jsonl / json, kept in memory (nothing written to the HF cache)."""
-    import datasets
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            return datasets.Dataset(pq.read_table(path))
-        if path.suffix in (".jsonl", ".json"):
-            from s1.jsonl import read_jsonl
-
-            rows = read_jsonl(path, damaged="fix the file")
-            if not rows:
-                raise UserError(f"{path} holds no rows")
-            return datasets.Dataset.from_list(rows)
-    except UserError:
-        raise
-    except Exception as err:   # pyarrow's many ways of saying "this is not a table"
-        raise UserError(f"cannot read {path} ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
-    raise UserError(f"cannot read {path}: give a step directory, a .parquet or a .jsonl file")
-
-
-def load_input(path: str | Path):
-    """(Dataset, fingerprint) of a step directory or a data file."""
-    p = Path(path)
-    if p.is_dir():
-        record = p / STEP_FILE
-        if not record.exists() or not (p / DATA_FILE).exists():
-            raise UserError(f"{p} is not a finished curation step directory (no {STEP_FILE}); "
-                            "give a step's --out directory, a .parquet or a .jsonl file")
-        key = json.loads(record.read_text())["key"]
-        return read_table(p / DATA_FILE), "step:" + key
-    if not p.is_file():
-        raise UserError(f"input not found: {path}")
-    return read_table(p), file_fingerprint(p)
 
 
 def check_columns(s: Step, data) -> None:
