@@ -138,3 +138,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, s1_cli):
 def test_show_prints_the_resolved_recipe(s1_cli):
     r = s1_cli("curate", "run", "--recipe", "curate-offline", "select.size=10", "--show", cwd=ROOT)
     assert r.returncode == 0 and "size: 10" in r.stdout and "benchmarks:" in r.stdout
+
+
+def test_sigkill_in_a_whole_step_leaves_nothing_that_looks_complete(pool_dir, tmp_path, s1_cli):
+    out = tmp_path / "nd"
+    env = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "s1.cli", "curate", "near-dup", str(pool_dir),
+                             "--out", str(out), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob(".nd.partial-*/work")):
+        time.sleep(0.02)
+    time.sleep(0.5)            # inside the step: MinHash over 26K questions takes seconds
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    r = s1_cli("curate", "near-dup", pool_dir, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    record = json.loads((out / "step.json").read_text())
+    assert record["rows_out"] == record["rows_in"] and (out / "near_duplicates.jsonl").exists()
+    assert not list(tmp_path.glob(".nd.*"))
