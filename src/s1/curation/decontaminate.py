@@ -265,7 +265,10 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
         drops.add(row, f"{kind}-8gram" if config.ngram == 8 else f"{kind}-{config.ngram}gram",
                   f"{name}:{item}")
     stats["benchmark_questions"] = len(references)
-    return StepOutput(data.select(keep), drops, {"flagged": flagged}, dict(stats))
+    stats = dict(stats)
+    # the 8-grams behind the most flags: boilerplate phrasing shows up here
+    stats["top_ngrams"] = Counter(f["example_ngram"] for f in flagged).most_common(12)
+    return StepOutput(data.select(keep), drops, {"flagged": flagged}, stats)
 
 
 def reference_flags(questions: list[str], groups: list[str], references: list[str], n: int = 8,

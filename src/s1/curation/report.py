@@ -134,6 +134,9 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                              f"per match: {per}. Flags from boilerplate 8-grams only: "
                              f"{st.get('boilerplate_only', 0)}. Every pair: "
                              f"{s['dir']}/flagged.jsonl.")]
+            if st.get("top_ngrams"):
+                blocks.append(("table", ["8-gram behind the most flags", "flags"],
+                               [[g, n] for g, n in st["top_ngrams"]]))
         if s["step"] == "near-dup":
             st = s["stats"]
             blocks += [("h2", "Near-duplicates (MinHash-LSH)"),
