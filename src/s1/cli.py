@@ -404,6 +404,13 @@ def train(
     print(result.truncation.summary())
 
 
+# --- curation ------------------------------------------------------------------------------
+
+from s1.curation.cli import register as register_curation  # noqa: E402
+
+register_curation(app)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,204 @@
+"""The curation report: report.md, a standalone report.html and PNGs, from a run's directory.
+
+Sections: counts per stage (rows in / out, what each dropped and why), decontamination (flags
+per benchmark, flags from boilerplate 8-grams only), the source mix, the domain histogram, the
+trace-length and question-length distributions; the s1K reference beside ours wherever it has
+the figure (its source mix and question lengths from the 893 shipped questions plus the 107
+withheld GPQA rows, its domain counts from the paper's Table 5). Rendering is shared with
+`s1 report`; files appear through a rename, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from s1.curation.pool import load_reference
+from s1.curation.steps import DATA_FILE, read_table
+from s1.errors import UserError
+
+#: s1K rows that are GPQA questions (withheld from the shipped reference: counted, never shown).
+S1K_GPQA_ROWS = 107
+#: s1K's top domains, paper Table 5 (#questions); the other 27 domains hold 242.
+S1K_TOP_DOMAINS = {
+    "Geometry": 109, "Number theory": 98, "Combinatorics": 75, "Real functions": 43, "Biology": 41,
+    "Complex functions": 32, "Quantum theory": 32, "Field theory": 28,
+    "Calculus of variations": 28, "Difference equations": 24, "Electromagnetic theory": 23,
+    "Group theory": 22, "Linear algebra": 22, "Probability theory": 20, "Algebraic systems": 19,
+    "Mechanics": 19, "Thermodynamics": 19, "Differential equations": 18, "Computer science": 18,
+    "Numerical analysis": 18, "Calculus": 17, "Algebraic structures": 17, "Astronomy": 16,
+}
+
+FAMILIES = (("AIME", "AIME"), ("NuminaMath", "NuminaMath"), ("Omni-MATH", "Omni-MATH"),
+            ("OlympiadBench", "OlympiadBench"), ("jeebench", "JEEBench"), ("openaimath", "MATH"),
+            ("TheoremQA", "TheoremQA"), ("xword", "xword"), ("stats_qual", "s1-prob"),
+            ("OlympicArena", "OlympicArena"), ("SciEval", "SciEval"), ("agieval", "AGIEval"),
+            ("quant", "s1-teasers"), ("gpqa", "GPQA"), ("gsm8k", "GSM8K"), ("usaco", "USACO"),
+            ("livecodebench", "LiveCodeBench"))
+
+
+def family(source_type: str | None) -> str:
+    s = (source_type or "").lower()
+    for needle, name in FAMILIES:
+        if needle.lower() in s:
+            return name
+    return "/".join((source_type or "other").split("/")[:2])
+
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7.2, 4.2), dpi=110)
+
+
+def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _bars(path: Path, title: str, ours: Counter, ref: Counter | None, top: int = 25) -> None:
+    import numpy as np
+
+    names = [n for n, _ in (ours + (ref or Counter())).most_common(top)]
+    fig, ax = _figure()
+    x = np.arange(len(names))
+    width = 0.4 if ref is not None else 0.8
+    ax.barh(x - (width / 2 if ref is not None else 0), [ours.get(n, 0) for n in names], width,
+            label="ours")
+    if ref is not None:
+        ax.barh(x + width / 2, [ref.get(n, 0) for n in names], width, label="s1K")
+    ax.set_yticks(x, [n[:28] for n in names], fontsize=7)
+    ax.invert_yaxis()
+    _save(fig, ax, path, title, "questions", "")
+
+
+def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]]) -> None:
+    import numpy as np
+
+    fig, ax = _figure()
+    values = [v for vs in series.values() for v in vs if v > 0]
+    if values:
+        bins = np.logspace(np.log10(max(1, min(values))), np.log10(max(values) + 1), 30)
+        for label, vs in series.items():
+            ax.hist([v for v in vs if v > 0], bins=bins, alpha=0.55, label=label,
+                    weights=np.full(len([v for v in vs if v > 0]), 100.0 / max(1, len(vs))))
+        ax.set_xscale("log")
+    _save(fig, ax, path, title, xlabel, "% of questions")
+
+
+def _stage_rows(stages: list[dict]) -> list[list]:
+    rows = []
+    for s in stages:
+        dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "–"
+        rows.append([s["step"], "–" if s["rows_in"] is None else s["rows_in"], s["rows_out"],
+                     dropped, "yes" if s["cached"] else "no", f"{s['seconds']:.1f}"])
+    return rows
+
+
+def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
+    record = json.loads((out / "pipeline.json").read_text())
+    stages = record["stages"]
+    final = read_table(out / record["final"] / DATA_FILE)
+    rows = final.to_list()
+    ref = load_reference()
+    blocks: list = [("h1", f"Curation report: {record['recipe']['name']}"),
+                    ("p", f"{len(rows)} questions in the final set; "
+                          f"{stages[0]['rows_out']} in the pool. "
+                          + ("Complete." if record.get("complete") else "Incomplete run."))]
+    blocks += [("h2", "Counts per stage"),
+               ("table", ["step", "rows in", "rows out", "dropped (reason count)", "cached", "s"],
+                _stage_rows(stages))]
+    for s in stages:
+        if s["step"] == "decontaminate":
+            st = s["stats"]
+            per = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in st.items()
+                            if k.startswith("flagged_by:")) or "none"
+            blocks += [("h2", "Decontamination (word 8-grams)"),
+                       ("p", f"Flagged: {st.get('flagged_by_benchmark', 0)} by a benchmark, "
+                             f"{st.get('flagged_by_pool', 0)} by an earlier source (cumulative); "
+                             f"per match: {per}. Flags from boilerplate 8-grams only: "
+                             f"{st.get('boilerplate_only', 0)}. Every pair: "
+                             f"{s['dir']}/flagged.jsonl.")]
+            if st.get("top_ngrams"):
+                blocks.append(("table", ["8-gram behind the most flags", "flags"],
+                               [[g, n] for g, n in st["top_ngrams"]]))
+        if s["step"] == "near-dup":
+            st = s["stats"]
+            blocks += [("h2", "Near-duplicates (MinHash-LSH)"),
+                       ("p", f"{st.get('pairs_in_pool', 0)} pairs inside the pool, "
+                             f"{st.get('pairs_with_benchmarks', 0)} with benchmark items; "
+                             f"{s['dir']}/near_duplicates.jsonl.")]
+        if s["step"] == "proxy-columns":
+            blocks.append(("p", "Domains and trace lengths are PROXIES (source subject labels, "
+                                "solution length in words), not the paper's MSC labels and teacher "
+                                "traces."))
+    pngs = []
+    ours_src = Counter(family(r.get("source_type")) for r in rows)
+    ref_src = Counter(family(r["source_type"]) for r in ref)
+    ref_src["GPQA"] += S1K_GPQA_ROWS
+    _bars(tmp / "sources.png", "Source mix", ours_src, ref_src)
+    pngs.append("sources.png")
+    blocks += [("h2", "Source mix"), ("img", "sources.png", "source mix"),
+               ("table", ["source", "ours", "s1K"],
+                [[n, ours_src.get(n, 0), ref_src.get(n, 0)]
+                 for n, _ in (ours_src + ref_src).most_common()])]
+    if rows and "domain" in rows[0]:
+        doms = Counter(str(r["domain"]) for r in rows)
+        _bars(tmp / "domains.png", f"Domains ({len(doms)})", doms, Counter(S1K_TOP_DOMAINS))
+        pngs.append("domains.png")
+        blocks += [("h2", "Domains"), ("img", "domains.png", "domain histogram"),
+                   ("p", f"{len(doms)} domains in ours; s1K: 51 MSC domains (paper Table 5, top "
+                         "23 drawn; the other 27 hold 242 questions).")]
+    lengths = [float(r["trace_length"]) for r in rows if r.get("trace_length") is not None]
+    if lengths:
+        _hist(tmp / "trace_length.png", "Trace length", "trace length", {"ours": lengths})
+        pngs.append("trace_length.png")
+        lengths.sort()
+        blocks += [("h2", "Trace length"), ("img", "trace_length.png", "trace length"),
+                   ("p", f"median {lengths[len(lengths) // 2]:.0f}, p90 "
+                         f"{lengths[int(0.9 * (len(lengths) - 1))]:.0f}, max {lengths[-1]:.0f}, "
+                         f"total {sum(lengths):.0f}. s1K: 4.7M Qwen tokens in 1,000 traces, longest "
+                         "9,109.")]
+    _hist(tmp / "question_length.png", "Question length", "words",
+          {"ours": [len(r["question"].split()) for r in rows],
+           "s1K (893 shown)": [len(r["question"].split()) for r in ref]})
+    pngs.append("question_length.png")
+    blocks += [("h2", "Question length"), ("img", "question_length.png", "question length")]
+    return blocks, pngs
+
+
+def write_report(out: str | Path) -> list[Path]:
+    from s1.evaluation.report import render_html, render_markdown
+
+    out = Path(out)
+    if not (out / "pipeline.json").exists():
+        raise UserError(f"{out} holds no curation run (no pipeline.json); run `s1 curate run` first")
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        blocks, pngs = blocks_for(out, tmp)
+        (tmp / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        images = {name: (tmp / name).read_bytes() for name in pngs}
+        page = render_html(blocks, images).replace("s1 evaluation report", "s1 curation report", 1)
+        (tmp / "report.html").write_text(page, encoding="utf-8")
+        written = []
+        for name in pngs + ["report.md", "report.html"]:
+            os.replace(tmp / name, out / name)
+            written.append(out / name)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
