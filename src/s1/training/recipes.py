@@ -101,7 +101,9 @@ class TrainConfig:
     # `token`: one token-weighted mean over the global batch (transformers 5 / TRL default),
     # which gives long traces more weight.
     loss_weighting: str = "device"
-    save_strategy: str | None = None   # epoch, steps or no; None: steps if save_steps else epoch
+    # epoch, steps or no (nothing mid-run, as the paper); None: steps if save_steps else epoch.
+    # bool because YAML 1.1 reads a bare `no` as false.
+    save_strategy: str | bool | None = None
     save_steps: int | None = None      # with save_strategy steps
     save_total_limit: int | None = 2   # checkpoints kept (each holds optimizer state for resume)
     save_only_model: bool = False      # checkpoints without optimizer state: small, not resumable
@@ -134,6 +136,8 @@ class TrainConfig:
             raise UserError("set train.epochs or train.max_steps to a positive number")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise UserError(f"train.loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
+        if self.save_strategy is False:
+            self.save_strategy = "no"
         if self.save_strategy is not None and self.save_strategy not in SAVE_STRATEGIES:
             raise UserError(f"train.save_strategy must be one of {', '.join(SAVE_STRATEGIES)}")
         if self.save_strategy == "steps" and not self.save_steps:
