@@ -205,8 +205,11 @@ def _datasets(recipe: Recipe, tokenizer, fmt):
     return dataset, eval_data, report
 
 
-def train(recipe: Recipe, resume: bool = True) -> TrainResult:
-    """Fine-tune recipe.model on recipe.data; resume from the last checkpoint if one exists."""
+def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
+    """Fine-tune recipe.model on recipe.data; resume from the last checkpoint if one exists.
+
+    `callbacks`: extra transformers TrainerCallbacks (timing, custom logging).
+    """
     import torch
     from trl import SFTTrainer
 
@@ -245,7 +248,7 @@ def train(recipe: Recipe, resume: bool = True) -> TrainResult:
     eval_set = held_out if held_out is not None else (
         dataset if recipe.train.eval_before_after else None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_set,
-                         processing_class=tokenizer, callbacks=[log],
+                         processing_class=tokenizer, callbacks=[log, *callbacks],
                          peft_config=lora_.peft_config(recipe.lora) if recipe.lora.enabled else None)
     if recipe.train.loss_weighting == "device":
         # The Trainer hands the token count of the whole accumulated (and, with
