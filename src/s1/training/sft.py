@@ -172,6 +172,7 @@ def _callbacks(output_dir: str):
 
         def __init__(self):
             self.losses: list[float] = []
+            self.tokens = 0.0
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
@@ -179,6 +180,8 @@ def _callbacks(output_dir: str):
             row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": time.time()}
             if "loss" in logs:
                 self.losses.append(float(logs["loss"]))
+            if "num_tokens" in logs:   # TRL's running count of real (unpadded) training tokens
+                self.tokens = float(logs["num_tokens"])
             with open(Path(output_dir) / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -278,6 +281,11 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
                   "resumed_from": checkpoint, "first_loss": result.first_loss,
                   "last_loss": result.last_loss, "eval_loss_before": before,
                   "eval_loss_after": after, "train_seconds": seconds,
+                  # this run's tokens over its seconds (a resumed run counts from its start)
+                  "train_tokens": log.tokens,
+                  "tokens_per_second": log.tokens / seconds if seconds and not checkpoint else None,
+                  "peak_gpu_memory_gib": (torch.cuda.max_memory_allocated() / 2**30
+                                          if torch.cuda.is_available() else None),
                   "held_out_examples": len(held_out) if held_out is not None else 0,
                   "world_size": world_size(),
                   "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
