@@ -21,7 +21,8 @@ STEPS=${STEPS:-8}
 PY=""
 for cand in "${PYTHON:-}" python3 /opt/torch/.venv/bin/python3 python .venv/bin/python; do
   [ -n "$cand" ] && command -v "$cand" >/dev/null 2>&1 || continue
-  if "$cand" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  # GPU_CHECK_ALLOW_CPU=1: a dry run of this script's plumbing on a machine without a GPU
+  if "$cand" -c "import torch, sys, os; sys.exit(0 if torch.cuda.is_available() or os.environ.get('GPU_CHECK_ALLOW_CPU') else 1)" 2>/dev/null; then
     PY=$cand; break
   fi
 done
@@ -45,12 +46,13 @@ for name in ("transformers", "trl", "accelerate", "peft", "datasets", "pyarrow",
         vers.append(f"{name} {importlib.import_module(name).__version__}")
     except Exception as err:
         vers.append(f"{name} MISSING ({type(err).__name__})")
-print(f"python: torch {torch.__version__} on {torch.cuda.get_device_name(0)} "
-      f"({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB); " + ", ".join(vers))
+gpu = (f"{torch.cuda.get_device_name(0)} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
+       if torch.cuda.is_available() else "NO GPU (dry run)")
+print(f"python: torch {torch.__version__} on {gpu}; " + ", ".join(vers))
 EOF
 
 # --- which model: the embedded SmolLM2 if installed, else the kit's tiny Llama ---------------
-if "$PY" -c "import s1.generation.models as m; m.embedded_gguf()" 2>/dev/null; then
+if [ -z "${GPU_CHECK_TINY:-}" ] && "$PY" -c "import s1.generation.models as m; m.embedded_gguf()" 2>/dev/null; then
   MODEL=(); LR=(); echo "model: the embedded smollm2-135m"
 elif [ -f "$KIT/tiny-model/config.json" ]; then
   # randomly initialised: a higher learning rate shows the loss moving within a few steps
