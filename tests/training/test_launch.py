@@ -159,3 +159,23 @@ def test_held_out_split_is_seeded_and_disjoint():
     assert len(hold_out(recs, 3, seed=0)[1]) == 3
     with pytest.raises(UserError, match="keep at least one"):
         hold_out(recs, 20, seed=0)
+
+
+def test_memory_plan_flags_the_paper_recipe_on_8_gpus_but_not_on_16_or_the_8gpu_paths():
+    from s1.training.memory import plan
+
+    # Qwen2.5-32B: 32.76B parameters, 64 layers, hidden 5120; s1K's longest example 9,109 tokens
+    qwen = dict(params=32_763_876_352, layers=64, hidden=5120, tokens=9109, checkpointing=True,
+                gpu_gib=79.6)
+    fp32 = dict(trainable=qwen["params"], param_bytes=4, optim="adamw_torch")
+    on8 = plan(**qwen, **fp32, processes=8, sharded=True, offload=False)
+    assert not on8.fits and 60 < on8.state_gib < 62
+    assert plan(**qwen, **fp32, processes=16, sharded=True, offload=False).fits
+    assert plan(**qwen, **fp32, processes=8, sharded=True, offload=True).fits
+    bf16_8bit = plan(**qwen, trainable=qwen["params"], param_bytes=2, optim="paged_adamw_8bit",
+                     processes=8, sharded=True, offload=False)
+    assert bf16_8bit.fits and bf16_8bit.state_gib < 25
+    qlora = plan(**qwen, trainable=qwen["params"] // 100, param_bytes=0.5, optim="adamw_torch",
+                 processes=1, sharded=False, offload=False)
+    assert qlora.fits
+    assert "GiB per GPU" in on8.summary()

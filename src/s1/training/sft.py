@@ -193,6 +193,38 @@ def _warn(message: str) -> None:
         print(f"\n{'!' * 78}\nWARNING: {message}\n{'!' * 78}\n", file=sys.stderr, flush=True)
 
 
+def check_memory(model, recipe: Recipe, longest: int) -> None:
+    """Warn before the first step when the run cannot fit its GPUs (see memory.py)."""
+    import torch
+
+    from s1.training import memory
+
+    if not torch.cuda.is_available() or not is_main_process():
+        return
+    env = os.environ
+    ds_file = recipe.train.deepspeed or env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    sharded = env.get("ACCELERATE_USE_FSDP") == "true" or bool(ds_file)
+    offload = env.get("FSDP_OFFLOAD_PARAMS") == "true" or (
+        bool(ds_file) and "offload" in Path(ds_file).read_text(errors="ignore"))
+    params = model.num_parameters()
+    quantized = {"4bit": 0.5, "8bit": 1.0}.get(recipe.lora.quantize or "")
+    config = model.config.get_text_config()
+    plan = memory.plan(
+        params=params, trainable=params // 100 if recipe.lora.enabled else params,
+        param_bytes=quantized or model.dtype.itemsize, optim=recipe.train.optim,
+        processes=world_size(), sharded=sharded, offload=offload,
+        layers=config.num_hidden_layers, hidden=config.hidden_size,
+        tokens=recipe.train.micro_batch_size * min(longest, recipe.data.block_size),
+        checkpointing=recipe.train.gradient_checkpointing,
+        gpu_gib=torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        / memory.GiB)
+    if not plan.fits:
+        _warn(f"this run needs {plan.summary()} with {world_size()} processes"
+              f"{', sharded' if sharded else ''}{', offloaded' if offload else ''}: it will run "
+              f"out of memory. For s1-32b use 16 GPUs (configs/accelerate/fsdp2-2node-8gpu.yaml), "
+              f"CPU offload (fsdp2-1node-8gpu-offload.yaml), or the s1-32b-8gpu recipe")
+
+
 def _datasets(recipe: Recipe, tokenizer, fmt):
     """(train set, held-out set or None, truncation report of the train set)."""
     d = recipe.data
@@ -247,6 +279,7 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
     # the model already sharded instead of whole on every process.
     args = sft_config(recipe)
     model = load_model(ref, recipe)
+    check_memory(model, recipe, report.longest)
     log = _callbacks(str(out))
     eval_set = held_out if held_out is not None else (
         dataset if recipe.train.eval_before_after else None)
