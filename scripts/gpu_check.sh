@@ -32,10 +32,11 @@ fi
 
 # --- packages: the kit's wheels over what the image has --------------------------------------
 SITE=$WORK/site
-if ls "$KIT"/whl/*.whl >/dev/null 2>&1; then
+for whl in "$KIT"/whl/*.whl; do   # one by one: a wheel for another Python must not stop the rest
+  [ -f "$whl" ] || continue
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-    "$KIT"/whl/*.whl >"$LOGS/pip.log" 2>&1 || echo "kit wheels: install FAILED (see pip.log)"
-fi
+    "$whl" >>"$LOGS/pip.log" 2>&1 || echo "kit wheel $(basename "$whl"): NOT INSTALLED (see pip.log)"
+done
 export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 "$PY" - <<'EOF'
