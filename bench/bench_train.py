@@ -7,6 +7,10 @@ Prints
   - training tokens/s of full optimizer steps (forward, backward, AdamW) on s1-formatted MATH
     examples at a fixed length (median step), and the model FLOPs utilisation against that peak
     (target 30%);
+  - the same measure for real `s1 train` optimizer steps (TRL's SFTTrainer with its collator,
+    padding, fused LM-head loss, the recipe's loss weighting and logging) on the same model,
+    batch and block size, and its tokens/s as a ratio of the hand-written loop's: what the
+    framework costs (or saves) per step;
   - the peak RSS of a complete `s1 train --recipe cpu-smoke` run against the 8 GiB budget,
     with its training-set loss before and after.
 
@@ -15,7 +19,7 @@ multiplied by, the tied lm_head included, the embedding lookup not) plus causal 
 6 * layers * hidden * L (half of PaLM's 12 * layers * hidden * L, since causal attention skips
 the upper triangle).
 
-    python bench/bench_train.py [--batch 4] [--length 256] [--steps 5] [--skip-smoke]
+    python bench/bench_train.py [--batch 4] [--length 256] [--steps 5] [--skip-smoke] [--skip-sft]
 """
 
 from __future__ import annotations
@@ -108,6 +112,48 @@ def throughput(batch: int, length: int, steps: int) -> dict:
             "flops_per_token": model_flops_per_token(model, length)}
 
 
+def sft_steps(batch: int, length: int, steps: int) -> dict:
+    """Median optimizer step of `s1 train` (SFTTrainer) on cpu-smoke data cut at `length`.
+
+    Tokens are the real (unpadded) ones TRL counts; rows shorter than `length` are padded to
+    the longest in their batch, which the step pays for as a real run does.
+    """
+    from transformers import TrainerCallback
+
+    from s1.training import load_recipe, train
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.tokens: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.started)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "num_tokens" in logs:      # cumulative, logged every step
+                self.tokens.append(float(logs["num_tokens"]))
+
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe("cpu-smoke", [
+            f"train.micro_batch_size={batch}", f"train.global_batch_size={batch}",
+            f"data.block_size={length}", "data.max_chars=null",
+            f"data.max_examples={batch * (steps + 1)}", f"train.max_steps={steps + 1}",
+            "train.epochs=1", "train.save_strategy=no", "train.eval_before_after=false",
+            "train.logging_steps=1", f"output_dir={tmp}/run"])
+        train(recipe, callbacks=[timer])
+    per_step = [b - a for a, b in zip([0.0] + timer.tokens, timer.tokens)][1:]
+    times = timer.times[1:]                       # the first step warms up
+    median = sorted(times)[len(times) // 2]
+    tokens = sorted(per_step)[len(per_step) // 2]
+    return {"median_s": median, "best_s": min(times), "tokens_per_step": tokens,
+            "tokens_per_s": tokens / median, "padded_share": 1 - tokens / (batch * length)}
+
+
 def smoke_run() -> dict:
     """A full `s1 train --recipe cpu-smoke` in a child process; its peak RSS and losses."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +177,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-smoke", action="store_true", help="skip the full cpu-smoke run")
+    ap.add_argument("--skip-sft", action="store_true", help="skip the s1 train (SFTTrainer) steps")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
 
@@ -148,6 +195,15 @@ def main() -> None:
           f"achieved {achieved / 1e9:.1f} GFLOP/s")
     print(f"MFU = achieved / matmul peak = {achieved / peak:.1%} (target >= 30%; against the "
           f"median peak {achieved / tp['peak_median']:.1%})")
+    if not args.skip_sft:
+        sft = sft_steps(args.batch, args.length, args.steps)
+        print(f"s1 train (SFTTrainer) step, batch {args.batch} x <= {args.length} tokens: median "
+              f"{sft['median_s']:.2f}s, best {sft['best_s']:.2f}s; {sft['tokens_per_step']:.0f} "
+              f"real tokens per step ({sft['padded_share']:.0%} of the block unused: short "
+              f"examples and padding)")
+        print(f"s1 train tokens/s: {sft['tokens_per_s']:.0f} = {sft['tokens_per_s'] / tp['tokens_per_s']:.2f}x "
+              f"the hand-written loop ({tp['tokens_per_s']:.0f}); MFU "
+              f"{sft['tokens_per_s'] * tp['flops_per_token'] / peak:.1%}")
     if args.skip_smoke:
         return
     smoke = smoke_run()

@@ -28,6 +28,15 @@ def test_answer_prefix_not_doubled_and_braces_survive(tokenizer):
     assert "Find $\\{x\\}$ {question}<|im_end|>" in ex.prompt
 
 
+def test_answer_prefix_is_added_before_stripping_as_s1_does(tokenizer):
+    # s1: answer = "Answer: " + attempt (if absent), then .strip(): leading whitespace of the
+    # attempt survives after the prefix; stripping first would train a different text.
+    ex = format_example("Q", "t", "\n 42 \n", tokenizer, S1)
+    assert ex.completion.endswith("<|im_start|>answer\nAnswer: \n 42<|im_end|>\n")
+    ex = format_example("Q", "t", "  Answer: 5  ", tokenizer, S1)
+    assert ex.completion.endswith("<|im_start|>answer\nAnswer: 5<|im_end|>\n")
+
+
 def test_think_tags_format(tokenizer):
     ex = format_example("Q", "reasoning", "42", tokenizer, TAGS)
     assert ex.completion == "<think>\nreasoning\n</think>\n\nAnswer: 42<|im_end|>\n"

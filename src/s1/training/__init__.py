@@ -6,9 +6,10 @@
 
 from s1.training.data import TruncationReport, build_dataset, load_records
 from s1.training.format import FormattedExample, format_example
-from s1.training.recipes import DataConfig, ModelConfig, Recipe, TrainConfig, load_recipe
+from s1.training.recipes import (DataConfig, LoraConfig, ModelConfig, Recipe, TrainConfig,
+                                 load_recipe)
 from s1.training.sft import TrainResult, train
 
-__all__ = ["DataConfig", "FormattedExample", "ModelConfig", "Recipe", "TrainConfig",
+__all__ = ["DataConfig", "FormattedExample", "LoraConfig", "ModelConfig", "Recipe", "TrainConfig",
            "TrainResult", "TruncationReport", "build_dataset", "format_example", "load_recipe",
            "load_records", "train"]

@@ -75,6 +75,13 @@ def load_math_pool(max_chars: int | None = None) -> list[Record]:
     return records
 
 
+def _data_file(folder: Path) -> Path | None:
+    for name in ("data.parquet", "data.jsonl"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def _load_table(source: str, split: str):
     """A datasets.Dataset from a local file/folder or a hub id, with a clear error offline."""
     import datasets
@@ -89,13 +96,17 @@ def _load_table(source: str, split: str):
             if kind is None:
                 raise UserError(f"cannot read {source}: give a .jsonl, .json, .parquet or .csv file")
             loaded = datasets.load_dataset(kind, data_files=str(path), split="train")
+        elif path.is_dir() and _data_file(path):
+            # A curation step's folder (data.parquet beside its report): read the data file only.
+            return _load_table(str(_data_file(path)), split)
         elif path.is_dir():
             loaded = datasets.load_dataset(str(path), split=split)
         elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
             loaded = datasets.load_dataset(source, split=split)
         else:
-            raise UserError(f"training data not found: {source} (give a file, a folder, a hub id "
-                            f"like simplescaling/s1K, or {MATH_POOL!r})")
+            raise UserError(f"training data not found: {source} (give a .jsonl/.parquet file, a "
+                            f"folder such as `s1 curate`'s output, a hub id like "
+                            f"simplescaling/s1K, or {MATH_POOL!r})")
     except UserError:
         raise
     except Exception as err:  # datasets raises many types for offline / missing / bad split
@@ -128,6 +139,21 @@ def load_records(source: str, split: str = "train", question_field: str | None =
     if not records:
         raise UserError(f"{source} gave no training examples")
     return records
+
+
+def hold_out(records: list[Record], size: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """(train, held-out): a seeded share (size < 1) or count of the records, kept out of training."""
+    n = round(len(records) * size) if size < 1 else int(size)
+    if size and not 1 <= n < len(records):
+        raise UserError(f"data.eval_size {size:g} holds out {n} of {len(records)} examples; "
+                        "keep at least one for each side")
+    if not n:
+        return records, []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n])
+    return ([r for i, r in enumerate(records) if i not in held],
+            [r for i, r in enumerate(records) if i in held])
 
 
 def select(records: list[Record], max_examples: int | None, seed: int) -> list[Record]:

@@ -36,10 +36,12 @@ class FormattedExample:
 
 
 def assistant_text(trace: str, attempt: str, fmt: ThinkingFormat) -> str:
-    """The assistant turn: start + trace + end + answer, `Answer: ` added as the paper does."""
-    answer = attempt.strip()
-    if "Answer:" not in answer:
-        answer = "Answer: " + answer
+    """The assistant turn: start + trace + end + answer, `Answer: ` added as the paper does.
+
+    s1's tokenization prefixes the attempt as it is and strips afterwards, so an attempt that
+    starts with whitespace keeps it after `Answer:` (`"Answer:  \\frac12"`), exactly as trained.
+    """
+    answer = (attempt if "Answer:" in attempt else "Answer: " + attempt).strip()
     start = fmt.start if fmt.start.endswith("\n") else fmt.start + "\n"
     sep = _ANSWER_SEPARATOR.get(fmt.name, "\n")
     return start + trace.strip() + "\n" + fmt.end + sep + answer

@@ -1,7 +1,8 @@
 """Recipes: one YAML file per training run, one validated dataclass per concern.
 
-A recipe has four parts: `model` (what to fine-tune), `data` (what to train on, in which format,
-at which block size), `train` (optimisation and checkpointing, mapped onto TRL's SFTConfig) and
+A recipe has five parts: `model` (what to fine-tune), `data` (what to train on, in which format,
+at which block size, what to hold out), `train` (optimisation, loss weighting, checkpointing,
+tracking; mapped onto TRL's SFTConfig), `lora` (optional adapters instead of full fine-tuning) and
 `output_dir`. `configs/NAME.yaml` holds the named ones; `key=value` overrides (dotted:
 `train.max_steps=10`) change any field, with the value parsed as YAML and checked like the file.
 Distribution (how many GPUs, FSDP or DeepSpeed) is not in the recipe: it comes from the accelerate
@@ -26,6 +27,9 @@ from s1.generation.formats import FORMATS
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
+LOSS_WEIGHTINGS = ("device", "token")
+SAVE_STRATEGIES = ("epoch", "steps", "no")
+QUANTIZATIONS = ("4bit", "8bit")
 
 
 @dataclass
@@ -54,9 +58,16 @@ class DataConfig:
     block_size: int = 32768            # longer examples are truncated, and reported loudly
     max_examples: int | None = None    # seeded subset (smoke runs)
     max_chars: int | None = None       # keep only records with question+trace this short
-    seed: int = 0                      # of the subset
+    seed: int = 0                      # of the subset and of the held-out split
+    eval_split: str | None = None      # a split of `source` held out for evaluation (e.g. test)
+    eval_size: float = 0               # or hold out records: a share (0.05) or a count (50)
 
     def validate(self) -> None:
+        if self.eval_size < 0 or (self.eval_size >= 1 and self.eval_size != int(self.eval_size)):
+            raise UserError(f"data.eval_size must be a share below 1 or a whole number of "
+                            f"examples, not {self.eval_size}")
+        if self.eval_size and self.eval_split:
+            raise UserError("set data.eval_split or data.eval_size, not both")
         if self.format not in FORMATS:
             raise UserError(f"data.format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.block_size < 16:
@@ -83,12 +94,29 @@ class TrainConfig:
     precision: str = "bf16"            # fp32 on CPU
     gradient_checkpointing: bool = True
     logging_steps: int = 1
-    save_steps: int | None = None      # None: a checkpoint at the end of every epoch
+    optim: str = "adamw_torch"         # a transformers optimizer; paged_adamw_8bit: bitsandbytes
+    # How the loss is averaged. `device`: each process's micro-batch loss is the mean over its
+    # own trained tokens, then micro-steps and processes are averaged, so with micro_batch_size 1
+    # every sequence counts the same however long it is: the paper's run (transformers 4.46).
+    # `token`: one token-weighted mean over the global batch (transformers 5 / TRL default),
+    # which gives long traces more weight.
+    loss_weighting: str = "device"
+    # epoch, steps or no (nothing mid-run, as the paper); None: steps if save_steps else epoch.
+    # bool because YAML 1.1 reads a bare `no` as false.
+    save_strategy: str | bool | None = None
+    save_steps: int | None = None      # with save_strategy steps
     save_total_limit: int | None = 2   # checkpoints kept (each holds optimizer state for resume)
+    save_only_model: bool = False      # checkpoints without optimizer state: small, not resumable
     seed: int = 42
-    eval_before_after: bool = False    # mean training-set loss before and after (small runs)
+    eval_steps: int | None = None      # evaluate the held-out set every N steps (else each epoch)
+    eval_before_after: bool = False    # loss before and after (held-out set, else training set)
     deepspeed: str | None = None       # DeepSpeed JSON; else taken from an accelerate launch file
-    report_to: str = "none"            # e.g. wandb, tensorboard
+    report_to: list[str] = field(default_factory=lambda: ["none"])   # wandb, tensorboard, trackio
+    run_name: str | None = None        # the run's name in the trackers (default: the recipe name)
+    project: str | None = None         # tracker project (W&B / trackio); None: their default
+    push_to_hub: bool = False          # upload the final model to the hub (needs a token, online)
+    hub_model_id: str | None = None    # user/name; default: the output directory's name
+    hub_private_repo: bool | None = None
     threads: int | None = None         # torch CPU threads (None: torch's default)
 
     def validate(self) -> None:
@@ -106,6 +134,25 @@ class TrainConfig:
             raise UserError("train.learning_rate must be positive and train.warmup_ratio in [0, 1)")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise UserError("set train.epochs or train.max_steps to a positive number")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise UserError(f"train.loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
+        if self.save_strategy is False:
+            self.save_strategy = "no"
+        if self.save_strategy is not None and self.save_strategy not in SAVE_STRATEGIES:
+            raise UserError(f"train.save_strategy must be one of {', '.join(SAVE_STRATEGIES)}")
+        if self.save_strategy == "steps" and not self.save_steps:
+            raise UserError("train.save_strategy steps needs train.save_steps")
+        for name in ("save_steps", "eval_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"train.{name} must be at least 1 (or null)")
+        if self.hub_model_id and not self.push_to_hub:
+            raise UserError("train.hub_model_id is set but train.push_to_hub is false")
+
+    @property
+    def resolved_save_strategy(self) -> str:
+        if self.save_strategy is not None:
+            return self.save_strategy
+        return "steps" if self.save_steps else "epoch"
 
     def accumulation_steps(self, world_size: int) -> int:
         """Gradient accumulation that keeps the global batch whatever the number of processes."""
@@ -118,24 +165,60 @@ class TrainConfig:
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (peft) instead of full fine-tuning, for one or two GPUs; a 4-bit base
+    makes it QLoRA. Off by default: the paper fine-tunes every weight."""
+
+    r: int = 0                         # adapter rank; 0 = full fine-tuning (e.g. 16 or 64)
+    alpha: int | None = None           # scaling numerator; None: 2 x r
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    quantize: str | None = None        # 4bit (QLoRA, nf4) or 8bit base weights: bitsandbytes, CUDA
+    merge: bool = True                 # output_dir gets merged full weights (loads anywhere);
+    #                                    the adapter alone is always kept in output_dir/adapter
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+    def validate(self) -> None:
+        if self.r < 0:
+            raise UserError(f"lora.r must be 0 (off) or a positive rank, not {self.r}")
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise UserError(f"lora.quantize must be one of {', '.join(QUANTIZATIONS)} or null")
+        if self.quantize and not self.enabled:
+            raise UserError("lora.quantize needs adapters to train: set lora.r (e.g. 16)")
+        if not 0 <= self.dropout < 1:
+            raise UserError("lora.dropout must be in [0, 1)")
+        if not self.target_modules:
+            raise UserError("lora.target_modules must name at least one module (or all-linear)")
+
+
+@dataclass
 class Recipe:
     name: str
     output_dir: str
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self) -> "Recipe":
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.lora.validate()
+        if self.train.eval_steps and not (self.data.eval_split or self.data.eval_size):
+            raise UserError("train.eval_steps needs a held-out set: data.eval_split or "
+                            "data.eval_size")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+             "lora": LoraConfig}
 
 
 # --- finding and reading recipes --------------------------------------------------------------
@@ -165,6 +248,12 @@ def recipe_path(name: str) -> Path:
 
 def _coerce(value, hint, key: str):
     """Check a YAML value against a dataclass field's type; ints are accepted for floats."""
+    if typing.get_origin(hint) is list:
+        # A list field takes a YAML list, or a comma-separated string on the command line.
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+            raise UserError(f"{key} must be a list of names, not {value!r}")
+        return items
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in options:
@@ -230,7 +319,7 @@ def load_recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recip
             raw.setdefault(keys[0], {})[keys[1]] = value
         else:
             raise UserError(f"unknown override key {'.'.join(keys)!r}: use output_dir or "
-                            f"model.FIELD, data.FIELD, train.FIELD")
+                            f"model.FIELD, data.FIELD, train.FIELD, lora.FIELD")
     unknown = set(raw) - set(_SECTIONS) - {"output_dir", "name"}
     if unknown:
         raise UserError(f"recipe {path} has unknown top-level keys: {', '.join(sorted(unknown))}")
