@@ -9,10 +9,15 @@ PIP=".venv/bin/pip --disable-pip-version-check -q"
 $PIP install torch==2.13.0
 # llama.cpp, compiled here (~6 minutes the first time). Built portable on x86-64 (AVX2/FMA/F16C):
 # a -march=native build picks llama.cpp's AMX kernels on Xeons that have AMX, and those crash
-# (SIGSEGV in ggml_backend_amx_mul_mat) on the embedded Q4_1 model. No pip cache: a cached wheel
-# may be a native build from an earlier set-up. A native build already in the venv is replaced.
+# (SIGSEGV in ggml_backend_amx_mul_mat) on the embedded Q4_1 model. The multimodal library (mtmd,
+# half the compile) is not needed. No pip cache: a cached wheel may be a native build from an
+# earlier set-up. A native build already in the venv is replaced.
 LLAMA="llama-cpp-python[server]==0.3.36"     # the version pyproject.toml's llamacpp extra pins
-[ "$(uname -m)" = x86_64 ] && export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+if [ -z "${CMAKE_ARGS:-}" ]; then         # a user's own CMAKE_ARGS win
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF"
+    if [ "$(uname -m)" = x86_64 ]; then CMAKE_ARGS="$CMAKE_ARGS -DGGML_NATIVE=OFF"; fi
+    export CMAKE_ARGS
+fi
 if ! .venv/bin/python -c "import sys, llama_cpp
 sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" 2>/dev/null; then
     $PIP install --no-cache-dir --force-reinstall --no-deps "$LLAMA"
