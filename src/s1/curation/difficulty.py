@@ -113,7 +113,7 @@ def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str) -> l
     prompts = Dataset.from_dict({"question": [GRADING_USER.format(question=q, attempt=a, solution=r)
                                               for q, a, r in zip(questions, attempts, refs)]})
     graded = traces(prompts, TracesConfig(teacher=grader, cache=_cache(cfg, f"grader_{name}"),
-                                          keep_failed=True))
+                                          keep_failed=True, progress=f"grading {name}"))
     return [None if err else parse_yes_no_last_line(text)
             for text, err in zip(graded["attempt"], graded["teacher_error"])]
 
@@ -134,13 +134,19 @@ def difficulty(ds, config: DifficultyConfig | None = None,
     failed: dict[str, list[str]] = {}
     for name, solver in config.solvers.items():
         answered = traces(ds.select_columns(["question"] + (["question_hash"] if "question_hash" in ds.column_names else [])),
-                          TracesConfig(teacher=solver, cache=_cache(config, name), keep_failed=True))
+                          TracesConfig(teacher=solver, cache=_cache(config, name), keep_failed=True,
+                                       progress=f"solver {name}"))
         attempts = [a or t[0] for a, t in zip(answered["attempt"], answered["thinking_trajectories"])]
         failed[name] = list(answered["teacher_error"])
+        ok = [i for i, err in enumerate(failed[name]) if not err]   # a failed answer is not graded
+        pick = lambda xs: [xs[i] for i in ok]  # noqa: E731
         if config.grader == "rules":
-            correct[name] = _grade_rules(attempts, refs, config)
+            grades = _grade_rules(pick(attempts), pick(refs), config)
         else:
-            correct[name] = _grade_llm(questions, attempts, refs, config, name)
+            grades = _grade_llm(pick(questions), pick(attempts), pick(refs), config, name)
+        correct[name] = [None] * len(questions)
+        for i, g in zip(ok, grades):
+            correct[name][i] = g
         log.info("difficulty: %s solved %d of %d", name, sum(bool(c) for c in correct[name]), len(questions))
 
     keep, reasons = [], []

@@ -257,7 +257,8 @@ def _classify_llm(ds, questions: list[str], config: DomainsConfig):
     rub = rubrics()
     prompts = Dataset.from_dict({"question": [CLASSIFY_USER.format(question=q, rubrics=rub)
                                               for q in questions]})
-    replies = traces(prompts, TracesConfig(teacher=llm, cache=config.cache, keep_failed=True))
+    replies = traces(prompts, TracesConfig(teacher=llm, cache=config.cache, keep_failed=True,
+                                               progress="domains"))
     codes: list[str | None] = []
     sources: list[str] = []
     fallback = [i for i, (text, err) in enumerate(zip(replies["attempt"], replies["teacher_error"]))

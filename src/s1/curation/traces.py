@@ -43,6 +43,7 @@ class TracesConfig:
     require_thinking: bool = False     # a reply with no separate thinking counts as a failure
     retry_failed: bool = True          # a rerun asks again for questions that failed before
     keep_failed: bool = False          # keep failed rows (empty traces) instead of dropping them
+    progress: str = "teacher traces"   # the progress bar's label
 
     def __post_init__(self) -> None:
         if isinstance(self.teacher, dict):
@@ -118,7 +119,7 @@ def traces(ds, config: TracesConfig | None = None,
         appender = JsonlAppender(cache_path) if cache_path is not None else None
         own = llm is None
         llm = llm or LLM(config.teacher)
-        progress = _progress(len(keys))
+        progress = _progress(len(keys), config.progress)
 
         def got(i: int, reply: Reply) -> None:
             rec = _record(keys[i], reply, config)
@@ -158,10 +159,10 @@ def traces(ds, config: TracesConfig | None = None,
     return out
 
 
-def _progress(total: int) -> Callable[[dict], None]:
+def _progress(total: int, label: str) -> Callable[[dict], None]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="teacher traces", unit="q", leave=False)
+    bar = tqdm(total=total, desc=label, unit="q", leave=False)
     failed = 0
 
     def step(rec: dict) -> None:
