@@ -279,3 +279,7 @@ def _classify_llm(ds, questions: list[str], config: DomainsConfig):
             codes.append(None)
             sources.append(f"llm: {err}" if err else "llm: unparsed reply")
     return codes, sources
+
+
+if __name__ == "__main__":   # python -m s1.curation.domains: the offline classifier's accuracy
+    print(json.dumps(evaluate_offline(), indent=2))
