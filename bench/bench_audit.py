@@ -58,7 +58,7 @@ def detection(name: str, embedder, fixture: list[dict], items) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pool", type=int, default=1000, help="MATH-train questions to audit")
+    ap.add_argument("--pool", type=int, default=300, help="MATH-train questions to audit")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report-dir", default=None)
     args = ap.parse_args()

@@ -5,6 +5,7 @@ all-MiniLM-L6-v2 and a real llama.cpp server as judge."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,9 @@ def test_judge_through_a_real_llama_server_decides_same_answer_candidates(llama_
     assert same, "the planted paraphrase has the benchmark's answer"
     # Every same-answer candidate went to the judge; its verdict (whatever the tiny model says)
     # is what decides, and a flag is only raised on a judge YES.
-    assert all("judge" in c["reason"] for c in same)
+    # The judge answered (a reply without YES/NO is possible from a tiny model; a failed
+    # request is not acceptable here).
+    assert all(re.search(r"judge (YES|NO)$|no YES/NO in the reply\)$", c["reason"]) for c in same), same
     assert all(c["flagged"] == c["reason"].endswith("judge YES") for c in same)
     assert out["audit_flagged"][0] == any(c["flagged"] for c in same if c["pool_index"] == 0)
 

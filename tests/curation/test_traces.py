@@ -68,6 +68,7 @@ def test_traces_from_a_real_llama_server_are_cached_and_not_asked_twice(llama_se
     ds = questions(3)
     out = traces(ds, TracesConfig(teacher=teacher, cache=str(cache)))
     assert out.column_names[-4:] == ["thinking_trajectories", "attempt", "teacher", "teacher_error"]
+    assert len(out) == 3 and not any(out["teacher_error"])
     assert all(isinstance(t, list) and len(t) == 1 for t in out["thinking_trajectories"])
     assert all(a.strip() for a in out["attempt"]) and not any(out["teacher_error"])
     records = read_jsonl(cache, key="question_hash")
@@ -100,7 +101,8 @@ traces(ds, TracesConfig(teacher=teacher, cache=sys.argv[2]))
 @pytest.mark.slow
 def test_resume_after_sigkill_loses_and_duplicates_nothing(llama_server, tmp_path):
     cache, n = tmp_path / "traces.jsonl", 8
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, llama_server + "/v1", str(cache),
                              str(GSM8K), str(n)], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240

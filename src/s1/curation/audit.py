@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from s1.curation.llm import LLM, LLMConfig
 from s1.errors import UserError
 
 log = logging.getLogger("s1.curation")
@@ -67,7 +68,7 @@ class AuditConfig:
     min_similarity: float = 0.6       # retrieval floor: pairs below it are never candidates
     flag_similarity: float = 0.92     # see `decide`; also the fallback for rows without an answer
     decide: str = "answer"            # answer | similarity | judge | answer+judge
-    judge: object | None = None       # an s1.curation.llm.LLMConfig (needed by the judge modes)
+    judge: LLMConfig | None = None    # which model judges (needed by the judge modes)
     action: str = "flag"              # flag: add columns; drop: remove flagged rows
     report_dir: str | None = None
     grade_timeout_s: float = 5.0
@@ -90,7 +91,6 @@ class AuditConfig:
         if "judge" in self.decide and self.judge is None:
             raise UserError(f"decide={self.decide} needs a judge (an LLMConfig: api, base_url, model)")
         if isinstance(self.judge, dict):
-            from s1.curation.llm import LLMConfig
             self.judge = LLMConfig(**self.judge)
 
 
@@ -121,13 +121,14 @@ def load_bench_texts(config: AuditConfig) -> list[BenchText]:
     return out
 
 
-def answers_equal(pool_answer: str, item: BenchText, timeout: float = 5.0) -> bool:
-    """The evaluation stage's verdict on the pool's reference answer against the item's."""
+def answers_equal(pairs: list[tuple[str, BenchText]], timeout: float = 5.0) -> list[bool]:
+    """The evaluation stage's verdicts on pool reference answers against benchmark items'."""
     from s1.evaluation.benchmarks import Item
-    from s1.evaluation.grading import grade
+    from s1.evaluation.grading import grade_many
 
-    text = pool_answer if "\\boxed" in pool_answer else f"\\boxed{{{pool_answer}}}"
-    return grade(text, Item(item.id, "", item.answer, item.answer_type), timeout=timeout).correct
+    boxed = [(a if "\\boxed" in a else f"\\boxed{{{a}}}", Item(it.id, "", it.answer, it.answer_type))
+             for a, it in pairs]
+    return [g.correct for g in grade_many(boxed, timeout=timeout)]
 
 
 def nearest(pool: np.ndarray, bench: np.ndarray, k: int, chunk: int = 4096
@@ -213,7 +214,7 @@ def audit(ds, config: AuditConfig | None = None,
 
 def _decide(candidates, questions, answers, items, config) -> list[tuple[bool, str]]:
     out: list[tuple[bool, str] | None] = [None] * len(candidates)
-    to_judge = []
+    to_judge, to_grade = [], []
     for n, (row, _rank, j, cos) in enumerate(candidates):
         item = items[j]
         by_sim = (cos >= config.flag_similarity, f"cosine {'>=' if cos >= config.flag_similarity else '<'} "
@@ -230,13 +231,14 @@ def _decide(candidates, questions, answers, items, config) -> list[tuple[bool, s
         if not answers[row].strip() or item.answer_type == "choice":
             out[n] = (by_sim[0], f"no comparable answer; {by_sim[1]}")
             continue
-        same = answers_equal(answers[row], item, config.grade_timeout_s)
+        to_grade.append(n)
+    verdicts = answers_equal([(answers[candidates[n][0]], items[candidates[n][2]]) for n in to_grade],
+                             config.grade_timeout_s)
+    for n, same in zip(to_grade, verdicts):
         out[n] = (same, "same answer" if same else "different answer")
-        if same and config.decide == "answer+judge" and not item.withheld:
+        if same and config.decide == "answer+judge" and not items[candidates[n][2]].withheld:
             to_judge.append(n)
     if to_judge:
-        from s1.curation.llm import LLM, LLMConfig
-
         judge_cfg = config.judge
         if judge_cfg.system is None:
             judge_cfg = LLMConfig(**{**judge_cfg.__dict__, "system": JUDGE_SYSTEM})

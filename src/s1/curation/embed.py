@@ -84,8 +84,12 @@ class SentenceEncoder:
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         # Batches of similar length waste less compute on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(order), self.batch_size)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
+            for start in tqdm(starts, desc="embedding", unit="batch", leave=False,
+                              disable=len(starts) < 4):
                 idx = order[start:start + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt").to(self.device)
