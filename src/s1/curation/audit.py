@@ -40,7 +40,10 @@ log = logging.getLogger("s1.curation")
 
 DECISIONS = ("answer", "similarity", "judge", "answer+judge")
 ACTIONS = ("flag", "drop")
-WITHHELD = ("gpqa",)   # benchmark names whose text is never written or sent anywhere
+WITHHELD = ("gpqa",)
+# Retrieval floors, measured on tests/curation/data/paraphrases.jsonl: MiniLM puts paraphrases at
+# 0.77-0.97 (two outliers at 0.52-0.57); character TF-IDF puts them at 0.17-0.78.
+FLOORS = {"minilm": 0.6, "tfidf": 0.3}   # benchmark names whose text is never written or sent anywhere
 
 JUDGE_SYSTEM = """\
 You decide whether two problems are the same problem. They are the same when one is a copy, \
@@ -65,7 +68,8 @@ class AuditConfig:
     batch_size: int = 64
     threads: int | None = None
     top_k: int = 3                    # nearest benchmark items examined per question
-    min_similarity: float = 0.6       # retrieval floor: pairs below it are never candidates
+    min_similarity: float | None = None   # retrieval floor (None: 0.6 for minilm, 0.3 for tfidf,
+                                          # whose cosines run lower); pairs below are never candidates
     flag_similarity: float = 0.92     # see `decide`; also the fallback for rows without an answer
     decide: str = "answer"            # answer | similarity | judge | answer+judge
     judge: LLMConfig | None = None    # which model judges (needed by the judge modes)
@@ -85,6 +89,8 @@ class AuditConfig:
             raise UserError(f"unknown audit action {self.action!r}; choose flag or drop")
         if self.top_k < 1:
             raise UserError(f"top_k must be at least 1, not {self.top_k}")
+        if self.min_similarity is None:
+            self.min_similarity = FLOORS.get(self.embedder, FLOORS["minilm"])
         for name in ("min_similarity", "flag_similarity"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} is a cosine between -1 and 1, not {getattr(self, name)}")
