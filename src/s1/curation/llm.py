@@ -51,7 +51,9 @@ class LLMConfig:
     price_in_per_mtok: float = 0.0     # cost accounting, per million prompt tokens
     price_out_per_mtok: float = 0.0    # per million completion tokens
     extra_body: dict = field(default_factory=dict)   # passed through (e.g. reasoning_effort)
-    threads: int | None = None         # local engine CPU threads
+    engine: str = "auto"               # local: auto | transformers | llama.cpp
+    device: str | None = None          # local: cpu | cuda | cuda:N
+    threads: int | None = None         # local: CPU threads
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -266,7 +268,7 @@ class LLM:
 
         c = self.config
         if self._engine is None:
-            self._engine = load_engine(c.model, threads=c.threads)
+            self._engine = load_engine(c.model, engine=c.engine, device=c.device, threads=c.threads)
         # The completion budget is split as the harness does: thinking capped, the rest answers.
         answer = max(1, min(512, c.max_tokens // 4))
         budget = Budget(max_thinking_tokens=max(0, c.max_tokens - answer), max_answer_tokens=answer,
