@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -31,6 +32,7 @@ class HostedAPI(BaseHTTPRequestHandler):
 
     seen: dict = {}
     first_call_429 = True
+    delay_s = 0.0
 
     def do_GET(self):
         if self.headers.get("Authorization") != "Bearer sk-test":
@@ -44,6 +46,7 @@ class HostedAPI(BaseHTTPRequestHandler):
             return self._send(401, {"error": "bad key"})
         if "FAIL" in prompt:
             return self._send(500, {"error": "internal"})
+        time.sleep(self.delay_s)
         n = self.seen[prompt] = self.seen.get(prompt, 0) + 1
         if n == 1 and self.first_call_429:
             return self._send(429, {"error": "slow down"}, {"Retry-After": "0"})
@@ -69,7 +72,7 @@ class HostedAPI(BaseHTTPRequestHandler):
 @pytest.fixture
 def hosted(monkeypatch):
     monkeypatch.setenv("S1_TEST_KEY", "sk-test")
-    HostedAPI.seen = {}
+    HostedAPI.seen, HostedAPI.first_call_429, HostedAPI.delay_s = {}, True, 0.0
     server = ThreadingHTTPServer(("127.0.0.1", 0), HostedAPI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"

@@ -20,7 +20,7 @@ from s1.curation.traces import TracesConfig, question_hash, trace_usage, traces
 from s1.errors import UserError
 from s1.jsonl import read_jsonl
 
-from hosted_api import hosted  # noqa: F401  (fixture)
+from hosted_api import HostedAPI, hosted  # noqa: F401  (fixture)
 
 GSM8K = Path(__file__).parents[2] / "src" / "s1" / "data" / "benchmarks" / "gsm8k_test.jsonl"
 
@@ -93,29 +93,30 @@ from s1.curation.llm import LLMConfig
 from s1.curation.traces import TracesConfig, traces
 rows = [json.loads(l) for l in open(sys.argv[3])][:int(sys.argv[4])]
 ds = Dataset.from_list([{"question": r["question"]} for r in rows])
-teacher = LLMConfig(api="chat", base_url=sys.argv[1], max_tokens=24, concurrency=1)
+teacher = LLMConfig(api="chat", base_url=sys.argv[1], max_tokens=24, concurrency=1,
+                    api_key_env=sys.argv[5] or None)
 traces(ds, TracesConfig(teacher=teacher, cache=sys.argv[2]))
 """
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_loses_and_duplicates_nothing(llama_server, tmp_path):
+def kill_then_resume(url: str, tmp_path: Path, key_env: str = "") -> None:
+    """Start a traces run in a child, SIGKILL it once two replies are on disk, run again here."""
     cache, n = tmp_path / "traces.jsonl", 8
     src = str(Path(__file__).parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, llama_server + "/v1", str(cache),
-                             str(GSM8K), str(n)], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, str(cache), str(GSM8K), str(n), key_env],
+                            env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if cache.exists() and cache.read_bytes().count(b"\n") >= 2:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = read_jsonl(cache, key="question_hash")
     assert 2 <= len(before) < n
-    teacher = LLMConfig(api="chat", base_url=llama_server + "/v1", max_tokens=24, concurrency=1)
+    teacher = LLMConfig(api="chat", base_url=url, max_tokens=24, concurrency=1, api_key_env=key_env or None)
     ds = questions(n)
     with LLM(teacher) as llm:
         out = traces(ds, TracesConfig(teacher=teacher, cache=str(cache)), llm=llm)
@@ -125,6 +126,17 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(llama_server, tmp_pat
     assert len(hashes) == len(set(hashes)) == n
     assert after[:len(before)] == before          # what was written before the kill is kept as is
     assert len(out) == n and not any(out["teacher_error"])
+    assert sorted(hashes) == sorted(question_hash(q) for q in ds["question"])
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_loses_and_duplicates_nothing(llama_server, tmp_path):
+    kill_then_resume(llama_server + "/v1", tmp_path)
+
+
+def test_resume_after_sigkill_against_a_hosted_api(hosted, tmp_path):
+    HostedAPI.first_call_429, HostedAPI.delay_s = False, 0.3
+    kill_then_resume(hosted, tmp_path, key_env="S1_TEST_KEY")
 
 
 def test_backoff_on_429_key_from_env_and_failures_recorded(hosted, tmp_path):
