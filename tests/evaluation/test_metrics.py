@@ -69,14 +69,15 @@ def test_pass_at_k():
         pass_at_k(4, 5, 1)
 
 
-def test_maj_and_cov_at_k_vote_on_canonical_answers():
-    extracted = ["023", "23", "\\frac{1}{2}", None, "\\dfrac12", "\\frac{1}{2}"]
+def test_maj_and_cov_at_k_vote_on_equivalent_answers():
+    extracted = ["023", "23", "\\frac{1}{2}", None, "\\dfrac12", "0.5"]
     correct = [True, True, False, False, False, False]
-    # k=5: votes {23: 2 ("023" and "23"), \frac{1}{2}: 1, \frac12: 1}; None does not vote
+    # k=3: votes {23: 2 ("023" and "23"), 1/2: 1}; None does not vote
+    assert maj_at_k(extracted, correct, 3, answer_type="math") is True
+    # k=5: {23: 2, 1/2: 2 (\frac{1}{2} and \dfrac12)}: a 2:2 tie, the answer reached first wins
     assert maj_at_k(extracted, correct, 5, answer_type="math") is True
-    # k=6: {23: 2, \frac{1}{2}: 2, \frac12: 1} ("\dfrac12" only loses its d): a 2:2 tie,
-    # and the answer reached first (23, correct) wins
-    assert maj_at_k(extracted, correct, 6, answer_type="math") is True
+    # k=6: 0.5 is the same number: {23: 2, 1/2: 3}, and the wrong half wins
+    assert maj_at_k(extracted, correct, 6, answer_type="math") is False
     # three votes for a wrong answer beat two for the right one
     assert maj_at_k(["5", "7", "5", "7", "5"], [False, True, False, True, False], 5) is False
     assert cov_at_k([False, True, False, True, False], 5) is True

@@ -3,7 +3,9 @@
 1. The caller passes the answer segment (see `split_answer`); the short answer is extracted from
    it (`extract.py`).
 2. It is verified by the item's answer type:
-   - `integer`: compared as integers when the answer states one ("023" = 23), else math-verify;
+   - `integer`: compared as integers when the answer is one ("023" = 23); a short plain-text
+     `Answer:` line by the one number it states ("16 eggs * 4 = 64 eggs"); anything else,
+     boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics by math-verify;
    - `math`: exact text, then math-verify on the extracted answer only, wrapped in `$...$`,
      gold first (the call is not symmetric), then a formatting-free text comparison;
    - `choice`: the letter extractor against the gold letter.
@@ -12,12 +14,16 @@
 math-verify runs in worker processes, never in this one: its own timeouts use SIGALRM, which
 fails in threads and cannot interrupt a long computation inside C (sympy raising 10 to a huge
 power), so each verification gets a hard deadline after which its worker is killed and replaced.
-Model text only ever reaches a LaTeX parser; nothing is evaluated as code.
+Model text only ever reaches a LaTeX parser; nothing is evaluated as code. A worker that cannot
+start stops grading with `GraderUnavailable`: no score is ever silently left to text comparison.
+Majority voting groups answers by the same verifier (`cluster_answers`).
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
+import functools
 import json
 import logging
 import os
@@ -29,17 +35,18 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from s1.errors import UserError
 from s1.evaluation.benchmarks import Item
-from s1.evaluation.extract import (as_integer, canonical_math, extract_answer, extract_choice,
-                                   split_answer)
+from s1.evaluation.extract import (as_integer, canonical_answer, canonical_math, extract_choice,
+                                   locate_answer, plain_number, split_answer, strip_currency)
 
 if TYPE_CHECKING:
     from s1.evaluation.judge import Judge
 
-__all__ = ["Grade", "grade", "grade_many", "split_answer", "verify_math", "shutdown_verifiers"]
+__all__ = ["Grade", "GraderUnavailable", "grade", "grade_many", "split_answer", "verify_math",
+           "cluster_answers", "shutdown_verifiers"]
 
 log = logging.getLogger("s1.evaluation")
 
@@ -48,6 +55,11 @@ log = logging.getLogger("s1.evaluation")
 MAX_ANSWER_CHARS = 20_000
 #: First start of a worker (a fresh interpreter importing sympy) is not counted in the timeout.
 WORKER_START_TIMEOUT = 120.0
+
+
+class GraderUnavailable(UserError):
+    """The math-verify worker cannot start (math-verify missing or broken): grading stops here
+    rather than falling back to comparing text, which would quietly change every score."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +87,20 @@ class _Worker:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE, _WORKER_FILE],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, encoding="utf-8", bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", errors="replace", bufsize=1)
         self.replies: queue.Queue = queue.Queue()
+        self.stderr_tail: collections.deque = collections.deque(maxlen=20)
         self._reader = threading.Thread(target=self._read, daemon=True, name="s1-verifier-reader")
         self._reader.start()
+        threading.Thread(target=self._drain, daemon=True, name="s1-verifier-stderr").start()
         self.ready = False
+
+    def _drain(self) -> None:
+        # Kept only to explain a failed start; reading it also keeps a chatty library from
+        # filling the pipe and blocking the worker.
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.rstrip())
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -90,18 +110,29 @@ class _Worker:
                 self.replies.put("error: bad reply")
         self.replies.put(None)  # end of stream: the worker died
 
-    def call(self, gold: str, pred: str, timeout: float) -> str:
-        if not self.ready:
-            # Start-up (a fresh interpreter importing sympy) is not part of the deadline.
-            try:
-                hello = self.replies.get(timeout=WORKER_START_TIMEOUT)
-            except queue.Empty:
-                hello = None
-            if hello != "ready":
-                return "crashed"
-            self.ready = True
+    def _wait_ready(self) -> None:
+        # Start-up (a fresh interpreter importing sympy) is not part of the deadline.
         try:
-            self.proc.stdin.write(json.dumps([gold, pred]) + "\n")
+            hello = self.replies.get(timeout=WORKER_START_TIMEOUT)
+        except queue.Empty:
+            hello = None
+        if hello != "ready":
+            self.kill()
+            why = next((l for l in reversed(self.stderr_tail) if l.strip()),
+                       f"no reply within {WORKER_START_TIMEOUT:g}s")
+            raise GraderUnavailable(f"the math-verify grading worker did not start ({why}); "
+                                    f"install math-verify[antlr4_13_2] into this environment")
+        self.ready = True
+
+    def call(self, gold: str, pred: str, timeout: float) -> str:
+        return self.request([gold, pred], timeout)
+
+    def request(self, payload, timeout: float):
+        """Send one request; its reply, or "timeout" / "crashed"."""
+        if not self.ready:
+            self._wait_ready()
+        try:
+            self.proc.stdin.write(json.dumps(payload) + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             return "crashed"
@@ -109,7 +140,7 @@ class _Worker:
             verdict = self.replies.get(timeout=timeout)
         except queue.Empty:
             return "timeout"
-        return verdict if isinstance(verdict, str) else "crashed"
+        return "crashed" if verdict is None else verdict
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -118,7 +149,7 @@ class _Worker:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -161,15 +192,22 @@ class VerifierPool:
 
     def verify(self, gold: str, pred: str, timeout: float) -> str:
         """"equal", "not equal", "gold unparseable", "answer unparseable", "timeout",
-        "crashed" or "error: ..."."""
+        "crashed" or "error: ..."; raises GraderUnavailable when no worker can start."""
+        verdict = self.request([gold, pred], timeout)
+        return verdict if isinstance(verdict, str) else "error: bad reply"
+
+    def request(self, payload, timeout: float):
         worker = self._idle.get()
         try:
             if worker is None:
                 worker = self._spawn()
-            verdict = worker.call(gold, pred, timeout)
-            if verdict in ("timeout", "crashed"):
+            reply = worker.request(payload, timeout)
+            if reply in ("timeout", "crashed"):
                 worker = self._replace(worker)
-            return verdict
+            return reply
+        except GraderUnavailable:
+            worker = None   # the next call tries a fresh start (and fails as loudly)
+            raise
         finally:
             self._idle.put(worker)
 
@@ -225,7 +263,9 @@ def shutdown_verifiers() -> None:
 
 def _math_env(answer: str) -> str:
     # math-verify only reads LaTeX inside a math environment; an answer that already has `$`
-    # (an "Answer:" line such as "$x=5$") keeps its own.
+    # (an "Answer:" line such as "$x=5$") keeps its own. An escaped dollar (`\$36`) is money,
+    # and would otherwise stop the gold or the answer from parsing at all.
+    answer = strip_currency(answer)
     return answer if "$" in answer else f"${answer}$"
 
 
@@ -235,25 +275,84 @@ def verify_math(gold: str, answer: str, timeout: float = 5.0) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# majority voting: answers grouped by mathematical equivalence
+
+
+def cluster_answers(answers: Sequence[str | None], answer_type: str = "math",
+                    timeout: float = 5.0) -> list[int | None]:
+    """Equivalence classes of extracted answers, for majority voting: per answer, the index of
+    the first answer of its class (None for a missing answer, which does not vote).
+
+    Letters are grouped by letter, integers by value; other answers are grouped by their
+    formatting-free form and then by math-verify in a worker process, so `\\frac12`,
+    `\\frac{1}{2}`, `1/2` and `0.5` are one vote. Classes are built in sample order, so the
+    classes of the first k answers are those of all answers cut at k.
+    """
+    return list(_clusters(tuple(answers), answer_type, timeout))
+
+
+@functools.lru_cache(maxsize=4096)
+def _clusters(answers: tuple, answer_type: str, timeout: float) -> tuple:
+    heads: dict[str, int] = {}   # canonical form -> index of its first answer
+    out: list[int | None] = []
+    for i, a in enumerate(answers):
+        key = canonical_answer(a, answer_type) if isinstance(a, str) else None
+        if key is not None and len(a) > MAX_ANSWER_CHARS:
+            key = f"#{i}"          # too long to be an answer: a class of its own
+        out.append(None if key is None else heads.setdefault(key, i))
+    reps = sorted(set(heads.values()))
+    if answer_type == "choice" or len(reps) < 2:
+        return tuple(out)
+    merged = _merge(reps, [_math_env(answers[i]) for i in reps], timeout)
+    return tuple(None if c is None else merged[c] for c in out)
+
+
+def _merge(reps: list[int], texts: list[str], timeout: float) -> dict[int, int]:
+    """Which representative each representative's class joins, by math-verify."""
+    pool = _get_pool()
+    # One request for all: pairs cost a fraction of a millisecond inside the worker. Its
+    # deadline grows with the number of distinct answers; past it, pairs go one by one.
+    reply = pool.request({"cluster": texts}, timeout * (1 + len(texts) / 8))
+    if isinstance(reply, list) and len(reply) == len(reps):
+        return {r: reps[j] for r, j in zip(reps, reply)}
+    log.warning("clustering %d answers in one call gave %r; comparing them pair by pair",
+                len(texts), reply)
+    home: dict[int, int] = {}
+    heads: list[int] = []
+    for r, text in zip(reps, texts):
+        home[r] = r
+        for h in heads:
+            verdict = pool.verify(texts[reps.index(h)], text, timeout)
+            if verdict == "equal":
+                home[r] = h
+                break
+            if verdict in ("timeout", "crashed"):
+                break   # a pathological answer: its own class, never compared again
+        else:
+            heads.append(r)
+    return home
+
+
+# ---------------------------------------------------------------------------------------------
 # grading
 
 
-_LAST_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|-?\d+(?:\.\d+)?")
-
-
-def _grade_math(item: Item, extracted: str, timeout: float, pool: VerifierPool) -> Grade:
+def _grade_math(item: Item, extracted: str, source: str, timeout: float,
+                pool: VerifierPool) -> Grade:
     gold_int, pred_int = as_integer(item.answer), as_integer(extracted)
     if gold_int is not None and pred_int is not None:
         ok = gold_int == pred_int
         return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
-    if item.answer_type == "integer" and gold_int is not None:
-        # An integer benchmark's answer line often shows its working ("16 * 4 = 64 eggs"): read
-        # the last number of the extracted answer, as GSM8K's flexible extraction does.
-        last = _LAST_NUMBER.findall(extracted[:MAX_ANSWER_CHARS])
-        pred_last = as_integer(last[-1]) if last else None
-        if pred_last is not None:
-            ok = gold_int == pred_last
-            return Grade(ok, last[-1], "last number match" if ok else "last number mismatch")
+    if item.answer_type == "integer" and gold_int is not None and source == "line":
+        # A plain-text answer line often shows its working ("16 eggs * 4 = 64 eggs"): read the
+        # one number it states. Never a box or LaTeX: `\\frac{3}{5}` is not 5, `2^9` is 512;
+        # those are evaluated as mathematics below.
+        token = plain_number(extracted)
+        value = as_integer(re.sub(r"\.0+$", "", token)) if token is not None else None
+        if token is not None:
+            ok = value == gold_int
+            return Grade(ok, token, "answer line number match" if ok
+                         else "answer line number mismatch")
     if "".join(item.answer.split()) == "".join(extracted.split()):
         return Grade(True, extracted, "exact match")
     if len(extracted) > MAX_ANSWER_CHARS:
@@ -280,11 +379,11 @@ def _grade_rules(answer_text: str, item: Item, timeout: float, pool: VerifierPoo
             return Grade(False, None, "no answer found")
         ok = letter == item.answer.strip().upper()
         return Grade(ok, letter, "letter match" if ok else "letter mismatch")
-    extracted = extract_answer(answer_text)
+    extracted, source = locate_answer(answer_text)
     if extracted is None:
         return Grade(False, None, "no answer found")
     if item.answer_type in ("integer", "math"):
-        return _grade_math(item, extracted, timeout, pool)
+        return _grade_math(item, extracted, source, timeout, pool)
     raise UserError(f"item {item.id} has unknown answer type {item.answer_type!r}")
 
 
@@ -298,7 +397,8 @@ def _grade_one(answer_text: str, item: Item, judge: "Judge | None", timeout: flo
     # The judge can only help where the rules may have missed an equivalence: not for two
     # different plain integers, a wrong letter, or an answer too long to be one.
     if (judge is None or result.correct or result.extracted is None
-            or item.answer_type == "choice" or result.reason == "integer mismatch"
+            or item.answer_type == "choice"
+            or result.reason in ("integer mismatch", "answer line number mismatch")
             or result.reason.startswith("answer too long")):
         return result
     verdict = judge.equivalent(item.answer, result.extracted, question=item.question)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 from s1.errors import UserError
-from s1.evaluation.extract import canonical_answer
+from s1.evaluation.grading import cluster_answers
 from s1.evaluation.prompts import parse_suffix
 from s1.generation.budget import Budget
 
@@ -93,18 +93,18 @@ class Setting:
 
 
 def _majority(samples: Sequence[dict], answer_type: str) -> dict:
-    """Votes go to canonical answers ("023" = "23"); samples without an answer do not vote; a tie
-    goes to the answer reached first (as metrics.maj_at_k)."""
-    votes: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        key = canonical_answer(s.get("extracted"), answer_type)
+    """Votes go to classes of equivalent answers ("023" = "23", `\\frac12` = 0.5, by the grading
+    verifier); samples without an answer do not vote; a tie goes to the answer reached first
+    (as metrics.maj_at_k)."""
+    votes: dict[int, list[int]] = {}
+    for i, key in enumerate(cluster_answers([s.get("extracted") for s in samples], answer_type)):
         if key is not None:
             votes.setdefault(key, []).append(i)
     if not votes:
         return {"correct": False, "extracted": None, "sample": 0}
     winner = max(votes.values(), key=len)
     first = samples[winner[0]]
-    # All voters share one canonical answer, so they share a grade; a strict majority of them
+    # All voters share one answer, so they share a grade; a strict majority of them
     # marked correct settles it the same way metrics.maj_at_k does.
     correct = sum(bool(samples[i]["correct"]) for i in winner) * 2 > len(winner)
     return {"correct": correct, "extracted": first.get("extracted"), "sample": winner[0]}
