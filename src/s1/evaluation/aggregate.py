@@ -164,7 +164,9 @@ def summarize_run(run: RunData) -> dict:
     }
     if s.accept_max is not None:
         summary["tries_mean"] = _mean([r["tries"] for r in run.records])
+        summary["tries_max"] = max(r["tries"] for r in run.records)
         summary["rejection_failed"] = sum(not r.get("accepted", True) for r in run.records)
+        summary["rejection_on_failure"] = s.on_failure
     if s.samples > 1:
         full = {q: v for q, v in questions.items() if len(v) == s.samples}
         at_k: dict[str, dict] = {}

@@ -47,17 +47,21 @@ class Setting:
     suffix: str | None = None         # conditional-prompting spec ("tokens:512", "long", ...)
     samples: int = 1                  # generations per question (k / n)
     accept_max: int | None = None     # rejection sampling: keep a sample with thinking ≤ this
-    max_tries: int = 1                # rejection sampling: give up (keep the last) after this
+    max_tries: int = 1                # rejection sampling: give up after this many tries
+    on_failure: str = "wrong"         # rejection sampling: how a question that gave up scores
     a_max: int | None = None          # the thinking bound Control checks (None: no bound)
     scorer: str | None = None         # best-of-N: "oracle", "shortest" or "module:function"
     label: str = ""                   # the curve this point belongs to in reports
     params: dict[str, Any] = field(default_factory=dict)  # what the user chose, for display
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "name": self.name, "budget": self.budget.to_dict(),
-                "suffix": self.suffix, "samples": self.samples, "accept_max": self.accept_max,
-                "max_tries": self.max_tries, "a_max": self.a_max, "scorer": self.scorer,
-                "label": self.label, "params": dict(self.params)}
+        d = {"method": self.method, "name": self.name, "budget": self.budget.to_dict(),
+             "suffix": self.suffix, "samples": self.samples, "accept_max": self.accept_max,
+             "max_tries": self.max_tries, "a_max": self.a_max, "scorer": self.scorer,
+             "label": self.label, "params": dict(self.params)}
+        if self.accept_max is not None:   # only rejection sampling has failures to score
+            d["on_failure"] = self.on_failure
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Setting":
@@ -89,6 +93,10 @@ class Setting:
             s = samples[best]
             return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": best}
         s = samples[0]
+        if self.on_failure == "wrong" and s.get("accepted") is False:
+            # No try stayed within the threshold: the paper resamples until one does, so the
+            # last (over-length) sample is not its answer, and budget forcing must not leak in.
+            return {"correct": False, "extracted": s.get("extracted"), "sample": 0}
         return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": 0}
 
 
@@ -261,15 +269,24 @@ class ConditionalPrompting:
         return out
 
 
+ON_FAILURE = ("wrong", "keep")
+
+
 @dataclass(frozen=True)
 class RejectionSampling:
     """Sample the thinking with cap N+1 at `temperature` until it stays ≤ N (the harness's
-    `rejection_sample`), one run per N. After `max_tries` the last sample is kept and counted
-    as a failed rejection; every try's tokens count as compute."""
+    `rejection_sample`), one run per N; every try's tokens count as compute.
+
+    max_tries: the paper has no cap (it averaged 655 tries at 3,500 tokens, Fig. 6); after this
+        many the last sample is recorded as a failed rejection.
+    on_failure: "wrong" scores a failed question as wrong, as the paper would never accept an
+        over-length sample; "keep" grades the last (cut, i.e. budget-forced) sample instead.
+    """
 
     max_thinking: Sequence[int] = (512,)
-    max_tries: int = 64
+    max_tries: int = 4096
     temperature: float = 1.0
+    on_failure: str = "wrong"
 
     def __post_init__(self) -> None:
         caps = _nonempty(self.max_thinking, "rejection thresholds")
@@ -283,14 +300,18 @@ class RejectionSampling:
         if self.temperature == 0:
             raise UserError("rejection sampling at temperature 0 would draw the same sample every "
                             "try; use a positive temperature (the paper uses 1)")
+        if self.on_failure not in ON_FAILURE:
+            raise UserError(f"on failure must be one of {', '.join(ON_FAILURE)}, "
+                            f"not {self.on_failure!r}")
 
     def settings(self, base: Budget) -> list[Setting]:
         return [Setting("rejection", f"reject-max{n}", base.with_(max_thinking_tokens=n + 1,
                                                                    temperature=self.temperature),
-                        accept_max=n, max_tries=self.max_tries, a_max=n,
-                        label="rejection sampling",
+                        accept_max=n, max_tries=self.max_tries, on_failure=self.on_failure,
+                        a_max=n, label="rejection sampling",
                         params={"max_thinking": n, "max_tries": self.max_tries,
-                                "temperature": self.temperature})
+                                "temperature": self.temperature,
+                                "on_failure": self.on_failure})
                 for n in self.max_thinking]
 
 
