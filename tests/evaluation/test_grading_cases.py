@@ -27,7 +27,8 @@ def _cases() -> list[dict]:
 
 def test_the_grading_test_set():
     cases = _cases()
-    assert len(cases) >= 90
+    assert len(cases) >= 120
+    assert sum("real SmolLM2-135M output" in c["why"] for c in cases) >= 20
     for c in cases:
         assert set(c) >= {"answer", "gold", "answer_type", "correct", "why"}, c
     items = [Item(f"case-{i}", "q", c["gold"], c["answer_type"]) for i, c in enumerate(cases)]
