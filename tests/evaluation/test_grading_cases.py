@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from s1.evaluation import Item, grade_many, load_benchmark
-from s1.evaluation import grading
+from s1.evaluation import verifier
 from s1.evaluation.extract import as_integer
-from s1.evaluation.grading import GraderUnavailable, VerifierPool, cluster_answers, verify_math
+from s1.evaluation.verifier import GraderUnavailable, VerifierPool, cluster_answers, verify_math
 from s1.evaluation.methods import MajorityVoting
 from s1.generation.budget import Budget
 
@@ -100,13 +100,13 @@ def test_majority_votes_on_equivalence():
 
 
 def test_clustering_a_pathological_answer_stays_bounded():
-    # The tower cannot be compared in time: it gets a class of its own, the others are
-    # clustered pair by pair, and it costs a few deadlines (plus worker restarts), not one
-    # deadline per other answer.
+    # The tower cannot be compared in time: it gets a class of its own and the others are
+    # clustered again. It costs two deadlines and two worker restarts (about 1 s each on an
+    # idle machine, several on a loaded one), not one deadline per other answer.
     start = time.monotonic()
     out = cluster_answers(["\\frac13", "9^{9^{9^{9}}}", "\\frac12", "0.5", "1/3"], "math",
                           timeout=1.0)
-    assert time.monotonic() - start < 20.0
+    assert time.monotonic() - start < 30.0
     assert out == [0, 1, 2, 2, 0]
     assert cluster_answers(["\\frac12", "0.5"], "math") == [0, 0]   # the grader recovered
 
@@ -114,7 +114,7 @@ def test_clustering_a_pathological_answer_stays_bounded():
 def test_a_grader_that_never_starts_fails_loudly(tmp_path, monkeypatch):
     broken = tmp_path / "worker.py"
     broken.write_text("raise ModuleNotFoundError(\"No module named 'math_verify'\")\n")
-    monkeypatch.setattr(grading, "_WORKER_FILE", str(broken))
+    monkeypatch.setattr(verifier, "_WORKER_FILE", str(broken))
     pool = VerifierPool(1)
     try:
         with pytest.raises(GraderUnavailable, match="math_verify"):

@@ -2,7 +2,7 @@
 reply per line on stdout: `[gold, prediction]` gets a verdict, `{"cluster": [answers]}` the
 equivalence classes of the answers (majority voting).
 
-It is launched by `grading.VerifierPool` with `python -c`, not through multiprocessing, so no
+It is launched by `verifier.VerifierPool` with `python -c`, not through multiprocessing, so no
 user script is re-imported and no thread state is forked. It imports nothing from s1.
 """
 
@@ -84,6 +84,9 @@ def main() -> None:
     # hands text to sympy's `parse_expr`, which evaluates Python: model text stays out of it.
     config = [LatexExtractionConfig()]
 
+    # Warm up (the LaTeX grammar, sympy's caches) before saying ready: the first verification
+    # of a fresh worker is slow, and that must not land on a question's deadline.
+    _verdict(parse, verify, config, "$\\frac{1}{2}$", "$0.5$")
     channel.write('"ready"\n')
     channel.flush()
     for line in sys.stdin:

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from s1.errors import UserError
-from s1.evaluation.grading import cluster_answers
+from s1.evaluation.verifier import cluster_answers
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -177,7 +177,7 @@ def maj_at_k(extracted: Sequence[str | None], correct: Sequence[bool], k: int,
     """Majority vote at k: is the most common answer among the first k samples correct?
 
     Votes go to classes of equivalent extracted answers ("023" and "23" are one vote, so are
-    `\\frac12`, `\\frac{1}{2}`, `1/2` and `0.5`: `grading.cluster_answers`), never to whole
+    `\\frac12`, `\\frac{1}{2}`, `1/2` and `0.5`: `verifier.cluster_answers`), never to whole
     generations; samples without an answer do not vote. Ties go
     to the answer reached first. The winner is correct when the samples that gave it were graded
     correct (all of them share one answer, so they share a grade).
