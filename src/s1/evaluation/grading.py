@@ -3,9 +3,9 @@
 1. The caller passes the answer segment (see `split_answer`); the short answer is extracted from
    it (`extract.py`).
 2. It is verified by the item's answer type:
-   - `integer`: compared as integers when the answer is one ("023" = 23); a short plain-text
-     `Answer:` line by the one number it states ("16 eggs * 4 = 64 eggs"); anything else,
-     boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics by math-verify;
+   - integer golds (of any type): compared as integers when the answer is one ("023" = 23); a
+     short plain-text `Answer:` line by the one number it states ("16 eggs * 4 = 64 eggs");
+     anything else, boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics;
    - `math`: exact text, then math-verify on the extracted answer only, wrapped in `$...$`,
      gold first (the call is not symmetric), then a formatting-free text comparison;
    - `choice`: the letter extractor against the gold letter.
@@ -58,7 +58,7 @@ def _grade_math(item: Item, extracted: str, source: str, timeout: float,
     if gold_int is not None and pred_int is not None:
         ok = gold_int == pred_int
         return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
-    if item.answer_type == "integer" and gold_int is not None and source == "line":
+    if gold_int is not None and source == "line":
         # A plain-text answer line often shows its working ("16 eggs * 4 = 64 eggs"): read the
         # one number it states. Never a box or LaTeX: `\\frac{3}{5}` is not 5, `2^9` is 512;
         # those are evaluated as mathematics below.
