@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 from s1.errors import UserError
-from s1.evaluation.verifier import cluster_answers
 from s1.evaluation.prompts import parse_suffix
+from s1.evaluation.verifier import cluster_answers
 from s1.generation.budget import Budget
 
 METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n")
