@@ -44,6 +44,21 @@ def test_rejection_sampling_caps_at_n_plus_one_and_keeps_the_last_try():
     assert not s.accepts(101, tries=2) and s.accepts(101, tries=3)
 
 
+def test_a_failed_rejection_scores_wrong_unless_asked_to_keep_it():
+    # The paper resamples until the thinking fits; a question that ran out of tries has no
+    # answer within the threshold, and its last (forced) sample must not score.
+    gave_up = {"correct": True, "extracted": "7", "accepted": False, "tries": 3}
+    fitted = {"correct": True, "extracted": "7", "accepted": True, "tries": 2}
+    [paper] = RejectionSampling([100], max_tries=3).settings(BASE)
+    assert paper.on_failure == "wrong" and RejectionSampling().max_tries >= 2048
+    assert paper.predict([gave_up], "integer")["correct"] is False
+    assert paper.predict([fitted], "integer")["correct"] is True
+    [keep] = RejectionSampling([100], max_tries=3, on_failure="keep").settings(BASE)
+    assert keep.predict([gave_up], "integer")["correct"] is True
+    assert Setting.from_dict(keep.to_dict()) == keep
+    assert "on_failure" not in BudgetForcing([64]).settings(BASE)[0].to_dict()
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda: BudgetForcing([64, 0]), "positive"),
     (lambda: BudgetForcing([64], [-1]), "non-negative"),
@@ -53,6 +68,7 @@ def test_rejection_sampling_caps_at_n_plus_one_and_keeps_the_last_try():
     (lambda: ConditionalPrompting(["medium"]), "unknown conditional prompt"),
     (lambda: RejectionSampling([100], temperature=0), "temperature 0"),
     (lambda: RejectionSampling([100], max_tries=0), "positive"),
+    (lambda: RejectionSampling([100], on_failure="retry"), "on failure"),
     (lambda: MajorityVoting(0), "positive"),
     (lambda: BestOfN(4, scorer="no.such.module:f"), "cannot load scorer"),
     (lambda: expand([BudgetForcing([64]), BudgetForcing([64])], BASE), "share the name"),

@@ -6,9 +6,11 @@ import random
 import pytest
 
 from s1.errors import UserError
-from s1.evaluation.metrics import (accuracy, compute_tokens, control, cov_at_k, estimate_flops,
-                                   maj_at_k, mean_sd, paired_bootstrap, pass_at_k, performance,
-                                   scaling, thinking_stats, wilson_interval)
+from s1.evaluation.metrics import (accuracy, bootstrap_interval, compute_tokens, control,
+                                   cov_at_k, estimate_flops, maj_at_k, mean_sd, paired_bootstrap,
+                                   pass_at_k, performance, question_interval, scaling,
+                                   scaling_bootstrap, score_interval, seed_means, thinking_stats,
+                                   wilson_interval)
 
 
 def test_wilson_against_hand_computation_and_known_values():
@@ -69,14 +71,15 @@ def test_pass_at_k():
         pass_at_k(4, 5, 1)
 
 
-def test_maj_and_cov_at_k_vote_on_canonical_answers():
-    extracted = ["023", "23", "\\frac{1}{2}", None, "\\dfrac12", "\\frac{1}{2}"]
+def test_maj_and_cov_at_k_vote_on_equivalent_answers():
+    extracted = ["023", "23", "\\frac{1}{2}", None, "\\dfrac12", "0.5"]
     correct = [True, True, False, False, False, False]
-    # k=5: votes {23: 2 ("023" and "23"), \frac{1}{2}: 1, \frac12: 1}; None does not vote
+    # k=3: votes {23: 2 ("023" and "23"), 1/2: 1}; None does not vote
+    assert maj_at_k(extracted, correct, 3, answer_type="math") is True
+    # k=5: {23: 2, 1/2: 2 (\frac{1}{2} and \dfrac12)}: a 2:2 tie, the answer reached first wins
     assert maj_at_k(extracted, correct, 5, answer_type="math") is True
-    # k=6: {23: 2, \frac{1}{2}: 2, \frac12: 1} ("\dfrac12" only loses its d): a 2:2 tie,
-    # and the answer reached first (23, correct) wins
-    assert maj_at_k(extracted, correct, 6, answer_type="math") is True
+    # k=6: 0.5 is the same number: {23: 2, 1/2: 3}, and the wrong half wins
+    assert maj_at_k(extracted, correct, 6, answer_type="math") is False
     # three votes for a wrong answer beat two for the right one
     assert maj_at_k(["5", "7", "5", "7", "5"], [False, True, False, True, False], 5) is False
     assert cov_at_k([False, True, False, True, False], 5) is True
@@ -169,3 +172,96 @@ def test_paired_bootstrap():
         paired_bootstrap({"x": 1}, {"y": 1})
     with pytest.raises(UserError):
         paired_bootstrap([1, 0], [1])
+
+
+# ---------------------------------------------------------------------------------------------
+# intervals over seeds: n is the questions (issue 7.6)
+
+
+def test_seeds_do_not_count_as_more_questions():
+    # Three identical greedy seeds at 15/30. Per question the mean over seeds is 1 (15 times)
+    # or 0 (15 times): mean 0.5 over n = 30 questions, so the interval is Wilson's at 15/30:
+    # half = 1.959964·sqrt(0.25/30 + z²/3600)/1.128049 = 0.168459 -> [33.2, 66.8].
+    seed = {f"q{i}": i < 15 for i in range(30)}
+    means = seed_means([seed, dict(seed), dict(seed)])
+    assert sorted(set(means.values())) == [0.0, 1.0] and len(means) == 30
+    low, high = question_interval(list(means.values()))
+    assert (round(100 * low, 1), round(100 * high, 1)) == (33.2, 66.8)
+    # Pooling the seeds as 90 questions claims more than the data holds: 45/90, n = 90:
+    # half = z·sqrt(0.25/90 + z²/32400)/(1 + z²/90) = 1.959964·0.053815/1.042683 = 0.101159
+    pooled = wilson_interval(45, 90)
+    assert (round(100 * pooled[0], 1), round(100 * pooled[1], 1)) == (39.9, 60.1)
+
+
+def test_question_interval_with_disagreeing_seeds():
+    # Per-question means 1, 2/3, 1/3, 0: mean 0.5, n = 4. denom = 1 + z²/4 = 1.960365;
+    # half = z·sqrt(0.25/4 + z²/64)/denom = 1.959964·sqrt(0.0625 + 0.060023)/1.960365
+    #      = 1.959964·0.350033/1.960365 = 0.349962
+    low, high = question_interval([1, 2 / 3, 1 / 3, 0])
+    assert low == pytest.approx(0.5 - 0.349962, abs=1e-5)
+    assert high == pytest.approx(0.5 + 0.349962, abs=1e-5)
+    assert score_interval(0.5, 4) == (low, high)
+    # 0/1 scores give exactly the Wilson interval
+    assert question_interval([1] * 8 + [0] * 2) == pytest.approx(wilson_interval(8, 10))
+    assert question_interval([0, 0, 0]) == pytest.approx(wilson_interval(0, 3))
+    with pytest.raises(UserError):
+        question_interval([])
+    with pytest.raises(UserError):
+        question_interval([1.5])
+    with pytest.raises(UserError, match="different questions"):
+        seed_means([{"a": 1, "b": 0}, {"a": 1}])
+
+
+def test_bootstrap_interval_over_questions():
+    # Scores (0, 1): a resample's mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the
+    # 2.5% quantile is 0 and the 97.5% quantile is 1.
+    assert bootstrap_interval([0, 1], n_resamples=4000) == (0.0, 1.0)
+    assert bootstrap_interval([1, 1, 1]) == (1.0, 1.0)
+    low, high = bootstrap_interval([1] * 15 + [0] * 15, seed=1)
+    assert 0.30 < low < 0.36 and 0.64 < high < 0.70      # close to Wilson's [33.2, 66.8]
+
+
+# ---------------------------------------------------------------------------------------------
+# a bootstrap interval for Scaling (issue 7.10)
+
+
+def test_scaling_bootstrap_against_hand_enumeration():
+    # Two runs, two questions. Run A: scores (0, 0) at 100 tokens; run B: (1, 0) at 200.
+    # Resamples of the questions: {1,1} p=1/4 -> B's accuracy 1, slope 1/100 = 0.01;
+    # {1,2} or {2,1} p=1/2 -> 0.5, slope 0.005; {2,2} p=1/4 -> 0, slope 0.
+    # So the 95% interval is [0, 0.01] around the observed 0.005.
+    r = scaling_bootstrap([[0, 0], [1, 0]], [100, 200], n_resamples=4000)
+    assert r.scaling == pytest.approx(0.005) and (r.low, r.high) == (0.0, 0.01)
+    assert (r.n, r.resamples) == (2, 4000)
+    # per-question thinking resampled with the scores: A (100, 300), B (200, 400) give the
+    # same three slopes (B − A is 100 tokens in every resample)
+    r = scaling_bootstrap([[0, 0], [1, 0]], [[100, 300], [200, 400]], n_resamples=4000)
+    assert r.scaling == pytest.approx(0.005) and (r.low, r.high) == pytest.approx((0.0, 0.01))
+    # log2: 100 -> 200 is one doubling, slopes 1, 0.5, 0
+    r = scaling_bootstrap([[0, 0], [1, 0]], [100, 200], log2=True, n_resamples=4000)
+    assert r.scaling == pytest.approx(0.5) and (r.low, r.high) == (0.0, 1.0)
+
+
+def test_scaling_bootstrap_is_paired_and_matches_scaling():
+    rng = random.Random(0)
+    base = [rng.random() for _ in range(40)]
+    # Every run is the same questions shifted by a constant: the question noise cancels in
+    # each pairwise slope, so every resample gives the same Scaling.
+    runs = [[b + 0.1 * i for b in base] for i in range(3)]
+    tokens = [100, 200, 400]
+    r = scaling_bootstrap(runs, tokens, n_resamples=500)
+    assert r.low == pytest.approx(r.scaling) and r.high == pytest.approx(r.scaling)
+    # the observed value is the paper's Scaling of the runs' accuracies
+    noisy = [[rng.random() < 0.3 + 0.1 * i for _ in range(40)] for i in range(3)]
+    r = scaling_bootstrap(noisy, tokens, log2=True, n_resamples=2000)
+    assert r.scaling == pytest.approx(scaling(tokens, [sum(x) / 40 for x in noisy], log2=True))
+    assert r.low < r.scaling < r.high
+    # question ids match up when the runs are given as mappings
+    as_maps = [{f"q{j:02d}": v for j, v in enumerate(run)} for run in noisy]
+    assert scaling_bootstrap(as_maps, tokens, log2=True, n_resamples=2000) == r
+    with pytest.raises(UserError, match="different questions"):
+        scaling_bootstrap([{"a": 1}, {"b": 1}], [1, 2])
+    with pytest.raises(UserError):
+        scaling_bootstrap([[1, 0]], [1])
+    with pytest.raises(UserError):
+        scaling_bootstrap([[1, 0], [1, 0]], [5, 5])     # no two runs at different compute

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from s1.evaluation.aggregate import load_run, summarize_run
+from s1.evaluation.metrics import wilson_interval
 
 S1 = [sys.executable, "-m", "s1.cli"]
 # 2 GSM8K questions × 3 budgets, greedy, llama.cpp (single-stream: batching is not tested here).
@@ -78,6 +80,8 @@ def test_sweep_writes_records_manifest_and_summary(sweep):
         assert s["correct"] == sum(r["correct"] for r in recs)
         assert s["thinking"]["max"] <= cap
         assert s["wilson_low"] <= s["accuracy"] <= s["wilson_high"]
+        # every record's grading reason is counted in the summary
+        assert s["grading_reasons"] == dict(Counter(r["reason"] for r in recs))
         assert s["compute"]["generated_tokens"] == sum(r["compute"]["generated_tokens"]
                                                        for r in recs)
 
@@ -104,6 +108,9 @@ def test_control_scaling_performance_match_a_hand_computation(sweep):
     assert curve["scaling"] == pytest.approx(lin)
     assert curve["scaling_log2"] == pytest.approx(log)
     assert curve["performance"] == pytest.approx(max(p[1] for p in points))
+    # one seed: the interval is Wilson's on the run's questions
+    for p in curve["points"]:
+        assert (p["low"], p["high"]) == pytest.approx(wilson_interval(p["correct"], p["total"]))
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
-"""The math-verify worker: a separate interpreter that reads JSON lines (gold, prediction) on
-stdin and writes one verdict per line on stdout.
+"""The math-verify worker: a separate interpreter that reads JSON lines on stdin and writes one
+reply per line on stdout: `[gold, prediction]` gets a verdict, `{"cluster": [answers]}` the
+equivalence classes of the answers (majority voting).
 
-It is launched by `grading.VerifierPool` with `python -c`, not through multiprocessing, so no
+It is launched by `verifier.VerifierPool` with `python -c`, not through multiprocessing, so no
 user script is re-imported and no thread state is forked. It imports nothing from s1.
 """
 
@@ -43,6 +44,33 @@ def _verdict(parse, verify, config, gold: str, pred: str) -> str:
         return f"error: {type(e).__name__}"
 
 
+def _clusters(parse, verify, config, answers: list) -> list:
+    """Greedy equivalence classes in order: each answer joins the first earlier class whose
+    first member math-verify finds equal to it (that member taken as the gold), else starts its
+    own. Returns, per answer, the index of its class's first member. In-order greediness makes
+    the classes of a prefix the prefix of the classes, as maj@k for growing k needs."""
+    parsed, heads, out = [], [], []
+    for i, answer in enumerate(answers):
+        try:
+            p = parse(answer, extraction_config=config, parsing_timeout=None)
+        except Exception:  # an unparseable answer is only ever equal to itself
+            p = []
+        parsed.append(p)
+        home = i
+        if p:
+            for h in heads:
+                try:
+                    if parsed[h] and verify(parsed[h], p, timeout_seconds=None):
+                        home = h
+                        break
+                except Exception:
+                    continue
+        if home == i:
+            heads.append(i)
+        out.append(home)
+    return out
+
+
 def main() -> None:
     # Keep the protocol channel private: anything a library prints goes to stderr instead.
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
@@ -56,15 +84,25 @@ def main() -> None:
     # hands text to sympy's `parse_expr`, which evaluates Python: model text stays out of it.
     config = [LatexExtractionConfig()]
 
+    # Warm up (the LaTeX grammar, sympy's caches) before saying ready: the first verification
+    # of a fresh worker is slow, and that must not land on a question's deadline.
+    _verdict(parse, verify, config, "$\\frac{1}{2}$", "$0.5$")
     channel.write('"ready"\n')
     channel.flush()
     for line in sys.stdin:
         try:
-            gold, pred = json.loads(line)
-        except (ValueError, TypeError):
-            verdict = "error: bad request"
+            request = json.loads(line)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and isinstance(request.get("cluster"), list):
+            try:
+                verdict = _clusters(parse, verify, config, request["cluster"])
+            except (MemoryError, RecursionError) as e:
+                verdict = f"error: {type(e).__name__}"
+        elif isinstance(request, list) and len(request) == 2:
+            verdict = _verdict(parse, verify, config, *request)
         else:
-            verdict = _verdict(parse, verify, config, gold, pred)
+            verdict = "error: bad request"
         channel.write(json.dumps(verdict) + "\n")
         channel.flush()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +24,7 @@ from typing import Sequence
 from s1.errors import UserError
 from s1.evaluation.methods import Setting
 from s1.evaluation.metrics import (accuracy, control, mean_sd, pass_at_k, performance, scaling,
-                                   thinking_stats, wilson_interval)
+                                   score_interval, thinking_stats)
 from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 
 
@@ -149,6 +150,7 @@ def summarize_run(run: RunData) -> dict:
         "waits_mean": _mean([r["waits"] for r in run.records]),
         "forced_end_share": _mean([r["thinking_finish"] == "max" for r in run.records]),
         "no_answer": sum(r["extracted"] is None for r in run.records),
+        "grading_reasons": dict(Counter(r.get("reason", "unknown") for r in run.records)),
         "control_per_sample": (control(thinking, s.a_max) if s.a_max is not None else None),
         "compute": {
             "prompt_tokens": sum(o["prompt_tokens"] for o in per_q),
@@ -162,7 +164,9 @@ def summarize_run(run: RunData) -> dict:
     }
     if s.accept_max is not None:
         summary["tries_mean"] = _mean([r["tries"] for r in run.records])
+        summary["tries_max"] = max(r["tries"] for r in run.records)
         summary["rejection_failed"] = sum(not r.get("accepted", True) for r in run.records)
+        summary["rejection_on_failure"] = s.on_failure
     if s.samples > 1:
         full = {q: v for q, v in questions.items() if len(v) == s.samples}
         at_k: dict[str, dict] = {}
@@ -199,7 +203,7 @@ class Point:
     thinking: float                    # mean thinking tokens per question
     accuracy: float                    # mean over seeds
     sd: float                          # over seeds (nan for one seed)
-    low: float                         # Wilson 95% on the pooled questions × seeds
+    low: float                         # Wilson 95% at the seeds' mean, n = questions
     high: float
     correct: int
     total: int
@@ -260,7 +264,9 @@ def _points(runs: list[tuple[RunData, dict]]) -> list[Point]:
         for label, a_max, rows in views:
             acc_mean, acc_sd = mean_sd([r[0] for r in rows])
             correct, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-            low, high = wilson_interval(correct, total)
+            # n is the questions, not questions × seeds: seeds re-ask the same questions, and
+            # the mean over seeds is the mean of the per-question means.
+            low, high = score_interval(min(1.0, acc_mean), round(total / len(rows)))
             flops = [r[4] for r in rows]
             points.append(Point(label, statistics.fmean(r[3] for r in rows), acc_mean, acc_sd,
                                 low, high, correct, total, len(rows), a_max,

@@ -112,10 +112,16 @@ def answer_line(text: str) -> str | None:
 
 def extract_answer(text: str) -> str | None:
     """The short answer of an answer segment: last box, else last `Answer:`, else None."""
+    return locate_answer(text)[0]
+
+
+def locate_answer(text: str) -> tuple[str | None, str]:
+    """The short answer and where it came from: "box", "line" (an `Answer:` line) or "none"."""
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
-        return boxed.strip()
-    return answer_line(text)
+        return boxed.strip(), "box"
+    line = answer_line(text)
+    return (line, "line") if line is not None else (None, "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +140,8 @@ def as_integer(answer: str | None) -> int | None:
     m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf)\{(.*)\}", s)
     if m:
         s = m.group(1)
-    s = s.replace("\\!", "").replace("{,}", ",").replace("$", "").replace(" ", "")
+    s = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", s)   # "1\\,000": a thin-space separator
+    s = strip_currency(s).replace("\\!", "").replace("{,}", ",").replace("$", "").replace(" ", "")
     s = re.sub(r"\.$", "", s)
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
@@ -143,6 +150,58 @@ def as_integer(answer: str | None) -> int | None:
     if len(s) > MAX_INTEGER_DIGITS or not _INT.fullmatch(s):
         return None
     return int(s)
+
+
+def strip_currency(answer: str) -> str:
+    """Drop escaped dollar signs (`\\$36`, MATH500's money golds): a currency mark, not math."""
+    return answer.replace("\\$", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# the one number a plain-text answer line states
+
+#: A plain answer line is short; anything longer is prose or a cut-off derivation.
+MAX_PLAIN_LINE = 120
+_LATEX_MARK = re.compile(r"[\\{}^_$]")
+_REMARK = re.compile(r"\([^()]*\)")        # "(since 6*7)", "(6*7)", "(per day)"
+_BECAUSE = re.compile(r"\b(?:because|since|given|which)\b|;", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[A-Za-z]+")
+_SETUP = re.compile(r"\W*(?:let|suppose|assume|consider|denote|first|to|we|if|define)\b",
+                    re.IGNORECASE)
+
+
+def plain_number(line: str) -> str | None:
+    """The single number a short plain-text answer line states, or None.
+
+    GSM8K-style lines show their working ("16 eggs * 4 = 64 eggs", "2 + 62 = 64", "$18 a day",
+    "42 (since 6*7)"): the number after the last `=`, with remarks and reasons dropped, and at
+    most a few words of unit or phrasing around it. Anything else is not read by its digits:
+    LaTeX (left to math-verify), two numbers ("204 or 5": a hedge), a number inside a word
+    ("8-digit"), a long line, or the start of a derivation the answer cap cut off ("Let x be
+    the number of 8 digit numbers").
+    """
+    s = line.strip()
+    if not s or len(s) > MAX_PLAIN_LINE:
+        return None
+    s = re.sub(r"\\?\$(?=\d)", "", s)   # "$18", "\\$18": money, not a math environment
+    if _LATEX_MARK.search(s):
+        return None
+    s = _REMARK.sub(" ", s)
+    tail = _BECAUSE.split(s.rsplit("=", 1)[-1], 1)[0]
+    numbers = list(_NUMBER.finditer(tail))
+    if len(numbers) != 1:
+        return None
+    m = numbers[0]
+    token = m.group(0).rstrip(",")
+    before, after = tail[:m.start()], tail[m.start() + len(token):]
+    if re.match(r"[-\w]", after) or re.search(r"\w-?$", before):
+        return None   # part of a word or an identifier: "8-digit", "x2", "v-1"
+    if len(_WORD.findall(before)) > 8 or len(_WORD.findall(after)) > 3:
+        return None
+    if _SETUP.match(s):
+        return None   # the start of a derivation cut off by the answer cap, not a statement
+    return token
 
 
 _WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}")
@@ -154,7 +213,7 @@ def canonical_math(answer: str) -> str:
     Only presentation is removed (spacing, `\\dfrac`, `\\left`, degree signs, text wrappers); the
     mathematics is untouched, so two different answers never collapse into one.
     """
-    s = answer.strip().strip("$")
+    s = strip_currency(answer.strip()).strip("$")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
@@ -184,7 +243,10 @@ def canonical_answer(extracted: str | None, answer_type: str) -> str | None:
 # The letter patterns run on a flattened copy of the text (each whitespace run becomes one space
 # or one newline, markdown asterisks are dropped), so no two quantifiers compete for a long run
 # of the same character: matching stays linear even on a megabyte of spaces.
-_LETTER_AFTER = r"(?:\s?$|\s?[).:,;$}\]]|\s[-–—(])"
+# A letter may also be followed by its justification ("The answer is C because ..."); only
+# connectives are allowed, so "the answer is a bit unclear" never reads as option A.
+_LETTER_AFTER = (r"(?:\s?$|\s?[).:,;$}\]]|\s[-–—(]"
+                 r"|\s(?:because|since|as|given|due|which|for|from|with)\b)")
 _ANCHORED_LETTER = re.compile(
     r"answer\s?(?:is\s?)?:?\s?(?:option\s|choice\s)?[(\[]?\s?\$?\s?"
     r"(?:\\(?:text|textbf|mathrm|mathbf)\{)?\s?([A-Da-d])(?=" + _LETTER_AFTER + ")",

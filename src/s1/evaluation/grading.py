@@ -3,51 +3,39 @@
 1. The caller passes the answer segment (see `split_answer`); the short answer is extracted from
    it (`extract.py`).
 2. It is verified by the item's answer type:
-   - `integer`: compared as integers when the answer states one ("023" = 23), else math-verify;
+   - integer golds (of any type): compared as integers when the answer is one ("023" = 23); a
+     short plain-text `Answer:` line by the one number it states ("16 eggs * 4 = 64 eggs");
+     anything else, boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics;
    - `math`: exact text, then math-verify on the extracted answer only, wrapped in `$...$`,
      gold first (the call is not symmetric), then a formatting-free text comparison;
    - `choice`: the letter extractor against the gold letter.
 3. An optional LLM judge gets a second look at answers the rules call wrong.
 
-math-verify runs in worker processes, never in this one: its own timeouts use SIGALRM, which
-fails in threads and cannot interrupt a long computation inside C (sympy raising 10 to a huge
-power), so each verification gets a hard deadline after which its worker is killed and replaced.
-Model text only ever reaches a LaTeX parser; nothing is evaluated as code.
+math-verify runs in killable worker processes under a hard deadline (`verifier.py`); a worker
+that cannot start stops grading with `GraderUnavailable`, never a quiet fallback to text
+comparison. Majority voting groups answers by the same verifier (`cluster_answers`).
 """
 
 from __future__ import annotations
 
-import atexit
-import json
-import logging
 import os
-import queue
 import re
-import subprocess
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from s1.errors import UserError
 from s1.evaluation.benchmarks import Item
-from s1.evaluation.extract import (as_integer, canonical_math, extract_answer, extract_choice,
-                                   split_answer)
+from s1.evaluation.extract import (as_integer, canonical_math, extract_choice, locate_answer,
+                                   plain_number, split_answer)
+from s1.evaluation.verifier import (MAX_ANSWER_CHARS, GraderUnavailable, VerifierPool, _get_pool,
+                                    _math_env, cluster_answers, shutdown_verifiers, verify_math)
 
 if TYPE_CHECKING:
     from s1.evaluation.judge import Judge
 
-__all__ = ["Grade", "grade", "grade_many", "split_answer", "verify_math", "shutdown_verifiers"]
-
-log = logging.getLogger("s1.evaluation")
-
-#: Longer extracted answers are not verified: no benchmark answer is this long, and parsing a
-#: megabyte of LaTeX only burns the timeout.
-MAX_ANSWER_CHARS = 20_000
-#: First start of a worker (a fresh interpreter importing sympy) is not counted in the timeout.
-WORKER_START_TIMEOUT = 120.0
+__all__ = ["Grade", "GraderUnavailable", "grade", "grade_many", "split_answer", "verify_math",
+           "cluster_answers", "shutdown_verifiers"]
 
 
 @dataclass(frozen=True)
@@ -61,199 +49,25 @@ class Grade:
 
 
 # ---------------------------------------------------------------------------------------------
-# verifier worker processes (the worker itself is `_verify_worker.py`)
-
-# The worker file runs by path: it imports nothing from s1, so a worker never pays for (or
-# breaks on) whatever the package imports.
-_WORKER_FILE = str(Path(__file__).resolve().with_name("_verify_worker.py"))
-_WORKER_CODE = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
-
-
-class _Worker:
-    """One `python -c` child speaking JSON lines; a reader thread makes replies awaitable."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE, _WORKER_FILE],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, encoding="utf-8", bufsize=1)
-        self.replies: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True, name="s1-verifier-reader")
-        self._reader.start()
-        self.ready = False
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.replies.put(json.loads(line))
-            except ValueError:
-                self.replies.put("error: bad reply")
-        self.replies.put(None)  # end of stream: the worker died
-
-    def call(self, gold: str, pred: str, timeout: float) -> str:
-        if not self.ready:
-            # Start-up (a fresh interpreter importing sympy) is not part of the deadline.
-            try:
-                hello = self.replies.get(timeout=WORKER_START_TIMEOUT)
-            except queue.Empty:
-                hello = None
-            if hello != "ready":
-                return "crashed"
-            self.ready = True
-        try:
-            self.proc.stdin.write(json.dumps([gold, pred]) + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            return "crashed"
-        try:
-            verdict = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            return "timeout"
-        return verdict if isinstance(verdict, str) else "crashed"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except (OSError, ValueError):
-                pass
-
-
-class VerifierPool:
-    """Worker processes for math-verify, each call under a hard deadline.
-
-    Thread-safe: `verify` checks a worker out, so up to `size` threads verify in parallel. A
-    worker that times out or dies is killed at once and a replacement starts in the background.
-    """
-
-    def __init__(self, size: int = 1) -> None:
-        if size < 1:
-            raise UserError(f"the number of grading workers must be at least 1, not {size}")
-        self.size = size
-        self._idle: queue.Queue = queue.Queue()
-        self._all: list[_Worker] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        # One started spare waits beside the workers so that a replacement after a kill is ready
-        # at once: a fresh interpreter needs ~0.5-1 s to import sympy, which must not land on
-        # the next question's clock.
-        self._spare: _Worker | None = None
-        for _ in range(size):
-            self._idle.put(None)  # started on first use
-
-    def _spawn(self) -> _Worker:
-        """The spare (or a new worker when there is none), and a new spare behind it."""
-        with self._lock:
-            worker, self._spare = self._spare, None
-            if worker is None:
-                worker = _Worker()
-                self._all.append(worker)
-            if not self._closed and self._spare is None:
-                self._spare = _Worker()
-                self._all.append(self._spare)
-        return worker
-
-    def verify(self, gold: str, pred: str, timeout: float) -> str:
-        """"equal", "not equal", "gold unparseable", "answer unparseable", "timeout",
-        "crashed" or "error: ..."."""
-        worker = self._idle.get()
-        try:
-            if worker is None:
-                worker = self._spawn()
-            verdict = worker.call(gold, pred, timeout)
-            if verdict in ("timeout", "crashed"):
-                worker = self._replace(worker)
-            return verdict
-        finally:
-            self._idle.put(worker)
-
-    def _replace(self, dead: _Worker) -> _Worker | None:
-        """Swap in the warm spare now; kill the dead worker and start a new spare off the
-        caller's clock (killing a process that holds gigabytes takes a moment)."""
-        with self._lock:
-            if dead in self._all:
-                self._all.remove(dead)
-            fresh, self._spare = self._spare, None
-        threading.Thread(target=self._bury_and_refill, args=(dead,), daemon=True,
-                         name="s1-verifier-refill").start()
-        return fresh  # None: a worker starts on the next use
-
-    def _bury_and_refill(self, dead: _Worker) -> None:
-        dead.kill()
-        with self._lock:
-            if not self._closed and self._spare is None:
-                self._spare = _Worker()
-                self._all.append(self._spare)
-
-    def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            workers, self._all, self._spare = self._all, [], None
-        for w in workers:
-            w.kill()
-
-
-_pool: VerifierPool | None = None
-_pool_lock = threading.Lock()
-
-
-def _get_pool(size: int = 1) -> VerifierPool:
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool.size < size:
-            if _pool is not None:
-                _pool.close()
-            _pool = VerifierPool(size)
-        return _pool
-
-
-@atexit.register
-def shutdown_verifiers() -> None:
-    """Stop the verifier worker processes (they also die with this process)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.close()
-            _pool = None
-
-
-def _math_env(answer: str) -> str:
-    # math-verify only reads LaTeX inside a math environment; an answer that already has `$`
-    # (an "Answer:" line such as "$x=5$") keeps its own.
-    return answer if "$" in answer else f"${answer}$"
-
-
-def verify_math(gold: str, answer: str, timeout: float = 5.0) -> str:
-    """math-verify's verdict on an extracted answer against the gold, under a hard deadline."""
-    return _get_pool().verify(_math_env(gold), _math_env(answer), timeout)
-
-
-# ---------------------------------------------------------------------------------------------
 # grading
 
 
-_LAST_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|-?\d+(?:\.\d+)?")
-
-
-def _grade_math(item: Item, extracted: str, timeout: float, pool: VerifierPool) -> Grade:
+def _grade_math(item: Item, extracted: str, source: str, timeout: float,
+                pool: VerifierPool) -> Grade:
     gold_int, pred_int = as_integer(item.answer), as_integer(extracted)
     if gold_int is not None and pred_int is not None:
         ok = gold_int == pred_int
         return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
-    if item.answer_type == "integer" and gold_int is not None:
-        # An integer benchmark's answer line often shows its working ("16 * 4 = 64 eggs"): read
-        # the last number of the extracted answer, as GSM8K's flexible extraction does.
-        last = _LAST_NUMBER.findall(extracted[:MAX_ANSWER_CHARS])
-        pred_last = as_integer(last[-1]) if last else None
-        if pred_last is not None:
-            ok = gold_int == pred_last
-            return Grade(ok, last[-1], "last number match" if ok else "last number mismatch")
+    if gold_int is not None and source == "line":
+        # A plain-text answer line often shows its working ("16 eggs * 4 = 64 eggs"): read the
+        # one number it states. Never a box or LaTeX: `\\frac{3}{5}` is not 5, `2^9` is 512;
+        # those are evaluated as mathematics below.
+        token = plain_number(extracted)
+        value = as_integer(re.sub(r"\.0+$", "", token)) if token is not None else None
+        if token is not None:
+            ok = value == gold_int
+            return Grade(ok, token, "answer line number match" if ok
+                         else "answer line number mismatch")
     if "".join(item.answer.split()) == "".join(extracted.split()):
         return Grade(True, extracted, "exact match")
     if len(extracted) > MAX_ANSWER_CHARS:
@@ -280,11 +94,11 @@ def _grade_rules(answer_text: str, item: Item, timeout: float, pool: VerifierPoo
             return Grade(False, None, "no answer found")
         ok = letter == item.answer.strip().upper()
         return Grade(ok, letter, "letter match" if ok else "letter mismatch")
-    extracted = extract_answer(answer_text)
+    extracted, source = locate_answer(answer_text)
     if extracted is None:
         return Grade(False, None, "no answer found")
     if item.answer_type in ("integer", "math"):
-        return _grade_math(item, extracted, timeout, pool)
+        return _grade_math(item, extracted, source, timeout, pool)
     raise UserError(f"item {item.id} has unknown answer type {item.answer_type!r}")
 
 
@@ -298,7 +112,8 @@ def _grade_one(answer_text: str, item: Item, judge: "Judge | None", timeout: flo
     # The judge can only help where the rules may have missed an equivalence: not for two
     # different plain integers, a wrong letter, or an answer too long to be one.
     if (judge is None or result.correct or result.extracted is None
-            or item.answer_type == "choice" or result.reason == "integer mismatch"
+            or item.answer_type == "choice"
+            or result.reason in ("integer mismatch", "answer line number mismatch")
             or result.reason.startswith("answer too long")):
         return result
     verdict = judge.equivalent(item.answer, result.extracted, question=item.question)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 from s1.errors import UserError
-from s1.evaluation.extract import canonical_answer
 from s1.evaluation.prompts import parse_suffix
+from s1.evaluation.verifier import cluster_answers
 from s1.generation.budget import Budget
 
 METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n")
@@ -47,17 +47,21 @@ class Setting:
     suffix: str | None = None         # conditional-prompting spec ("tokens:512", "long", ...)
     samples: int = 1                  # generations per question (k / n)
     accept_max: int | None = None     # rejection sampling: keep a sample with thinking ≤ this
-    max_tries: int = 1                # rejection sampling: give up (keep the last) after this
+    max_tries: int = 1                # rejection sampling: give up after this many tries
+    on_failure: str = "wrong"         # rejection sampling: how a question that gave up scores
     a_max: int | None = None          # the thinking bound Control checks (None: no bound)
     scorer: str | None = None         # best-of-N: "oracle", "shortest" or "module:function"
     label: str = ""                   # the curve this point belongs to in reports
     params: dict[str, Any] = field(default_factory=dict)  # what the user chose, for display
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "name": self.name, "budget": self.budget.to_dict(),
-                "suffix": self.suffix, "samples": self.samples, "accept_max": self.accept_max,
-                "max_tries": self.max_tries, "a_max": self.a_max, "scorer": self.scorer,
-                "label": self.label, "params": dict(self.params)}
+        d = {"method": self.method, "name": self.name, "budget": self.budget.to_dict(),
+             "suffix": self.suffix, "samples": self.samples, "accept_max": self.accept_max,
+             "max_tries": self.max_tries, "a_max": self.a_max, "scorer": self.scorer,
+             "label": self.label, "params": dict(self.params)}
+        if self.accept_max is not None:   # only rejection sampling has failures to score
+            d["on_failure"] = self.on_failure
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Setting":
@@ -89,22 +93,26 @@ class Setting:
             s = samples[best]
             return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": best}
         s = samples[0]
+        if self.on_failure == "wrong" and s.get("accepted") is False:
+            # No try stayed within the threshold: the paper resamples until one does, so the
+            # last (over-length) sample is not its answer, and budget forcing must not leak in.
+            return {"correct": False, "extracted": s.get("extracted"), "sample": 0}
         return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": 0}
 
 
 def _majority(samples: Sequence[dict], answer_type: str) -> dict:
-    """Votes go to canonical answers ("023" = "23"); samples without an answer do not vote; a tie
-    goes to the answer reached first (as metrics.maj_at_k)."""
-    votes: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        key = canonical_answer(s.get("extracted"), answer_type)
+    """Votes go to classes of equivalent answers ("023" = "23", `\\frac12` = 0.5, by the grading
+    verifier); samples without an answer do not vote; a tie goes to the answer reached first
+    (as metrics.maj_at_k)."""
+    votes: dict[int, list[int]] = {}
+    for i, key in enumerate(cluster_answers([s.get("extracted") for s in samples], answer_type)):
         if key is not None:
             votes.setdefault(key, []).append(i)
     if not votes:
         return {"correct": False, "extracted": None, "sample": 0}
     winner = max(votes.values(), key=len)
     first = samples[winner[0]]
-    # All voters share one canonical answer, so they share a grade; a strict majority of them
+    # All voters share one answer, so they share a grade; a strict majority of them
     # marked correct settles it the same way metrics.maj_at_k does.
     correct = sum(bool(samples[i]["correct"]) for i in winner) * 2 > len(winner)
     return {"correct": correct, "extracted": first.get("extracted"), "sample": winner[0]}
@@ -261,15 +269,24 @@ class ConditionalPrompting:
         return out
 
 
+ON_FAILURE = ("wrong", "keep")
+
+
 @dataclass(frozen=True)
 class RejectionSampling:
     """Sample the thinking with cap N+1 at `temperature` until it stays ≤ N (the harness's
-    `rejection_sample`), one run per N. After `max_tries` the last sample is kept and counted
-    as a failed rejection; every try's tokens count as compute."""
+    `rejection_sample`), one run per N; every try's tokens count as compute.
+
+    max_tries: the paper has no cap (it averaged 655 tries at 3,500 tokens, Fig. 6); after this
+        many the last sample is recorded as a failed rejection.
+    on_failure: "wrong" scores a failed question as wrong, as the paper would never accept an
+        over-length sample; "keep" grades the last (cut, i.e. budget-forced) sample instead.
+    """
 
     max_thinking: Sequence[int] = (512,)
-    max_tries: int = 64
+    max_tries: int = 4096
     temperature: float = 1.0
+    on_failure: str = "wrong"
 
     def __post_init__(self) -> None:
         caps = _nonempty(self.max_thinking, "rejection thresholds")
@@ -283,14 +300,18 @@ class RejectionSampling:
         if self.temperature == 0:
             raise UserError("rejection sampling at temperature 0 would draw the same sample every "
                             "try; use a positive temperature (the paper uses 1)")
+        if self.on_failure not in ON_FAILURE:
+            raise UserError(f"on failure must be one of {', '.join(ON_FAILURE)}, "
+                            f"not {self.on_failure!r}")
 
     def settings(self, base: Budget) -> list[Setting]:
         return [Setting("rejection", f"reject-max{n}", base.with_(max_thinking_tokens=n + 1,
                                                                    temperature=self.temperature),
-                        accept_max=n, max_tries=self.max_tries, a_max=n,
-                        label="rejection sampling",
+                        accept_max=n, max_tries=self.max_tries, on_failure=self.on_failure,
+                        a_max=n, label="rejection sampling",
                         params={"max_thinking": n, "max_tries": self.max_tries,
-                                "temperature": self.temperature})
+                                "temperature": self.temperature,
+                                "on_failure": self.on_failure})
                 for n in self.max_thinking]
 
 
