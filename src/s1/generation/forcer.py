@@ -219,16 +219,16 @@ class Forcer:
         return token
 
     def _watch_loop(self) -> None:
-        b = self.budget
-        if b.loop_guard == "off" or self._loop_seen or len(self.thinking_ids) < b.loop_ngram:
+        guard = self.budget.loop
+        if guard.mode == "off" or self._loop_seen or len(self.thinking_ids) < guard.ngram:
             return
-        gram = tuple(self.thinking_ids[-b.loop_ngram:])
+        gram = tuple(self.thinking_ids[-guard.ngram:])
         self._ngrams[gram] += 1
-        if self._ngrams[gram] >= b.loop_repeats:
+        if self._ngrams[gram] >= guard.repeats:
             self._loop_seen = True
             self.events.append(Event("loop", len(self.thinking_ids),
-                                     f"{b.loop_ngram}-gram seen {b.loop_repeats} times"))
-            if b.loop_guard == "stop":
+                                     f"{guard.ngram}-gram seen {guard.repeats} times"))
+            if guard.mode == "stop":
                 # Ends once any ignore string being emitted is out (`step` checks the flag).
                 self._loop_stop = True
 
