@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import typer
 
 from s1.config import default
-from s1.errors import UserError
 
 
 def _engine_flags() -> list[inspect.Parameter]:
@@ -66,19 +65,3 @@ def engine_options(command: Callable) -> Callable:
         [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + flags)
     wrapper.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "engine"}
     return wrapper
-
-
-def parse_list(text: str, what: str, parse: Callable[[str], Any] | None = None) -> list:
-    """"64,128,auto" -> one value per comma-separated part, each read by `parse` (int by
-    default); a bad part is one clear error naming the flag."""
-    out = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if parse is not None:
-            out.append(parse(part))
-            continue
-        try:
-            out.append(int(part))
-        except ValueError:
-            raise UserError(f"{what}: {part!r} in {text!r} is not a number (give integers, "
-                            "comma-separated)") from None
-    return out

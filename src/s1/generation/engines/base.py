@@ -113,8 +113,8 @@ class Engine(ABC):
         ids = self.tokenizer.encode(prompt)
         fids = self.format_ids(budget)
         forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
-        cap = budget.resolve_max_thinking(len(ids), self.context_length, forced)
-        return prompt, ids, Forcer(budget, fids, cap)
+        max_thinking_tokens = budget.resolve_max_thinking(len(ids), self.context_length, forced)
+        return prompt, ids, Forcer(budget, fids, max_thinking_tokens)
 
     def trace(self, request: Request, prompt: str, prompt_ids: list[int], forcer: Forcer,
               started: float) -> Trace:

@@ -236,8 +236,8 @@ class RemoteEngine(Engine):
             # a new seed per segment: one seed for all would replay the same random stream
             seed = (request.seed * 1_000_003 + meta["requests"]) % 2**31
             meta["requests"] += 1
-            tokens, finish = await self._complete(client, seq, room, stop_ids,
-                                                  request.budget.sampling, seed, meta)
+            sampling = request.budget.sampling
+            tokens, finish = await self._complete(client, seq, room, stop_ids, sampling, seed, meta)
             if self.dialect == "llama-cpp-python":
                 # the server evaluated every generated token but the last, all of them if an EOS stopped it
                 kept = tokens if finish == "stop" else tokens[:-1]
@@ -274,11 +274,9 @@ class RemoteEngine(Engine):
         meta["rewinds"] += 1
         self._served = list(seq[:keep])
 
-    def describe(self) -> dict:
-        """What the server tells (llama.cpp's server reports its parameter count and width)."""
-        meta = self._meta
-        return {"n_params": meta.get("n_params"), "n_layers": None,
-                "d_model": meta.get("n_embd"), "context_length": self.context_length}
+    def describe(self) -> dict:   # what the server tells (llama.cpp's: parameters and width)
+        return {"n_params": self._meta.get("n_params"), "n_layers": None,
+                "d_model": self._meta.get("n_embd"), "context_length": self.context_length}
 
     def _generate(self, requests: list[Request],
                   on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
