@@ -30,6 +30,7 @@ from s1.evaluation.records import Record
 from s1.generation.budget import DEFAULT_IGNORE, Budget, parse_max_thinking
 
 METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n")
+SAMPLED_TEMPERATURE = 1.0   # the sampling methods' default: the paper samples at T=1
 
 MaxThinking = Union[int, str, None]
 
@@ -265,7 +266,7 @@ class RejectionSampling:
 
     max_thinking: Sequence[int] = (512,)
     max_tries: int = 64
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
 
     def __post_init__(self) -> None:
         caps = tuple(_check_max(c, "a rejection threshold")
@@ -295,7 +296,7 @@ class MajorityVoting:
     shows maj@j for every power of two j < k, so one run draws the whole parallel curve."""
 
     samples: int = 8
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
     max_thinking: MaxThinking = "auto"
 
     def __post_init__(self) -> None:
@@ -351,7 +352,7 @@ class BestOfN:
 
     samples: int = 8
     scorer: str = "oracle"
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
     max_thinking: MaxThinking = "auto"
 
     def __post_init__(self) -> None:
