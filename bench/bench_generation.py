@@ -63,7 +63,7 @@ def naive_rounds(hf, llama, thinking: int, rounds: int) -> dict[str, float]:
     """The README's way: after each round, re-tokenize prompt+text+"Wait" and generate from
     scratch (no cache reuse), against ours (one pass, the Waits forced inside the loop)."""
     per = thinking // rounds
-    prompt = hf.prepare(Request(QUESTION), exact(thinking))[0]
+    prompt = hf.prepare(Request(QUESTION).resolve(exact(thinking)))[0]
 
     def naive_hf():
         model, tok, text = hf.model, hf.tokenizer, prompt
@@ -109,7 +109,7 @@ def batched_throughput(hf, llama, T: int, batch: int) -> tuple[float, float]:
     n_new = max(t.generated_tokens for t in trs)
     tok = hf.tokenizer.tok
     tok.padding_side = "left"
-    prompts = [hf.prepare(r, budget)[0] for r in reqs]
+    prompts = [hf.prepare(r.resolve(budget))[0] for r in reqs]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     _, s_hf = timed(lambda: hf.model.generate(**enc, max_new_tokens=n_new, min_new_tokens=n_new,
                                                do_sample=False, pad_token_id=hf.pad_id))

@@ -32,7 +32,9 @@ def test_adversarial_answers_finish_within_the_timeout_with_a_reason():
         # The verification is cut at the timeout. Beyond it: extraction, the pipe, and after
         # back-to-back kills possibly the wait for a replacement worker to finish starting
         # (the bench, at a 5 s timeout, shows that wait is normally hidden by the spare).
-        assert elapsed < timeout + 1.5, (name, elapsed, g.reason)
+        # The margin is wide for a busy CI machine: an unbounded case runs for minutes;
+        # bench/bench_grading.py measures how close to the timeout each case really ends.
+        assert elapsed < timeout + 8, (name, elapsed, g.reason)
     # and the grader still works afterwards
     assert grade("\\boxed{\\dfrac{1}{2}}", Item("w", "q", "0.5", "math")).correct
 
@@ -49,7 +51,7 @@ def test_grade_many_over_adversarial_answers_keeps_order_and_completes():
     assert [g.correct for g in grades] == [False] * len(cases) + [True] * len(normal)
     assert sum(g.reason.startswith("timeout") for g in grades) >= 3
     # each case is bounded by the timeout; two run at a time
-    assert elapsed < len(pairs) * 1.5 / 2 + 5
+    assert elapsed < len(pairs) * 1.5 / 2 + 30     # wide for a busy machine; the bench measures
 
 
 @pytest.mark.parametrize("unit", [" ", "\n", "*", "$", ".", "(", "{", "}", "\\", "Answer: ",
@@ -64,4 +66,5 @@ def test_extraction_is_linear_on_long_repetitions(unit):
         extract.extract_choice(text)
         extract.as_integer(text)
         extract.canonical_math(text)
-        assert time.monotonic() - start < 1.0, (unit, head, tail)
+        # linear takes milliseconds, quadratic minutes: 5 s leaves room for a busy machine
+        assert time.monotonic() - start < 5.0, (unit, head, tail)

@@ -15,6 +15,7 @@ from s1.evaluation import verifier
 from s1.evaluation.extract import as_integer
 from s1.evaluation.verifier import GraderUnavailable, VerifierPool, cluster_answers, verify_math
 from s1.evaluation.methods import MajorityVoting
+from s1.evaluation.records import Compute, Record
 from s1.generation.budget import Budget
 
 CASES = Path(__file__).parent / "data" / "grading_cases.jsonl"
@@ -89,7 +90,11 @@ def test_majority_votes_on_equivalence():
     assert cluster_answers(["2^9", "512", "\\frac{3}{5}", "0.6"], "integer") == [0, 0, 2, 2]
 
     def sample(extracted, correct):
-        return {"extracted": extracted, "correct": correct}
+        return Record(key="q#0", id="q", sample=0, seed=0, request_seed=0, gold="",
+                      answer_type="math", extracted=extracted, correct=correct, reason="",
+                      thinking_tokens=0, answer_tokens=0, waits=0, thinking_finish="end",
+                      finish_reason="stop", events=[], tries=1, compute=Compute(), wall_s=0.0,
+                      trace={})
 
     [setting] = MajorityVoting(samples=5).settings(Budget())
     # Four spellings of one half outvote two of a third: as strings they were four votes of one.

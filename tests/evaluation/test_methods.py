@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from s1.evaluation.records import Compute, Record
 from s1.errors import UserError
 from s1.evaluation.methods import (BestOfN, BudgetForcing, ConditionalPrompting, MajorityVoting,
                                    RejectionSampling, Setting, expand, load_scorer)
@@ -22,7 +23,7 @@ def test_budget_forcing_is_one_run_per_combination():
         "budget-maxauto-ign0", "budget-maxauto-ign2-Wait", "budget-maxauto-ign2-Hmm"]
     hmm = settings[2].budget
     assert (hmm.max_thinking_tokens, hmm.num_ignore, hmm.ignore_strings) == (64, 2, ("Hmm",))
-    assert hmm.max_answer_tokens == 32 and hmm.temperature == 0
+    assert hmm.max_answer_tokens == 32 and hmm.sampling.temperature == 0
     assert [s.a_max for s in settings[::3]] == [64, 128, None]   # "auto" asks for no bound
 
 
@@ -39,7 +40,7 @@ def test_conditional_caps_follow_the_prompt_only_with_forcing():
 
 def test_rejection_sampling_caps_at_n_plus_one_and_keeps_the_last_try():
     [s] = RejectionSampling([100], max_tries=3).settings(BASE)
-    assert s.budget.max_thinking_tokens == 101 and s.budget.temperature == 1.0
+    assert s.budget.max_thinking_tokens == 101 and s.budget.sampling.temperature == 1.0
     assert s.accepts(100, tries=1) and not s.accepts(101, tries=1)
     assert not s.accepts(101, tries=2) and s.accepts(101, tries=3)
 
@@ -47,8 +48,8 @@ def test_rejection_sampling_caps_at_n_plus_one_and_keeps_the_last_try():
 def test_a_failed_rejection_scores_wrong_unless_asked_to_keep_it():
     # The paper resamples until the thinking fits; a question that ran out of tries has no
     # answer within the threshold, and its last (forced) sample must not score.
-    gave_up = {"correct": True, "extracted": "7", "accepted": False, "tries": 3}
-    fitted = {"correct": True, "extracted": "7", "accepted": True, "tries": 2}
+    gave_up = sample("7", True, accepted=False, tries=3)
+    fitted = sample("7", True, accepted=True, tries=2)
     [paper] = RejectionSampling([100], max_tries=3).settings(BASE)
     assert paper.on_failure == "wrong" and RejectionSampling().max_tries >= 2048
     assert paper.predict([gave_up], "integer")["correct"] is False
@@ -60,7 +61,7 @@ def test_a_failed_rejection_scores_wrong_unless_asked_to_keep_it():
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda: BudgetForcing([64, 0]), "positive"),
+    (lambda: BudgetForcing([64, -1]), "non-negative"),
     (lambda: BudgetForcing([64], [-1]), "non-negative"),
     (lambda: BudgetForcing([]), "at least one"),
     (lambda: BudgetForcing([64], [1], [""]), "empty"),
@@ -78,8 +79,12 @@ def test_nonsense_is_refused(make, words):
         make()
 
 
-def sample(extracted, correct, score=0.0):
-    return {"extracted": extracted, "correct": correct, "score": score}
+def sample(extracted, correct, score=0.0, accepted=None, tries=1):
+    return Record(key="q#0", id="q", sample=0, seed=0, request_seed=0, gold="", answer_type="integer",
+                  extracted=extracted, correct=correct, reason="", thinking_tokens=0,
+                  answer_tokens=0, waits=0, thinking_finish="end", finish_reason="stop", events=[],
+                  tries=tries, compute=Compute(), wall_s=0.0, trace={}, score=score,
+                  accepted=accepted)
 
 
 def test_majority_votes_on_canonical_answers_and_best_of_n_on_scores():

@@ -177,8 +177,8 @@ def test_killed_run_resumes_without_duplicates_and_matches(sweep, tmp_path):
         keys = [r["key"] for r in recs]
         assert len(keys) == len(set(keys)) == 2
         assert essence(out / name) == essence(sweep / name)
-        assert (summarize_run(load_run(out / name))["per_question"]
-                == summarize_run(load_run(sweep / name))["per_question"])
+        assert (summarize_run(load_run(out / name)).per_question
+                == summarize_run(load_run(sweep / name)).per_question)
     assert json.loads((out / RUNS[0] / "manifest.json").read_text())["resumed"] == 1
 
     # Re-running a finished sweep generates nothing and changes no record.

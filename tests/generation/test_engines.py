@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from s1.generation.budget import Budget
+from s1.generation.budget import Budget, Sampling
 from s1.generation.engines import Request, load_engine
 from s1.generation.engines.hf import HFEngine
 from s1.generation.engines.llamacpp import LlamaCppEngine
@@ -80,7 +80,8 @@ def test_hf_forced_tokens_are_fed_once_and_never_recompute_the_prefix(hf_engine)
 
 
 def test_hf_seeded_sampling_is_reproducible_and_seed_dependent(hf_engine):
-    budget = Budget(max_thinking_tokens=30, max_answer_tokens=8, temperature=0.9, top_p=0.95)
+    budget = Budget(max_thinking_tokens=30, max_answer_tokens=8,
+                    sampling=Sampling(temperature=0.9, top_p=0.95))
     reqs = [Request(QUESTIONS[1], seed=s) for s in (1, 1, 2)]
     a, b, c = hf_engine.generate(reqs, budget)
     assert a.thinking_ids == b.thinking_ids

@@ -3,7 +3,7 @@
 import pytest
 
 from s1.errors import UserError
-from s1.generation.budget import Budget
+from s1.generation.budget import Budget, LoopGuard, Sampling
 from s1.generation.forcer import FormatIds, Forcer, Phase
 
 # A tiny vocabulary: the ids a tokenizer would give the s1 format's strings.
@@ -134,17 +134,17 @@ def test_empty_answer_is_nudged_once_unless_disabled():
 
 def test_loop_guard_records_or_stops():
     loop = [100, 101, 102] * 10
-    rec = make(Budget(max_thinking_tokens=None, loop_guard="record", loop_ngram=3, loop_repeats=3))
+    rec = make(Budget(max_thinking_tokens=None, loop=LoopGuard("record", 3, 3)))
     drive(rec, loop + [START, EOS], fill=EOS)
     assert [e.kind for e in rec.events] == ["loop", "answer_forced"]
     assert rec.thinking_finish == "end"
-    stop = make(Budget(max_thinking_tokens=None, loop_guard="stop", loop_ngram=3, loop_repeats=3,
+    stop = make(Budget(max_thinking_tokens=None, loop=LoopGuard("stop", 3, 3),
                        num_ignore=5))
     drive(stop, loop + [START, EOS], fill=EOS)
     assert stop.thinking_finish == "loop"
     assert len(stop.thinking_ids) == 3 * 2 + 3      # stopped at the 3rd occurrence
     assert [e.kind for e in stop.events] == ["loop", "forced_end"]
-    off = make(Budget(max_thinking_tokens=None, loop_guard="off", loop_ngram=3, loop_repeats=3))
+    off = make(Budget(max_thinking_tokens=None, loop=LoopGuard("off", 3, 3)))
     drive(off, loop + [START, EOS], fill=EOS)
     assert [e.kind for e in off.events] == ["answer_forced"]
 
@@ -169,7 +169,18 @@ def test_step_none_only_when_due():
 ])
 def test_invalid_budgets_fail_at_construction(kwargs, words):
     with pytest.raises(UserError, match=words):
-        Budget(**kwargs)
+        Budget.from_dict(kwargs)     # the flat form: sampling and loop-guard fields nest
+
+
+def test_budget_nests_sampling_and_loop_guard_and_keeps_the_flat_schema():
+    b = Budget(max_thinking_tokens=8, sampling=Sampling(temperature=0.7, seed=3),
+               loop=LoopGuard("stop", 5, 2))
+    d = b.to_dict()
+    assert d["temperature"] == 0.7 and d["seed"] == 3 and d["loop_guard"] == "stop"
+    assert "top_k" not in d and "sampling" not in d        # the schema runs were written with
+    assert Budget.from_dict(d) == b
+    assert b.with_(seed=9, top_k=4).sampling == Sampling(temperature=0.7, top_k=4, seed=9)
+    assert Budget.from_dict(b.with_(top_k=4).to_dict()).sampling.top_k == 4
 
 
 def test_auto_budget_fills_the_context():
@@ -181,7 +192,7 @@ def test_auto_budget_fills_the_context():
 
 
 def test_loop_stop_found_inside_an_ignore_string_ends_after_it():
-    f = make(Budget(max_thinking_tokens=None, loop_guard="stop", loop_ngram=2, loop_repeats=2,
+    f = make(Budget(max_thinking_tokens=None, loop=LoopGuard("stop", 2, 2),
                     num_ignore=3), ignore=((WAIT, 150, 151),))
     drive(f, [WAIT, 150, START], fill=EOS)
     # The loop (WAIT 150 twice) shows mid-"Wait": the ignore string finishes, then thinking ends.

@@ -29,7 +29,7 @@ OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...",
 
 
 def _step_values(overrides: list[str] | None) -> dict:
-    from s1.training.recipes import parse_override
+    from s1.config import parse_override
 
     values = {}
     for text in overrides or []:

@@ -33,7 +33,8 @@ from s1.curation.steps import (DATA_FILE, STEP_FILE, config_dict, get_step, load
                                read_table, run_step)
 from s1.errors import UserError
 from s1.jsonl import write_json_atomic
-from s1.training.recipes import config_dirs, list_recipes, parse_override
+from s1.config import config_dirs, parse_override
+from s1.training.recipes import list_recipes
 
 
 @dataclass

@@ -163,7 +163,7 @@ def get_step(name: str) -> Step:
 
 def make_config(s: Step, values: dict | None, where: str):
     """The step's config from a mapping (recipe section or key=value pairs), type-checked."""
-    from s1.training.recipes import _coerce
+    from s1.config import coerce
 
     import typing
 
@@ -185,7 +185,7 @@ def make_config(s: Step, values: dict | None, where: str):
                 raise UserError(f"{where}.{k} must be a mapping, not {v!r}")
             out[k] = v
         else:
-            out[k] = _coerce(v, hint, f"{where}.{k}")
+            out[k] = coerce(v, hint, f"{where}.{k}")
     try:
         return s.config(**out)
     except TypeError as err:

@@ -14,6 +14,7 @@ one axis. FLOPs, likewise per question, are what the matched-compute comparison 
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections import Counter
@@ -25,6 +26,7 @@ from s1.errors import UserError
 from s1.evaluation.methods import Setting
 from s1.evaluation.metrics import (accuracy, control, mean_sd, pass_at_k, performance, scaling,
                                    score_interval, thinking_stats)
+from s1.evaluation.records import Record, RunSummary
 from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 
 
@@ -32,11 +34,16 @@ from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 class RunData:
     dir: Path
     manifest: dict
-    records: list[dict]
+    records: list[Record]
     setting: Setting = field(init=False)
 
     def __post_init__(self) -> None:
         self.setting = Setting.from_dict(self.manifest["config"]["setting"])
+
+    @functools.cached_property
+    def summary(self) -> RunSummary:
+        """Computed once per loaded run: summary.json, sweep.json and the curves share it."""
+        return summarize_run(self)
 
     @property
     def name(self) -> str:
@@ -82,10 +89,10 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
 # per question
 
 
-def _by_question(records: Sequence[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["sample"]):
-        out.setdefault(r["id"], []).append(r)
+def _by_question(records: Sequence[Record]) -> dict[str, list[Record]]:
+    out: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: r.sample):
+        out.setdefault(r.id, []).append(r)
     return out
 
 
@@ -94,18 +101,41 @@ def outcomes(run: RunData, k: int | None = None) -> dict[str, dict]:
     out = {}
     for qid, samples in _by_question(run.records).items():
         used = samples[:k] if k else samples
-        answer_type = used[0].get("answer_type", "math")
+        answer_type = used[0].answer_type or "math"
         pred = run.setting.predict(used, answer_type)
-        flops = [s["compute"].get("flops") for s in used]
+        flops = [s.compute.flops for s in used]
         out[qid] = {
-            "correct": pred["correct"], "extracted": pred["extracted"], "gold": used[0]["gold"],
-            "thinking_tokens": sum(s["thinking_tokens"] for s in used),
-            "prompt_tokens": sum(s["compute"]["prompt_tokens"] for s in used),
-            "generated_tokens": sum(s["compute"]["generated_tokens"] for s in used),
+            "correct": pred["correct"], "extracted": pred["extracted"], "gold": used[0].gold,
+            "thinking_tokens": sum(s.thinking_tokens for s in used),
+            "prompt_tokens": sum(s.compute.prompt_tokens for s in used),
+            "generated_tokens": sum(s.compute.generated_tokens for s in used),
             "flops": sum(flops) if all(f is not None for f in flops) else None,
             "samples": len(used),
         }
     return out
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 10_000,
+                 seed: int = 0) -> dict:
+    """Accuracy of A minus B on their shared questions, with a paired bootstrap 95% CI."""
+    from s1.evaluation.metrics import paired_bootstrap
+
+    if resamples < 1:
+        raise UserError("--resamples must be at least 1")
+    a, b = load_run(run_a), load_run(run_b)
+    oa, ob = outcomes(a), outcomes(b)
+    shared = sorted(set(oa) & set(ob))
+    if not shared:
+        raise UserError(f"{run_a} and {run_b} share no graded question")
+    res = paired_bootstrap({q: float(oa[q]["correct"]) for q in shared},
+                           {q: float(ob[q]["correct"]) for q in shared},
+                           n_resamples=resamples, seed=seed)
+    return {"a": a.name, "b": b.name,
+            "accuracy_a": sum(oa[q]["correct"] for q in shared) / len(shared),
+            "accuracy_b": sum(ob[q]["correct"] for q in shared) / len(shared),
+            "shared": len(shared), "only_a": len(oa) - len(shared), "only_b": len(ob) - len(shared),
+            "difference": res.difference, "low": res.low, "high": res.high,
+            "p_value": res.p_value, "resamples": res.resamples}
 
 
 def _ks(n: int) -> list[int]:
@@ -120,39 +150,38 @@ def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def summarize_run(run: RunData) -> dict:
-    """Everything the report and `s1 compare` need about one run."""
+def summarize_run(run: RunData) -> RunSummary:
+    """Everything the report and `s1 compare` need about one run (use `run.summary`: cached)."""
     s = run.setting
     questions = _by_question(run.records)
     expected = run.config["benchmark"]["questions"]
     if not questions:
-        return {"name": run.name, "questions": 0, "expected_questions": expected,
-                "complete": False}
+        return RunSummary(name=run.name, questions=0, expected_questions=expected)
     outs = outcomes(run)
     acc = accuracy([o["correct"] for o in outs.values()])
-    thinking = [r["thinking_tokens"] for r in run.records]
+    recs = run.records
+    thinking = [r.thinking_tokens for r in recs]
     per_q = list(outs.values())
     flops = [o["flops"] for o in per_q]
-    summary = {
-        "name": run.name, "method": s.method, "label": s.label, "setting": s.name,
-        "params": s.params, "seed": run.seed,
-        "benchmark": run.config["benchmark"]["name"], "model": run.config["model"],
-        "engine": run.config["engine"],
-        "questions": len(outs), "expected_questions": expected,
-        "complete": len(outs) == expected and all(len(v) == s.samples for v in questions.values()),
-        "samples_per_question": s.samples,
-        "accuracy": acc.value, "wilson_low": acc.low, "wilson_high": acc.high,
-        "correct": acc.correct,
-        "a_max": s.a_max,
-        "thinking": thinking_stats(thinking),
-        "thinking_per_question": _mean([o["thinking_tokens"] for o in per_q]),
-        "answer_tokens_mean": _mean([r["answer_tokens"] for r in run.records]),
-        "waits_mean": _mean([r["waits"] for r in run.records]),
-        "forced_end_share": _mean([r["thinking_finish"] == "max" for r in run.records]),
-        "no_answer": sum(r["extracted"] is None for r in run.records),
-        "grading_reasons": dict(Counter(r.get("reason", "unknown") for r in run.records)),
-        "control_per_sample": (control(thinking, s.a_max) if s.a_max is not None else None),
-        "compute": {
+    summary = RunSummary(
+        name=run.name, method=s.method, label=s.label, setting=s.name,
+        params=s.params, seed=run.seed,
+        benchmark=run.config["benchmark"]["name"], model=run.config["model"],
+        engine=run.config["engine"],
+        questions=len(outs), expected_questions=expected,
+        complete=len(outs) == expected and all(len(v) == s.samples for v in questions.values()),
+        samples_per_question=s.samples,
+        accuracy=acc.value, wilson_low=acc.low, wilson_high=acc.high, correct=acc.correct,
+        a_max=s.a_max,
+        thinking=thinking_stats(thinking),
+        thinking_per_question=_mean([o["thinking_tokens"] for o in per_q]),
+        answer_tokens_mean=_mean([r.answer_tokens for r in recs]),
+        waits_mean=_mean([r.waits for r in recs]),
+        forced_end_share=_mean([r.thinking_finish == "max" for r in recs]),
+        no_answer=sum(r.extracted is None for r in recs),
+        grading_reasons=dict(Counter(r.reason or "unknown" for r in recs)),
+        control_per_sample=(control(thinking, s.a_max) if s.a_max is not None else None),
+        compute={
             "prompt_tokens": sum(o["prompt_tokens"] for o in per_q),
             "generated_tokens": sum(o["generated_tokens"] for o in per_q),
             "flops": sum(flops) if all(f is not None for f in flops) else None,
@@ -160,13 +189,13 @@ def summarize_run(run: RunData) -> dict:
             "tokens_per_question": _mean([o["prompt_tokens"] + o["generated_tokens"]
                                           for o in per_q]),
         },
-        "per_question": {q: o["correct"] for q, o in outs.items()},
-    }
+        per_question={q: o["correct"] for q, o in outs.items()},
+    )
     if s.accept_max is not None:
-        summary["tries_mean"] = _mean([r["tries"] for r in run.records])
-        summary["tries_max"] = max(r["tries"] for r in run.records)
-        summary["rejection_failed"] = sum(not r.get("accepted", True) for r in run.records)
-        summary["rejection_on_failure"] = s.on_failure
+        summary.tries_mean = _mean([r.tries for r in recs])
+        summary.tries_max = max(r.tries for r in recs)
+        summary.rejection_failed = sum(r.accepted is False for r in recs)
+        summary.rejection_on_failure = s.on_failure
     if s.samples > 1:
         full = {q: v for q, v in questions.items() if len(v) == s.samples}
         at_k: dict[str, dict] = {}
@@ -175,9 +204,9 @@ def summarize_run(run: RunData) -> dict:
                 break
             ok = {q: outcomes_k for q, outcomes_k in outcomes(run, k).items() if q in full}
             at_k[str(k)] = {
-                "pass": _mean([pass_at_k(len(v), sum(bool(x["correct"]) for x in v), k)
+                "pass": _mean([pass_at_k(len(v), sum(bool(x.correct) for x in v), k)
                                for v in full.values()]),
-                "cov": _mean([any(x["correct"] for x in v[:k]) for v in full.values()]),
+                "cov": _mean([any(x.correct for x in v[:k]) for v in full.values()]),
                 "prediction": _mean([o["correct"] for o in ok.values()]),
                 "thinking_per_question": _mean([o["thinking_tokens"] for o in ok.values()]),
                 "flops_per_question": (_mean([o["flops"] for o in ok.values()])
@@ -187,7 +216,7 @@ def summarize_run(run: RunData) -> dict:
                                               for o in ok.values()]),
                 "correct": sum(o["correct"] for o in ok.values()), "total": len(ok),
             }
-        summary["at_k"] = at_k
+        summary.at_k = at_k
     return summary
 
 
@@ -235,20 +264,21 @@ class Curve:
         return d
 
 
-def _points(runs: list[tuple[RunData, dict]]) -> list[Point]:
+def _points(runs: list[RunData]) -> list[Point]:
     """Seeds of one setting pooled into points (at several k for parallel methods)."""
-    by_setting: dict[str, list[tuple[RunData, dict]]] = {}
-    for run, summ in runs:
-        by_setting.setdefault(run.setting.name, []).append((run, summ))
+    by_setting: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        by_setting.setdefault(run.setting.name, []).append(run.summary)
+    settings = {run.setting.name: run.setting for run in runs}
     points = []
     for name, group in by_setting.items():
-        setting = group[0][0].setting
+        setting = settings[name]
         views = []   # (label, a_max, [(acc, correct, total, thinking, flops, tokens) per seed])
-        if setting.samples > 1 and all(s.get("at_k") for _, s in group):
-            for k in group[0][1]["at_k"]:
+        if setting.samples > 1 and all(s.at_k for s in group):
+            for k in group[0].at_k:
                 rows = []
-                for _, s in group:
-                    a = s["at_k"].get(k)
+                for s in group:
+                    a = s.at_k.get(k)
                     if a is None:
                         break
                     rows.append((a["prediction"], a["correct"], a["total"],
@@ -257,9 +287,9 @@ def _points(runs: list[tuple[RunData, dict]]) -> list[Point]:
                 else:
                     views.append((f"{name}@{k}", None, rows))
         else:
-            rows = [(s["accuracy"], s["correct"], s["questions"], s["thinking_per_question"],
-                     s["compute"]["flops_per_question"], s["compute"]["tokens_per_question"])
-                    for _, s in group]
+            rows = [(s.accuracy, s.correct, s.questions, s.thinking_per_question,
+                     s.compute["flops_per_question"], s.compute["tokens_per_question"])
+                    for s in group]
             views.append((name, setting.a_max, rows))
         for label, a_max, rows in views:
             acc_mean, acc_sd = mean_sd([r[0] for r in rows])
@@ -283,13 +313,12 @@ def curves(runs: Sequence[RunData]) -> list[Curve]:
     None). Scaling is the mean pairwise slope in percentage points per token (linear) and per
     doubling of thinking tokens (log2, the paper's figures). Performance is the best accuracy.
     """
-    groups: dict[tuple, list[tuple[RunData, dict]]] = {}
+    groups: dict[tuple, list[RunData]] = {}
     for run in runs:
-        summ = summarize_run(run)
-        if not summ.get("questions"):
+        summ = run.summary
+        if summ.empty:
             continue
-        key = (summ["benchmark"], summ["model"], summ["label"])
-        groups.setdefault(key, []).append((run, summ))
+        groups.setdefault((summ.benchmark, summ.model, summ.label), []).append(run)
     out = []
     for (bench, model, label), group in sorted(groups.items()):
         pts = _points(group)
@@ -306,23 +335,20 @@ def curves(runs: Sequence[RunData]) -> list[Curve]:
 
 def sweep_summary(runs: Sequence[RunData]) -> dict:
     """What `sweep.json` holds: each run's headline numbers and each curve's metrics."""
-    return {"runs": [{k: v for k, v in summarize_run(r).items() if k != "per_question"}
-                     for r in runs],
+    return {"runs": [r.summary.to_dict(per_question=False) for r in runs],
             "curves": [c.to_dict() for c in curves(runs)]}
 
 
-def write_summaries(out: str | Path, run_dirs: Sequence[str | Path]) -> list[dict]:
+def write_summaries(out: str | Path, run_dirs: Sequence[str | Path]) -> list[RunSummary]:
     """summary.json in each run directory and sweep.json over them, each written atomically;
-    returns the run summaries."""
+    returns the run summaries (each computed once)."""
     from s1.evaluation.runs import SUMMARY, SWEEP, write_json_atomic
 
-    runs = [load_run(d) for d in run_dirs]
-    summaries = []
-    for run in runs:
-        summ = summarize_run(run)
-        write_json_atomic(run.dir / SUMMARY, summ)
-        summaries.append(summ)
     # The sweep covers every run under `out`, also those of earlier commands (another method
     # on the same questions), so one directory holds one comparable picture.
-    write_json_atomic(Path(out) / SWEEP, sweep_summary(find_runs([out])))
-    return summaries
+    everything = {r.dir.resolve(): r for r in find_runs([out])}
+    runs = [everything.get(Path(d).resolve()) or load_run(d) for d in run_dirs]
+    for run in runs:
+        write_json_atomic(run.dir / SUMMARY, run.summary.to_dict())
+    write_json_atomic(Path(out) / SWEEP, sweep_summary(list(everything.values())))
+    return [run.summary for run in runs]

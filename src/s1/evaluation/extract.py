@@ -9,79 +9,11 @@ costs milliseconds; nothing is evaluated.
 from __future__ import annotations
 
 import re
-from typing import Iterable
 
-#: End-of-thinking delimiters of the built-in thinking formats (s1, think-tags).
-END_DELIMITERS = ("<|im_start|>answer", "</think>")
+# Shared with training, so they live in s1.text; imported here for the extraction below.
+from s1.text import END_DELIMITERS, last_boxed, split_answer  # noqa: F401
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_ANCHOR = re.compile(r"answer\s*:", re.IGNORECASE)
-
-
-def split_answer(text: str, end_delimiters: Iterable[str] = END_DELIMITERS) -> str:
-    """The text after the last end-of-thinking delimiter; the whole text when there is none.
-
-    Only the answer segment is graded: a trace that tried `\\boxed{5}` while thinking and answered
-    `\\boxed{7}` must be read as 7 (math-verify would merge both into a set).
-    """
-    best_end = -1
-    for delim in end_delimiters:
-        if not delim:
-            continue
-        i = text.rfind(delim)
-        if i >= 0:
-            best_end = max(best_end, i + len(delim))
-    if best_end < 0:
-        return text
-    return text[best_end:].lstrip("\n")
-
-
-def _matching_brace(text: str, open_at: int) -> int:
-    """Index of the `}` closing the `{` at `open_at`, or -1; escaped `\\{`/`\\}` do not count."""
-    depth = 0
-    i, n = open_at, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2  # skip the escaped character, whatever it is
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` (nested braces allowed), or None.
-
-    `\\boxed 5` (a box without braces) gives `5`. An unterminated last box gives None rather than
-    an earlier box: an earlier box is an abandoned attempt, not the answer.
-    """
-    start = -1
-    command = ""
-    for cmd in _BOX_COMMANDS:
-        i = text.rfind(cmd)
-        # `\boxed` must not be the prefix of a longer command name (`\boxedx`).
-        while i >= 0 and text[i + len(cmd):i + len(cmd) + 1].isalpha():
-            i = text.rfind(cmd, 0, i)
-        if i > start:
-            start, command = i, cmd
-    if start < 0:
-        return None
-    j = start + len(command)
-    while j < len(text) and text[j] in " \t":
-        j += 1
-    if j < len(text) and text[j] == "{":
-        close = _matching_brace(text, j)
-        return text[j + 1:close].strip() if close >= 0 else None
-    if j > start + len(command):  # "\boxed 5": up to the next space or closing `$`
-        m = re.match(r"[^\s$]+", text[j:])
-        return m.group(0) if m else None
-    return None
 
 
 def _clean(answer: str) -> str:

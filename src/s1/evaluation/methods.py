@@ -25,10 +25,12 @@ from typing import Any, Callable, Sequence, Union
 
 from s1.errors import UserError
 from s1.evaluation.prompts import parse_suffix
+from s1.evaluation.records import Record
 from s1.evaluation.verifier import cluster_answers
-from s1.generation.budget import Budget
+from s1.generation.budget import DEFAULT_IGNORE, Budget, parse_max_thinking
 
 METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n")
+SAMPLED_TEMPERATURE = 1.0   # the sampling methods' default: the paper samples at T=1
 
 MaxThinking = Union[int, str, None]
 
@@ -75,7 +77,7 @@ class Setting:
             return True
         return thinking_tokens <= self.accept_max or tries >= self.max_tries
 
-    def predict(self, samples: Sequence[dict], answer_type: str,
+    def predict(self, samples: Sequence[Record], answer_type: str,
                 k: int | None = None) -> dict:
         """The method's answer for one question from its graded samples (records in sample
         order), using the first `k` (all by default).
@@ -89,23 +91,23 @@ class Setting:
         if self.method == "majority":
             return _majority(samples, answer_type)
         if self.method == "best-of-n":
-            best = max(range(len(samples)), key=lambda i: (samples[i].get("score", 0.0), -i))
+            best = max(range(len(samples)), key=lambda i: (samples[i].score or 0.0, -i))
             s = samples[best]
-            return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": best}
+            return {"correct": bool(s.correct), "extracted": s.extracted, "sample": best}
         s = samples[0]
-        if self.on_failure == "wrong" and s.get("accepted") is False:
+        if self.on_failure == "wrong" and s.accepted is False:
             # No try stayed within the threshold: the paper resamples until one does, so the
             # last (over-length) sample is not its answer, and budget forcing must not leak in.
-            return {"correct": False, "extracted": s.get("extracted"), "sample": 0}
-        return {"correct": bool(s["correct"]), "extracted": s.get("extracted"), "sample": 0}
+            return {"correct": False, "extracted": s.extracted, "sample": 0}
+        return {"correct": bool(s.correct), "extracted": s.extracted, "sample": 0}
 
 
-def _majority(samples: Sequence[dict], answer_type: str) -> dict:
+def _majority(samples: Sequence[Record], answer_type: str) -> dict:
     """Votes go to classes of equivalent answers ("023" = "23", `\\frac12` = 0.5, by the grading
     verifier); samples without an answer do not vote; a tie goes to the answer reached first
     (as metrics.maj_at_k)."""
     votes: dict[int, list[int]] = {}
-    for i, key in enumerate(cluster_answers([s.get("extracted") for s in samples], answer_type)):
+    for i, key in enumerate(cluster_answers([s.extracted for s in samples], answer_type)):
         if key is not None:
             votes.setdefault(key, []).append(i)
     if not votes:
@@ -114,8 +116,8 @@ def _majority(samples: Sequence[dict], answer_type: str) -> dict:
     first = samples[winner[0]]
     # All voters share one answer, so they share a grade; a strict majority of them
     # marked correct settles it the same way metrics.maj_at_k does.
-    correct = sum(bool(samples[i]["correct"]) for i in winner) * 2 > len(winner)
-    return {"correct": correct, "extracted": first.get("extracted"), "sample": winner[0]}
+    correct = sum(bool(samples[i].correct) for i in winner) * 2 > len(winner)
+    return {"correct": correct, "extracted": first.extracted, "sample": winner[0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,12 +129,7 @@ def _slug(value: Any) -> str:
 
 
 def _check_max(value: MaxThinking, what: str = "max thinking") -> MaxThinking:
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{what} must be a positive number of tokens, 'auto' or 'none', "
-                        f"not {value!r}")
-    return value
+    return parse_max_thinking(value, what)
 
 
 def _check_positive(value: Any, what: str) -> int:
@@ -177,7 +174,7 @@ class BudgetForcing:
 
     max_thinking: Sequence[MaxThinking] = ("auto",)
     num_ignore: Sequence[int] = (0,)
-    ignore_strings: Sequence[str] = ("Wait",)
+    ignore_strings: Sequence[str] = DEFAULT_IGNORE
     min_thinking: int = 0
 
     def __post_init__(self) -> None:
@@ -243,7 +240,7 @@ class ConditionalPrompting:
             parse_suffix(p)   # raises a UserError naming the bad spec
         object.__setattr__(self, "prompts", prompts)
         _check_positive(self.tokens_per_step, "tokens per step")
-        _check_max(self.max_thinking)
+        object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
 
     def _bound(self, spec: str) -> int | None:
         kind, _, arg = spec.partition(":")
@@ -285,15 +282,14 @@ class RejectionSampling:
 
     max_thinking: Sequence[int] = (512,)
     max_tries: int = 4096
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
     on_failure: str = "wrong"
 
     def __post_init__(self) -> None:
-        caps = _nonempty(self.max_thinking, "rejection thresholds")
-        for c in caps:
-            if c in (None, "auto"):
-                raise UserError("rejection sampling needs numeric thresholds (--max-thinking N,...)")
-            _check_max(c, "a rejection threshold")
+        caps = tuple(_check_max(c, "a rejection threshold")
+                     for c in _nonempty(self.max_thinking, "rejection thresholds"))
+        if any(c in (None, "auto") for c in caps):
+            raise UserError("rejection sampling needs numeric thresholds (--max-thinking N,...)")
         object.__setattr__(self, "max_thinking", caps)
         _check_positive(self.max_tries, "max tries")
         _check_temperature(self.temperature, "rejection sampling")
@@ -321,13 +317,13 @@ class MajorityVoting:
     shows maj@j for every power of two j < k, so one run draws the whole parallel curve."""
 
     samples: int = 8
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
     max_thinking: MaxThinking = "auto"
 
     def __post_init__(self) -> None:
         _check_positive(self.samples, "the number of samples")
         _check_temperature(self.temperature, "majority voting")
-        _check_max(self.max_thinking)
+        object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
 
     def settings(self, base: Budget) -> list[Setting]:
         return [Setting("majority", f"majority-k{self.samples}-max{_max_label(self.max_thinking)}",
@@ -377,13 +373,13 @@ class BestOfN:
 
     samples: int = 8
     scorer: str = "oracle"
-    temperature: float = 1.0
+    temperature: float = SAMPLED_TEMPERATURE
     max_thinking: MaxThinking = "auto"
 
     def __post_init__(self) -> None:
         _check_positive(self.samples, "the number of samples")
         _check_temperature(self.temperature, "best-of-N")
-        _check_max(self.max_thinking)
+        object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
         load_scorer(self.scorer)   # fail now, not after the generations
 
     def settings(self, base: Budget) -> list[Setting]:

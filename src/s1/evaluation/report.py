@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from s1.errors import UserError
-from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes, summarize_run
+from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes
 
 PARALLEL = ("majority", "best-of-n")
 MAX_QUESTION_ROWS = 200
@@ -116,35 +116,34 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
 def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list[str]]:
     blocks: list[tuple] = [("h1", "s1 evaluation report")]
     pngs: list[str] = []
-    summaries = [summarize_run(r) for r in runs]
+    summaries = [r.summary for r in runs]
 
     blocks.append(("h2", "Runs"))
     rows = []
     for s in summaries:
-        if not s.get("questions"):
-            rows.append([s["name"]] + ["–"] * 11 + ["no records"])
+        if s.empty:
+            rows.append([s.name] + ["–"] * 11 + ["no records"])
             continue
-        c = s["compute"]
-        rows.append([s["name"], s["benchmark"], s["model"], s["engine"], str(s["seed"]),
-                     f"{s['questions']}×{s['samples_per_question']}",
-                     f"{_pct(s['accuracy'])} [{_pct(s['wilson_low'])}, {_pct(s['wilson_high'])}]",
-                     _num(s["thinking_per_question"], "{:.0f}"),
-                     f"{s['thinking']['median']:.0f} / {s['thinking']['p90']:.0f} / "
-                     f"{s['thinking']['max']:.0f}",
-                     _num(s["waits_mean"], "{:.2f}"), _pct(s["forced_end_share"], 0),
+        c = s.compute
+        rows.append([s.name, s.benchmark, s.model, s.engine, str(s.seed),
+                     f"{s.questions}×{s.samples_per_question}",
+                     f"{_pct(s.accuracy)} [{_pct(s.wilson_low)}, {_pct(s.wilson_high)}]",
+                     _num(s.thinking_per_question, "{:.0f}"),
+                     f"{s.thinking['median']:.0f} / {s.thinking['p90']:.0f} / "
+                     f"{s.thinking['max']:.0f}",
+                     _num(s.waits_mean, "{:.2f}"), _pct(s.forced_end_share, 0),
                      _num(c["flops"], "{:.3g}") if c["flops"] else str(c["generated_tokens"]),
-                     "yes" if s["complete"] else
-                     f"no ({s['questions']}/{s['expected_questions']})"])
+                     "yes" if s.complete else f"no ({s.questions}/{s.expected_questions})"])
     blocks.append(("table", ["run", "benchmark", "model", "engine", "seed", "questions×samples",
                              "accuracy % [Wilson 95%]", "thinking tok/q",
                              "thinking per sample: median / p90 / max", "Waits/sample",
                              "forced end %", "FLOPs total (or tokens)", "complete"], rows))
-    multi = [s for s in summaries if s.get("at_k")]
+    multi = [s for s in summaries if s.at_k]
     if multi:
         blocks.append(("h3", "Several samples per question"))
-        rows = [[s["name"], k, _pct(a["pass"]), _pct(a["cov"]), _pct(a["prediction"]),
+        rows = [[s.name, k, _pct(a["pass"]), _pct(a["cov"]), _pct(a["prediction"]),
                  _num(a["thinking_per_question"], "{:.0f}")]
-                for s in multi for k, a in s["at_k"].items()]
+                for s in multi for k, a in s.at_k.items()]
         blocks.append(("table", ["run", "k", "pass@k %", "cov@k %", "maj@k / best-of-k %",
                                  "thinking tok/q"], rows))
 
@@ -191,9 +190,9 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
         ids: list[str] = []
         for r in bruns:
             for rec in r.records:
-                if rec["id"] not in ids:
-                    ids.append(rec["id"])
-        gold = {rec["id"]: rec["gold"] for r in bruns for rec in r.records}
+                if rec.id not in ids:
+                    ids.append(rec.id)
+        gold = {rec.id: rec.gold for r in bruns for rec in r.records}
         rows = []
         for q in ids[:MAX_QUESTION_ROWS]:
             row = [q, str(gold[q])]

@@ -34,6 +34,7 @@ from s1.evaluation.grading import Grade, grade
 from s1.evaluation.methods import Setting, load_scorer
 from s1.evaluation.metrics import estimate_flops
 from s1.evaluation.prompts import format_prompt
+from s1.evaluation.records import Compute, Record
 from s1.generation.engines.base import Engine, Request
 from s1.generation.trace import Trace
 
@@ -46,10 +47,11 @@ VERSIONED = ("s1", "torch", "transformers", "llama_cpp_python", "math-verify", "
 # small file helpers
 
 
-def read_records(path: Path, repair: bool = False) -> list[dict]:
+def read_records(path: Path, repair: bool = False) -> list[Record]:
     """Records of a run in file order (a torn last line dropped; cut off the file when `repair`)."""
-    return read_jsonl(path, repair=repair, key="key",
-                      damaged="the run directory is damaged: move it away and run again")
+    return [Record.from_dict(d) for d in read_jsonl(
+        path, repair=repair, key="key",
+        damaged="the run directory is damaged: move it away and run again")]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -79,23 +81,8 @@ def git_revision() -> str | None:
 
 def model_shape(engine: Engine) -> dict | None:
     """Parameters, layers and width of the engine's model, for FLOPs; None when unknown."""
-    model = getattr(engine, "model", None)
-    if model is not None and hasattr(model, "num_parameters"):
-        cfg = model.config
-        return {"n_params": int(model.num_parameters()),
-                "n_layers": getattr(cfg, "num_hidden_layers", None),
-                "d_model": getattr(cfg, "hidden_size", None)}
-    llm = getattr(engine, "llm", None)
-    if llm is not None:
-        import llama_cpp
-
-        meta = llm.metadata
-        arch = meta.get("general.architecture", "llama")
-        layers, width = meta.get(f"{arch}.block_count"), meta.get(f"{arch}.embedding_length")
-        return {"n_params": int(llama_cpp.llama_model_n_params(llm.model)),
-                "n_layers": int(layers) if layers else None,
-                "d_model": int(width) if width else None}
-    return None
+    shape = {k: engine.describe().get(k) for k in ("n_params", "n_layers", "d_model")}
+    return shape if shape["n_params"] else None
 
 
 def _sha(text: str) -> str:
@@ -120,7 +107,7 @@ class Run:
     bench: Benchmark
     config: dict
     manifest: dict
-    done: dict[str, dict] = field(default_factory=dict)   # key -> record
+    done: dict[str, Record] = field(default_factory=dict)   # key -> record
     _file: Any = None
 
     @property
@@ -152,18 +139,18 @@ class Run:
         path = self.dir / MANIFEST
         self.dir.mkdir(parents=True, exist_ok=True)
         for rec in read_records(self.dir / RECORDS, repair=True):
-            self.done.setdefault(rec["key"], rec)   # a duplicate never counts twice
+            self.done.setdefault(rec.key, rec)   # a duplicate never counts twice
         write_json_atomic(path, self.manifest)
 
     def pending(self) -> list[tuple[Item, int]]:
         return [(item, s) for item in self.bench for s in range(self.setting.samples)
                 if self.key(item, s) not in self.done]
 
-    def append(self, record: dict) -> None:
+    def append(self, record: Record) -> None:
         if self._file is None:
             self._file = JsonlAppender(self.dir / RECORDS)
-        self._file.append(record)
-        self.done[record["key"]] = record
+        self._file.append(record.to_dict())
+        self.done[record.key] = record
 
     def close(self) -> None:
         if self._file is not None:
@@ -238,10 +225,7 @@ class _Job:
                 + zlib.crc32(self.item.id.encode()) * 101) % 2**63
         return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
                        seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
-                       budget=self.budget())
-
-    def budget(self):
-        return self.run.setting.budget.with_(seed=self.run.seed)
+                       budget=s.budget.with_(seed=self.run.seed))
 
 
 def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace], None]) -> None:
@@ -254,33 +238,27 @@ def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace]
     def callback(index: int, trace: Trace) -> None:
         on_trace(jobs[index], trace)
 
-    engine.generate(requests, jobs[0].budget(), on_trace=callback)
+    engine.generate(requests, on_trace=callback)
 
 
-def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> dict:
+def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> Record:
     tr = trace.to_dict()
     if gpqa:
         tr["prompt"] = _sha(tr["prompt"])
-    rec = {
-        "key": job.run.key(job.item, job.sample), "id": job.item.id, "sample": job.sample,
-        "seed": job.run.seed, "request_seed": job.request().seed,
-        "gold": job.item.answer, "answer_type": job.item.answer_type, "extracted": result.extracted, "correct": result.correct,
-        "reason": result.reason,
-        "thinking_tokens": trace.thinking_tokens, "answer_tokens": trace.answer_tokens,
-        "waits": trace.waits, "thinking_finish": trace.thinking_finish,
-        "finish_reason": trace.finish_reason,
-        "events": [e.to_dict() for e in trace.events],
-        "tries": job.tries,
-        "compute": {"prompt_tokens": job.prompt_tokens, "generated_tokens": job.generated_tokens,
-                    "flops": job.flops or None},
-        "wall_s": round(trace.wall_s, 3),
-        "trace": tr,
-    }
-    if job.run.setting.accept_max is not None:
-        rec["accepted"] = trace.thinking_tokens <= job.run.setting.accept_max
-    if score is not None:
-        rec["score"] = score
-    return rec
+    accept_max = job.run.setting.accept_max
+    return Record(
+        key=job.run.key(job.item, job.sample), id=job.item.id, sample=job.sample,
+        seed=job.run.seed, request_seed=job.request().seed,
+        gold=job.item.answer, answer_type=job.item.answer_type, extracted=result.extracted,
+        correct=result.correct, reason=result.reason,
+        thinking_tokens=trace.thinking_tokens, answer_tokens=trace.answer_tokens,
+        waits=trace.waits, thinking_finish=trace.thinking_finish,
+        finish_reason=trace.finish_reason, events=[e.to_dict() for e in trace.events],
+        tries=job.tries,
+        compute=Compute(job.prompt_tokens, job.generated_tokens, job.flops or None),
+        wall_s=round(trace.wall_s, 3), trace=tr,
+        accepted=None if accept_max is None else trace.thinking_tokens <= accept_max,
+        score=score)
 
 
 def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: float = 5.0,

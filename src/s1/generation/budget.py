@@ -1,4 +1,6 @@
-"""Budget: every knob of budget forcing and sampling, validated once at construction.
+"""Budget: every knob of budget forcing, validated once at construction, with the sampling
+(`Sampling`) and the loop guard (`LoopGuard`) nested as their own small objects, the way vLLM
+nests its parameters.
 
 Semantics (the paper's §3.1 and its harness, token-exact):
 - `max_thinking_tokens`: thinking never exceeds it; on reaching it the end delimiter and
@@ -10,18 +12,94 @@ Semantics (the paper's §3.1 and its harness, token-exact):
 - `max_answer_tokens`: the answer phase ends at EOS or at this many tokens.
 - `require_answer`: an EOS right after the end delimiter (empty answer) is replaced, once, by the
   forced suffix ("Final Answer:") so the model answers; off reproduces the harness exactly.
-- `loop_guard`: watch the thinking for a repeated n-gram; "record" notes it, "stop" also stops
+- `loop` (LoopGuard): watch the thinking for a repeated n-gram; "record" notes it, "stop" also stops
   forcing (the thinking is ended at once, no more "Wait"s); "off" disables the check.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
 from s1.errors import UserError
 
 MaxThinking = Union[int, Literal["auto"], None]
+
+DEFAULT_IGNORE: tuple[str, ...] = ("Wait",)   # the paper's ignore string (§3.1, Table 4)
+
+
+def parse_max_thinking(value, what: str = "max thinking tokens") -> MaxThinking:
+    """The one reading of a thinking cap: a non-negative integer (0 = answer at once), "auto"
+    (context − prompt − reserve) or None / "none" / "inf" (no cap of its own)."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("auto", "none", "inf"):
+            return None if low in ("none", "inf") else "auto"
+        if low.isdigit():
+            return int(low)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise UserError(f"{what}: {value!r} is not a number of tokens (give a non-negative integer, "
+                    "'auto' or 'none')")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the model's proposals are drawn (the forcing is the Budget's business).
+
+    temperature: 0 = greedy, as the paper evaluates
+    top_p: nucleus sampling mass
+    top_k: sample among the k likeliest tokens (0 = all)
+    seed: the default seed of a request that brings none of its own
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise UserError(f"temperature cannot be negative ({self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1] ({self.top_p})")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise UserError(f"top_k must be a non-negative integer ({self.top_k!r})")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class LoopGuard:
+    """Watch the thinking for an n-gram repeated `repeats` times. mode: "record" notes it,
+    "stop" also stops forcing (the thinking ends at once, no more "Wait"s), "off" disables it."""
+
+    mode: Literal["off", "record", "stop"] = "record"
+    ngram: int = 16                   # tokens in the repeated n-gram
+    repeats: int = 4                  # occurrences that count as a loop
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("off", "record", "stop"):
+            raise UserError(f"loop guard must be off, record or stop ({self.mode!r})")
+        if self.ngram < 1 or self.repeats < 2:
+            raise UserError("loop guard needs an n-gram of at least 1 token and at least 2 repeats")
+
+
+# The on-disk (flat) names of the nested fields: manifests and records keep the schema they
+# always had, so old run directories load and resume.
+_FLAT = {"temperature": ("sampling", "temperature"), "top_p": ("sampling", "top_p"),
+         "top_k": ("sampling", "top_k"), "seed": ("sampling", "seed"),
+         "loop_guard": ("loop", "mode"), "loop_ngram": ("loop", "ngram"),
+         "loop_repeats": ("loop", "repeats")}
+_FORCING = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "max_answer_tokens",
+            "answer_reserve", "require_answer")
+_ON_DISK = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "ignore_strings",
+            "max_answer_tokens", "answer_reserve", "temperature", "top_p", "top_k", "seed",
+            "require_answer", "loop_guard", "loop_ngram", "loop_repeats")
 
 
 @dataclass(frozen=True)
@@ -29,31 +107,20 @@ class Budget:
     max_thinking_tokens: MaxThinking = "auto"
     min_thinking_tokens: int = 0
     num_ignore: int = 0
-    ignore_strings: tuple[str, ...] = ("Wait",)
+    ignore_strings: tuple[str, ...] = DEFAULT_IGNORE
     max_answer_tokens: int = 512
     answer_reserve: int = 100          # kept free for the answer when max is "auto" (s1 harness: 100)
-    temperature: float = 0.0           # 0 = greedy, as the paper evaluates
-    top_p: float = 1.0
-    seed: int = 0
-    require_answer: bool = True       # an EOS before any answer text gets "Final Answer:" instead
-    loop_guard: Literal["off", "record", "stop"] = "record"
-    loop_ngram: int = 16               # tokens in the repeated n-gram
-    loop_repeats: int = 4              # occurrences that count as a loop
+    require_answer: bool = True        # an EOS before any answer text gets "Final Answer:" instead
+    sampling: Sampling = field(default_factory=Sampling)
+    loop: LoopGuard = field(default_factory=LoopGuard)
 
     def __post_init__(self) -> None:
         if isinstance(self.ignore_strings, (str, list)):
             object.__setattr__(self, "ignore_strings",
                                (self.ignore_strings,) if isinstance(self.ignore_strings, str)
                                else tuple(self.ignore_strings))
-        mx = self.max_thinking_tokens
-        if isinstance(mx, str) and mx != "auto":
-            if not mx.isdigit():
-                raise UserError(f"max thinking tokens must be a non-negative integer or 'auto', not {mx!r}")
-            object.__setattr__(self, "max_thinking_tokens", mx := int(mx))
-        if isinstance(mx, bool) or (mx is not None and mx != "auto" and not isinstance(mx, int)):
-            raise UserError(f"max thinking tokens must be an integer or 'auto', not {mx!r}")
-        if isinstance(mx, int) and mx < 0:
-            raise UserError(f"max thinking tokens cannot be negative ({mx})")
+        mx = parse_max_thinking(self.max_thinking_tokens)
+        object.__setattr__(self, "max_thinking_tokens", mx)
         for name in ("min_thinking_tokens", "num_ignore", "answer_reserve"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name.replace('_', ' ')} cannot be negative ({getattr(self, name)})")
@@ -65,43 +132,48 @@ class Budget:
             raise UserError("a minimum or num_ignore needs at least one ignore string (e.g. 'Wait')")
         if any(not s for s in self.ignore_strings):
             raise UserError("ignore strings cannot be empty")
-        if self.temperature < 0:
-            raise UserError(f"temperature cannot be negative ({self.temperature})")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must be in (0, 1] ({self.top_p})")
-        if self.loop_guard not in ("off", "record", "stop"):
-            raise UserError(f"loop guard must be off, record or stop ({self.loop_guard!r})")
-        if self.loop_ngram < 1 or self.loop_repeats < 2:
-            raise UserError("loop guard needs an n-gram of at least 1 token and at least 2 repeats")
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.sampling.greedy
 
     def resolve_max_thinking(self, prompt_tokens: int, context_length: int,
                              forced_end_tokens: int = 0) -> int | None:
         """The per-sequence thinking cap; `auto` fills the context, leaving room to answer.
 
-        Returns None for no cap. Raises if the prompt leaves no room at all.
+        Never None: uncapped thinking still has to fit the context. Raises if the prompt leaves
+        no room at all.
         """
         room = context_length - prompt_tokens - forced_end_tokens - self.answer_reserve
         if room < 1:
             raise UserError(f"the prompt ({prompt_tokens} tokens) leaves no room to think and answer "
                             f"in the {context_length}-token context")
-        if self.max_thinking_tokens == "auto":
-            return room
-        if self.max_thinking_tokens is None:
-            return room   # uncapped thinking still has to fit the context
-        return min(self.max_thinking_tokens, room)
+        if isinstance(self.max_thinking_tokens, int):
+            return min(self.max_thinking_tokens, room)
+        return room
 
     def with_(self, **changes) -> "Budget":
+        """A copy with some fields changed; sampling and loop-guard fields may be named flat
+        (`temperature=1.0`, `seed=3`, `loop_guard="stop"`)."""
+        nested: dict[str, dict] = {}
+        for name in [n for n in changes if n in _FLAT]:
+            part, attr = _FLAT[name]
+            nested.setdefault(part, {})[attr] = changes.pop(name)
+        for part, values in nested.items():
+            changes[part] = replace(changes.get(part, getattr(self, part)), **values)
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ignore_strings"] = list(self.ignore_strings)
+        """The flat on-disk form (the schema manifests have always had)."""
+        flat = {**{n: getattr(self, n) for n in _FORCING}, "ignore_strings": list(self.ignore_strings),
+                **{n: getattr(getattr(self, part), attr) for n, (part, attr) in _FLAT.items()}}
+        if not flat["top_k"]:
+            del flat["top_k"]   # newer than the schema: written only when used, so old runs resume
+        return {n: flat[n] for n in _ON_DISK if n in flat}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Budget":
-        return cls(**d)
+        d = dict(d)
+        flat = {k: d.pop(k) for k in list(d) if k in _FLAT}
+        return cls(**d).with_(**flat)

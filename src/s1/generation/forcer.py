@@ -68,10 +68,10 @@ _THINK, _DELIM, _ANSWER = "thinking", "delimiter", "answer"
 
 
 class Forcer:
-    def __init__(self, budget: Budget, ids: FormatIds, max_thinking: int | None):
+    def __init__(self, budget: Budget, ids: FormatIds, max_thinking_tokens: int | None):
         self.budget = budget
         self.ids = ids
-        self.max_thinking = max_thinking
+        self.max_thinking_tokens = max_thinking_tokens   # resolved for this sequence (None: no cap)
         self.phase = Phase.THINKING
         self.thinking_ids: list[int] = []
         self.delimiter_ids: list[int] = []
@@ -109,9 +109,9 @@ class Forcer:
 
     def thinking_room(self) -> int | None:
         """Tokens the model may still think before the cap (None = uncapped)."""
-        if self.max_thinking is None:
+        if self.max_thinking_tokens is None:
             return None
-        return max(0, self.max_thinking - len(self.thinking_ids))
+        return max(0, self.max_thinking_tokens - len(self.thinking_ids))
 
     def answer_room(self) -> int:
         return max(0, self.budget.max_answer_tokens - self.answer_generated)
@@ -162,7 +162,7 @@ class Forcer:
     # --- internals ---------------------------------------------------------------------------
 
     def _at_max(self) -> bool:
-        return self.max_thinking is not None and len(self.thinking_ids) >= self.max_thinking
+        return self.max_thinking_tokens is not None and len(self.thinking_ids) >= self.max_thinking_tokens
 
     def _end_attempt(self, proposed: int) -> int:
         n = len(self.thinking_ids)
@@ -173,7 +173,7 @@ class Forcer:
             reason = "num_ignore"
         if reason:
             wait = self.ids.ignore[self._waits % len(self.ids.ignore)]
-            if self.max_thinking is None or n + len(wait) <= self.max_thinking:
+            if self.max_thinking_tokens is None or n + len(wait) <= self.max_thinking_tokens:
                 self._waits += 1
                 if reason == "num_ignore":
                     self._ignored += 1
@@ -219,16 +219,16 @@ class Forcer:
         return token
 
     def _watch_loop(self) -> None:
-        b = self.budget
-        if b.loop_guard == "off" or self._loop_seen or len(self.thinking_ids) < b.loop_ngram:
+        guard = self.budget.loop
+        if guard.mode == "off" or self._loop_seen or len(self.thinking_ids) < guard.ngram:
             return
-        gram = tuple(self.thinking_ids[-b.loop_ngram:])
+        gram = tuple(self.thinking_ids[-guard.ngram:])
         self._ngrams[gram] += 1
-        if self._ngrams[gram] >= b.loop_repeats:
+        if self._ngrams[gram] >= guard.repeats:
             self._loop_seen = True
             self.events.append(Event("loop", len(self.thinking_ids),
-                                     f"{b.loop_ngram}-gram seen {b.loop_repeats} times"))
-            if b.loop_guard == "stop":
+                                     f"{guard.ngram}-gram seen {guard.repeats} times"))
+            if guard.mode == "stop":
                 # Ends once any ignore string being emitted is out (`step` checks the flag).
                 self._loop_stop = True
 

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from s1.errors import UserError
-from s1.evaluation.extract import last_boxed
+from s1.text import last_boxed
 from s1.generation.formats import ThinkingFormat
 from s1.training.format import FormattedExample, format_example
 

@@ -3,7 +3,7 @@
 A recipe has five parts: `model` (what to fine-tune), `data` (what to train on, in which format,
 at which block size, what to hold out), `train` (optimisation, loss weighting, checkpointing,
 tracking; mapped onto TRL's SFTConfig), `lora` (optional adapters instead of full fine-tuning) and
-`output_dir`. `configs/NAME.yaml` holds the named ones; `key=value` overrides (dotted:
+`output_dir`. `configs/NAME.yaml` holds the named ones (read by the generic `s1.config`); `key=value` overrides (dotted:
 `train.max_steps=10`) change any field, with the value parsed as YAML and checked like the file.
 Distribution (how many GPUs, FSDP or DeepSpeed) is not in the recipe: it comes from the accelerate
 launch file, and the global batch size stays fixed because gradient accumulation is derived from
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from s1.config import (apply_overrides, build_sections, config_dirs, config_path,  # noqa: F401
+                       list_configs, parse_override, read_config)
 from s1.errors import UserError
 from s1.generation.formats import FORMATS
 
@@ -221,109 +219,23 @@ _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
              "lora": LoraConfig}
 
 
-# --- finding and reading recipes --------------------------------------------------------------
-
-def config_dirs() -> list[Path]:
-    """Where named recipes live: ./configs, then the configs/ of this source checkout."""
-    dirs = [Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"]
-    return [d for d in dict.fromkeys(dirs) if d.is_dir()]
-
+# --- finding and reading recipes (the generic loader is s1.config) ------------------------------
 
 def list_recipes() -> list[str]:
-    return sorted({p.stem for d in config_dirs() for p in d.glob("*.yaml")})
+    return list_configs()
 
 
 def recipe_path(name: str) -> Path:
-    p = Path(name).expanduser()
-    if name.endswith((".yaml", ".yml")):
-        if not p.is_file():
-            raise UserError(f"recipe file not found: {name}")
-        return p
-    for d in config_dirs():
-        if (d / f"{name}.yaml").is_file():
-            return d / f"{name}.yaml"
-    known = ", ".join(list_recipes()) or "none found; run from the s1 checkout"
-    raise UserError(f"unknown recipe {name!r} (known: {known}); or give a path to a .yaml file")
-
-
-def _coerce(value, hint, key: str):
-    """Check a YAML value against a dataclass field's type; ints are accepted for floats."""
-    if typing.get_origin(hint) is list:
-        # A list field takes a YAML list, or a comma-separated string on the command line.
-        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
-            raise UserError(f"{key} must be a list of names, not {value!r}")
-        return items
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise UserError(f"{key} cannot be null")
-    for t in options:
-        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if t is float and isinstance(value, str):
-            try:  # YAML 1.1 reads `3e-4` (no dot) as a string
-                return float(value)
-            except ValueError:
-                pass
-        if t is bool and isinstance(value, bool):
-            return value
-        if t is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    names = " or ".join(getattr(t, "__name__", str(t)).replace("NoneType", "null") for t in options)
-    raise UserError(f"{key} must be {names}, not {value!r}")
-
-
-def _section(cls, values, key: str):
-    if not isinstance(values, dict):
-        raise UserError(f"{key} must be a mapping of fields")
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for k, v in values.items():
-        if k not in hints:
-            raise UserError(f"unknown field {key}.{k} (fields: {', '.join(hints)})")
-        out[k] = _coerce(v, hints[k], f"{key}.{k}")
-    return cls(**out)
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    if "=" not in text:
-        raise UserError(f"override {text!r} must look like section.field=value "
-                        "(e.g. train.max_steps=10)")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+    return config_path(name, kind="recipe")
 
 
 def load_recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a named recipe (or a .yaml path), apply `key=value` overrides, validate."""
     path = recipe_path(name)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"recipe {path} must be a mapping")
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys == ["output_dir"]:
-            raw["output_dir"] = value
-        elif len(keys) == 2 and keys[0] in _SECTIONS:
-            raw.setdefault(keys[0], {})[keys[1]] = value
-        else:
-            raise UserError(f"unknown override key {'.'.join(keys)!r}: use output_dir or "
-                            f"model.FIELD, data.FIELD, train.FIELD, lora.FIELD")
-    unknown = set(raw) - set(_SECTIONS) - {"output_dir", "name"}
-    if unknown:
-        raise UserError(f"recipe {path} has unknown top-level keys: {', '.join(sorted(unknown))}")
+    raw = read_config(name, kind="recipe")
+    apply_overrides(raw, overrides, _SECTIONS, top_level=("output_dir",))
+    parts = build_sections(raw, _SECTIONS, top_level=("output_dir", "name"),
+                           where=f"recipe {path}")
     output_dir = raw.get("output_dir") or os.path.join("runs", "train", path.stem)
-    recipe = Recipe(name=str(raw.get("name") or path.stem), output_dir=str(output_dir),
-                    **{k: _section(cls, raw.get(k) or {}, k) for k, cls in _SECTIONS.items()})
+    recipe = Recipe(name=str(raw.get("name") or path.stem), output_dir=str(output_dir), **parts)
     return recipe.validate()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
 from s1.generation.budget import Budget
@@ -17,15 +17,25 @@ from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
 
 
-@dataclass
+@dataclass(frozen=True)
 class Request:
-    """One generation: the user turn, an optional system prompt, a per-request seed."""
+    """One generation: the user turn, an optional system prompt, its own Budget and seed.
+
+    Engines see requests only after `resolve`: every one carries its Budget and seed, so no
+    engine decides again which budget or seed wins.
+    """
 
     prompt: str                    # the user-turn text (question plus any instruction)
     system: str | None = None      # None = the model's default system prompt (as the paper)
-    seed: int | None = None        # None = the budget's seed
+    seed: int | None = None        # None = the budget's sampling seed
     id: str = ""
-    budget: Budget | None = None   # this request's own budget (a sweep in one batch); None = the call's
+    budget: Budget | None = None   # None = the default the call gives (a sweep mixes budgets in one batch)
+
+    def resolve(self, default: Budget | None = None) -> "Request":
+        """This request with its Budget and seed settled: its own, else the call's default."""
+        budget = self.budget or default or Budget()
+        return replace(self, budget=budget,
+                       seed=budget.sampling.seed if self.seed is None else self.seed)
 
 
 class Tokenizer(Protocol):
@@ -95,19 +105,19 @@ class Engine(ABC):
                                          self.tokenizer.eos_ids, budget.ignore_strings)
         return cache[key]
 
-    def prepare(self, request: Request, budget: Budget) -> tuple[str, list[int], Forcer]:
-        """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap."""
-        budget = request.budget or budget
+    def prepare(self, request: Request) -> tuple[str, list[int], Forcer]:
+        """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap
+        (`request` resolved)."""
+        budget = request.budget
         prompt = build_prompt(self.tokenizer, request, self.fmt)
         ids = self.tokenizer.encode(prompt)
         fids = self.format_ids(budget)
         forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
-        cap = budget.resolve_max_thinking(len(ids), self.context_length, forced)
-        return prompt, ids, Forcer(budget, fids, cap)
+        max_thinking_tokens = budget.resolve_max_thinking(len(ids), self.context_length, forced)
+        return prompt, ids, Forcer(budget, fids, max_thinking_tokens)
 
     def trace(self, request: Request, prompt: str, prompt_ids: list[int], forcer: Forcer,
-              started: float, budget: Budget) -> Trace:
-        budget = request.budget or budget
+              started: float) -> Trace:
         dec = self.tokenizer.decode
         return Trace(
             id=request.id, prompt=prompt, prompt_tokens=len(prompt_ids),
@@ -116,14 +126,25 @@ class Engine(ABC):
             end=dec(forcer.delimiter_ids), events=list(forcer.events),
             thinking_finish=forcer.thinking_finish or "context",
             finish_reason=forcer.finish_reason, wall_s=time.perf_counter() - started,
-            engine=self.name, seed=budget.seed if request.seed is None else request.seed,
+            engine=self.name, seed=request.seed,
             meta={"generated_tokens": len(forcer.thinking_ids) + len(forcer.delimiter_ids)
                   + len(forcer.answer_ids)})
 
-    @abstractmethod
-    def generate(self, requests: Sequence[Request], budget: Budget,
+    def generate(self, requests: Sequence[Request], budget: Budget | None = None,
                  on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
-        """Traces in request order; `on_trace(index, trace)` fires as each one finishes."""
+        """Traces in request order; `on_trace(index, trace)` fires as each one finishes.
+        `budget` is the default of the requests that carry none."""
+        return self._generate([r.resolve(budget) for r in requests], on_trace)
+
+    @abstractmethod
+    def _generate(self, requests: list[Request],
+                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+        """`generate` for resolved requests: each carries its Budget and seed."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """The model's shape for compute accounting: {"n_params", "n_layers", "d_model",
+        "context_length"}, None where the engine cannot tell."""
 
     def close(self) -> None:
         """Free what the engine holds (servers, model memory)."""

@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 
 import torch
 
-from s1.generation.budget import Budget
 from s1.generation.engines.base import Engine, HFTokenizer, Request
 from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
@@ -57,8 +56,15 @@ class HFEngine(Engine):
     # --- the loop ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, requests: Sequence[Request], budget: Budget,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+    def describe(self) -> dict:
+        cfg = self.model.config
+        return {"n_params": int(self.model.num_parameters()),
+                "n_layers": getattr(cfg, "num_hidden_layers", None),
+                "d_model": getattr(cfg, "hidden_size", None),
+                "context_length": self.context_length}
+
+    def _generate(self, requests: list[Request],
+                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
         waiting = deque(enumerate(requests))
         traces: list[Trace | None] = [None] * len(requests)
         rows: list[_Row] = []
@@ -68,7 +74,7 @@ class HFEngine(Engine):
         while waiting or rows:
             free = self.batch_size - len(rows)
             if waiting and (free >= refill_at or not rows):
-                new = [self._new_row(i, r, budget) for i, r in
+                new = [self._new_row(i, r) for i, r in
                        (waiting.popleft() for _ in range(min(free, len(waiting))))]
                 n_cache, n_mask, n_logits = self._prefill(new)
                 rows, cache, mask, logits = self._merge(rows, cache, mask, logits, new, n_cache,
@@ -84,7 +90,7 @@ class HFEngine(Engine):
                     if not row.forcer.done:
                         row.forcer.stop("length")
                     tr = self.trace(row.request, row.prompt, row.prompt_ids, row.forcer,
-                                    row.started, budget)
+                                    row.started)
                     traces[row.index] = tr
                     if on_trace:
                         on_trace(row.index, tr)
@@ -98,13 +104,12 @@ class HFEngine(Engine):
             logits, cache, mask = self._decode(rows, cache, mask)
         return traces  # type: ignore[return-value]
 
-    def _new_row(self, index: int, request: Request, budget: Budget) -> _Row:
-        prompt, ids, forcer = self.prepare(request, budget)
-        budget = forcer.budget          # the request's own, if it has one
+    def _new_row(self, index: int, request: Request) -> _Row:
+        prompt, ids, forcer = self.prepare(request)
         gen = None
-        if not budget.greedy:
+        if not request.budget.greedy:
             gen = torch.Generator(device="cpu")
-            gen.manual_seed(budget.seed if request.seed is None else request.seed)
+            gen.manual_seed(request.seed)
         return _Row(index, request, prompt, ids, forcer, time.perf_counter(), gen, len(ids))
 
     def _prefill(self, rows: list[_Row]):
@@ -180,13 +185,17 @@ class HFEngine(Engine):
         """Greedy rows by one argmax over the batch; sampled rows each with their own generator."""
         out = logits.argmax(dim=-1).tolist()
         for j, row in enumerate(rows):
-            budget = row.forcer.budget
-            if budget.greedy or row.forcer.due():   # a forced row's proposal is thrown away
+            sampling = row.request.budget.sampling
+            if sampling.greedy or row.forcer.due():   # a forced row's proposal is thrown away
                 continue
-            probs = torch.softmax(logits[j].cpu() / budget.temperature, dim=-1)
-            if budget.top_p < 1.0:
+            row_logits = logits[j].cpu()
+            if sampling.top_k and sampling.top_k < row_logits.shape[-1]:
+                kth = row_logits.topk(sampling.top_k).values[-1]
+                row_logits = row_logits.masked_fill(row_logits < kth, float("-inf"))
+            probs = torch.softmax(row_logits / sampling.temperature, dim=-1)
+            if sampling.top_p < 1.0:
                 sorted_p, order = probs.sort(descending=True)
-                cut = sorted_p.cumsum(0) - sorted_p >= budget.top_p
+                cut = sorted_p.cumsum(0) - sorted_p >= sampling.top_p
                 sorted_p[cut] = 0
                 probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
             out[j] = int(torch.multinomial(probs, 1, generator=row.gen))

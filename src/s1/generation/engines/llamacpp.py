@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from s1.errors import UserError
-from s1.generation.budget import Budget
+from s1.generation.budget import Sampling
 from s1.generation.engines.base import Engine, Request
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
@@ -105,21 +105,31 @@ class LlamaCppEngine(Engine):
         self.context_length = self.llm.n_ctx()
         self._n_vocab = self.llm.n_vocab()
 
-    def generate(self, requests: Sequence[Request], budget: Budget,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+    def describe(self) -> dict:
+        import llama_cpp
+
+        meta = self.llm.metadata
+        arch = meta.get("general.architecture", "llama")
+        layers, width = meta.get(f"{arch}.block_count"), meta.get(f"{arch}.embedding_length")
+        return {"n_params": int(llama_cpp.llama_model_n_params(self.llm.model)),
+                "n_layers": int(layers) if layers else None,
+                "d_model": int(width) if width else None,
+                "context_length": self.context_length}
+
+    def _generate(self, requests: list[Request],
+                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
         traces = []
         for i, request in enumerate(requests):
-            tr = self._one(request, budget)
+            tr = self._one(request)
             traces.append(tr)
             if on_trace:
                 on_trace(i, tr)
         return traces
 
-    def _one(self, request: Request, budget: Budget) -> Trace:
+    def _one(self, request: Request) -> Trace:
         started = time.perf_counter()
-        prompt, ids, forcer = self.prepare(request, budget)
-        budget = forcer.budget          # the request's own, if it has one
-        rng = np.random.default_rng(budget.seed if request.seed is None else request.seed)
+        prompt, ids, forcer = self.prepare(request)
+        rng = np.random.default_rng(request.seed)
         pending = self._reuse_prefix(ids)
         length = len(ids)
         while not forcer.done:
@@ -127,7 +137,7 @@ class LlamaCppEngine(Engine):
                 forcer.stop("length")
                 break
             self.llm.eval(pending)
-            proposal = self._propose(budget, rng) if not forcer.due() else None
+            proposal = self._propose(request.budget.sampling, rng) if not forcer.due() else None
             token = forcer.step(proposal)
             pending = [] if token is None else [token]
             while forcer.due() and not forcer.done:   # forced tokens go in as one batch
@@ -136,7 +146,7 @@ class LlamaCppEngine(Engine):
             length += len(pending)
             if forcer.done or not pending:
                 break
-        return self.trace(request, prompt, ids, forcer, started, budget)
+        return self.trace(request, prompt, ids, forcer, started)
 
     def _reuse_prefix(self, ids: list[int]) -> list[int]:
         """Keep the cached prefix this prompt shares with the last sequence; return what to eval."""
@@ -160,17 +170,19 @@ class LlamaCppEngine(Engine):
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def _propose(self, budget: Budget, rng: np.random.Generator) -> int:
+    def _propose(self, sampling: Sampling, rng: np.random.Generator) -> int:
         logits = self._logits()
-        if budget.greedy:
+        if sampling.greedy:
             return int(logits.argmax())
-        z = logits.astype(np.float64) / budget.temperature
+        z = logits.astype(np.float64) / sampling.temperature
+        if sampling.top_k and sampling.top_k < len(z):
+            z[z < np.partition(z, -sampling.top_k)[-sampling.top_k]] = -np.inf
         p = np.exp(z - z.max())
         p /= p.sum()
-        if budget.top_p < 1.0:
+        if sampling.top_p < 1.0:
             order = np.argsort(-p)
             sp = p[order]
-            sp[np.cumsum(sp) - sp >= budget.top_p] = 0
+            sp[np.cumsum(sp) - sp >= sampling.top_p] = 0
             p = np.zeros_like(p)
             p[order] = sp
             p /= p.sum()

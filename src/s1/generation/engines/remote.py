@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import httpx
 
 from s1.errors import UserError
-from s1.generation.budget import Budget
+from s1.generation.budget import Budget, Sampling
 from s1.generation.engines.base import Engine, Request, Tokenizer
 from s1.generation.forcer import Forcer, Phase
 from s1.generation.formats import ThinkingFormat
@@ -73,12 +73,12 @@ class RemoteEngine(Engine):
             # llama-cpp-python's server lists its models as owned by "me"; it alone lacks id prompts
             dialect = "llama-cpp-python" if entry.get("owned_by") == "me" else "ids"
         self.dialect = dialect
-        meta = entry.get("meta") or {}
+        meta = self._meta = entry.get("meta") or {}
         self.context_length = (context_length or entry.get("max_model_len") or meta.get("n_ctx")
                                or getattr(tokenizer, "context_length", None))
         if not self.context_length:
             raise UserError(f"cannot tell the context length of the server at {self.base_url}; "
-                            "give it (--context-length / context_length=)")
+                            "give it as load_remote_engine(..., context_length=N)")
         self._pieces: dict[bytes, int] | None = None
         self._served: list[int] | None = None   # what the single-slot server has evaluated
 
@@ -137,13 +137,15 @@ class RemoteEngine(Engine):
     # --- one segment --------------------------------------------------------------------------
 
     async def _complete(self, client: httpx.AsyncClient, seq: list[int], max_tokens: int,
-                        stop_ids: list[int], budget: Budget, seed: int,
+                        stop_ids: list[int], sampling: Sampling, seed: int,
                         meta: dict) -> tuple[list[int], str | None]:
         """Generated ids and finish reason ("stop" = an EOS/stop id ended it, "length", or None
         when the server cut the reply short)."""
-        body = {"model": self.model, "max_tokens": max_tokens, "temperature": budget.temperature,
-                "top_p": budget.top_p, "seed": seed}
+        body = {"model": self.model, "max_tokens": max_tokens, "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "seed": seed}
         if self.dialect == "ids":
+            if sampling.top_k:
+                body["top_k"] = sampling.top_k
             body.update(prompt=seq, stop_token_ids=stop_ids, return_token_ids=True,
                         skip_special_tokens=False, spaces_between_special_tokens=False,
                         include_stop_str_in_output=True, repetition_penalty=1.0)
@@ -161,8 +163,8 @@ class RemoteEngine(Engine):
                 ids.append(stopped_on)
             return ids, finish
         # llama-cpp-python: neutral top_k/min_p/repeat_penalty so greedy is the argmax and
-        # sampling is plain temperature + top-p, as in the in-process engines.
-        body.update(prompt=self._text(seq, meta), stream=True, top_k=0, min_p=0.0,
+        # sampling is plain temperature + top-p (+ top-k), as in the in-process engines.
+        body.update(prompt=self._text(seq, meta), stream=True, top_k=sampling.top_k, min_p=0.0,
                     repeat_penalty=1.0, typical_p=1.0, presence_penalty=0.0, frequency_penalty=0.0)
         replies, failed = await self._post(client, body)
         meta["failed_requests"] += failed
@@ -211,17 +213,14 @@ class RemoteEngine(Engine):
 
     # --- a whole sequence ---------------------------------------------------------------------
 
-    async def _one(self, client: httpx.AsyncClient, request: Request, budget: Budget,
-                   exclusive: bool) -> Trace:
+    async def _one(self, client: httpx.AsyncClient, request: Request, exclusive: bool) -> Trace:
         started = time.perf_counter()
-        prompt, ids, forcer = self.prepare(request, budget)
-        budget = forcer.budget          # the request's own, if it has one
+        prompt, ids, forcer = self.prepare(request)
         meta = {"requests": 0, "failed_requests": 0, "retokenized_prompts": 0, "guessed_ids": 0,
                 "rewinds": 0, "discarded_tokens": 0}
         seq = list(ids)
         batch: list[int] | None = None      # what the in-process engine would evaluate next
         eos = self.tokenizer.eos_ids
-        seed0 = budget.seed if request.seed is None else request.seed
         empty_replies = 0
         while not forcer.done:
             thinking = forcer.phase is Phase.THINKING
@@ -235,9 +234,10 @@ class RemoteEngine(Engine):
                 await self._align(client, seq, len(batch), meta)
             stop_ids = forcer.ids.stop_ids if thinking else sorted(forcer.ids.eos)
             # a new seed per segment: one seed for all would replay the same random stream
-            seed = (seed0 * 1_000_003 + meta["requests"]) % 2**31
+            seed = (request.seed * 1_000_003 + meta["requests"]) % 2**31
             meta["requests"] += 1
-            tokens, finish = await self._complete(client, seq, room, stop_ids, budget, seed, meta)
+            sampling = request.budget.sampling
+            tokens, finish = await self._complete(client, seq, room, stop_ids, sampling, seed, meta)
             if self.dialect == "llama-cpp-python":
                 # the server evaluated every generated token but the last, all of them if an EOS stopped it
                 kept = tokens if finish == "stop" else tokens[:-1]
@@ -252,7 +252,7 @@ class RemoteEngine(Engine):
             seq += emitted
             if not emitted and not forcer.done:
                 forcer.stop("length")   # the server gave nothing back: its context is full
-        tr = self.trace(request, prompt, ids, forcer, started, budget)
+        tr = self.trace(request, prompt, ids, forcer, started)
         tr.meta.update(meta)
         return tr
 
@@ -275,12 +275,16 @@ class RemoteEngine(Engine):
         meta["rewinds"] += 1
         self._served = list(seq[:keep])
 
-    def generate(self, requests: Sequence[Request], budget: Budget,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
-        return asyncio.run(self._generate(list(requests), budget, on_trace))
+    def describe(self) -> dict:   # what the server tells (llama.cpp's: parameters and width)
+        return {"n_params": self._meta.get("n_params"), "n_layers": None,
+                "d_model": self._meta.get("n_embd"), "context_length": self.context_length}
 
-    async def _generate(self, requests: list[Request], budget: Budget,
-                        on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+    def _generate(self, requests: list[Request],
+                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+        return asyncio.run(self._generate_all(requests, on_trace))
+
+    async def _generate_all(self, requests: list[Request],
+                            on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
         traces: list[Trace | None] = [None] * len(requests)
         gate = asyncio.Semaphore(self.concurrency)
         exclusive = self.concurrency == 1
@@ -288,7 +292,7 @@ class RemoteEngine(Engine):
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             async def run(i: int, request: Request) -> None:
                 async with gate:
-                    traces[i] = await self._one(client, request, budget, exclusive)
+                    traces[i] = await self._one(client, request, exclusive)
                 if on_trace:
                     on_trace(i, traces[i])
 

@@ -1,0 +1,167 @@
+"""`s1 eval`, `s1 compare`, `s1 report`: test-time scaling runs, paired comparisons, reports."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from s1.cli_options import engine_options
+from s1.config import default
+from s1.evaluation.config import BenchmarkOptions as B
+from s1.evaluation.config import BudgetOptions as G
+from s1.evaluation.config import EvalConfig
+from s1.evaluation.config import MethodOptions as M
+from s1.evaluation.config import RunOptions as R
+from s1.evaluation.records import RunSummary
+from s1.generation.options import EngineOptions
+
+# Each flag of `s1 eval` is one field of EvalConfig: the flag → section.field table.
+FLAGS = {
+    "benchmark": "benchmark.name", "benchmark_file": "benchmark.file",
+    "question_field": "benchmark.question_field", "answer_field": "benchmark.answer_field",
+    "answer_type": "benchmark.answer_type", "limit": "benchmark.limit",
+    "subset": "benchmark.subset", "protocol": "benchmark.protocol",
+    "method": "method.name", "max_thinking": "method.max_thinking",
+    "num_ignore": "method.num_ignore", "ignore_string": "method.ignore_strings",
+    "min_thinking": "method.min_thinking", "prompt": "method.prompt", "forcing": "method.forcing",
+    "tokens_per_step": "method.tokens_per_step", "samples": "method.samples",
+    "scorer": "method.scorer", "max_tries": "method.max_tries",
+    "on_failure": "method.on_failure",
+    "max_answer": "budget.max_answer", "temperature": "budget.temperature",
+    "top_p": "budget.top_p", "top_k": "budget.top_k",
+    "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
+    "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
+    **{f: f"engine.{f}" for f in ("model", "server", "engine", "format", "think_start",
+                                  "think_end", "device", "threads", "batch_size")},
+}
+
+
+def given_flags(ctx: typer.Context) -> dict[str, dict]:
+    """{section: {field: value}} for the flags typed on the command line (not defaults)."""
+    out: dict[str, dict] = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)   # by name: typer may vendor its own click
+        if name in FLAGS and source is not None and source.name == "COMMANDLINE":
+            section, field = FLAGS[name].split(".")
+            out.setdefault(section, {})[field] = value
+    return out
+
+
+# --- renderers -------------------------------------------------------------------------------
+
+def render_run(s: RunSummary) -> str:
+    return (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
+            f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · "
+            f"{s.thinking_per_question:.0f} thinking tokens/question · "
+            f"{s.compute['generated_tokens']} generated tokens")
+
+
+def render_curve(c: dict) -> str:
+    ctrl = "n/a" if c["control"] is None else f"{100 * c['control']:.0f}%"
+    slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
+    return (f"{c['benchmark']} · {c['label']}: Control {ctrl} · Scaling {slope} · "
+            f"Performance {c['performance']:.1f}%")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def eval_(
+    ctx: typer.Context,
+    overrides: Optional[List[str]] = typer.Argument(None, metavar="SECTION.FIELD=VALUE", help="Change any field of the config, e.g. method.max_thinking=64,128 budget.max_answer=8."),
+    config: Optional[str] = typer.Option(None, "--config", help="Eval config: configs/eval/NAME or a .yaml path; flags and overrides change it."),
+    show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
+    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
+    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority or best-of-n."),
+    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline)."),
+    question_field: Optional[str] = typer.Option(None, help="Question field of a JSONL benchmark."),
+    answer_field: Optional[str] = typer.Option(None, help="Answer field of a JSONL benchmark."),
+    answer_type: Optional[str] = typer.Option(None, help="integer, math or choice (JSONL benchmarks)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions."),
+    subset: Optional[str] = typer.Option(None, help="Metadata filter, e.g. level=5 or subject=Algebra."),
+    protocol: str = typer.Option(default(B, "protocol"), help="Prompt protocol: s1 (bare question) or boxed."),
+    max_thinking: str = typer.Option(default(M, "max_thinking"), help="Thinking caps, comma-separated: e.g. 0,64,128,256,auto (rejection: thresholds)."),
+    num_ignore: str = typer.Option(default(M, "num_ignore"), help="Budget forcing: times to ignore the end of thinking, comma-separated, e.g. 0,1,2."),
+    ignore_string: Optional[List[str]] = typer.Option(None, help="Budget forcing: string appended when an end is ignored; repeat for one run per string (default: Wait)."),
+    min_thinking: int = typer.Option(default(M, "min_thinking"), help="Budget forcing: minimum thinking tokens."),
+    prompt: Optional[str] = typer.Option(None, help="Conditional: prompts, comma-separated: tokens:N, steps:N, long, short."),
+    forcing: bool = typer.Option(default(M, "forcing"), "--forcing/--no-forcing", help="Conditional: also budget-force the prompted bound."),
+    tokens_per_step: int = typer.Option(default(M, "tokens_per_step"), help="Conditional steps:N with --forcing: token cap per step."),
+    samples: int = typer.Option(default(M, "samples"), help="Majority / best-of-n: samples per question."),
+    scorer: str = typer.Option(default(M, "scorer"), help="Best-of-n: oracle, shortest or module:function(item, trace, grade)."),
+    max_tries: int = typer.Option(default(M, "max_tries"), help="Rejection sampling: tries per question before giving up."),
+    on_failure: str = typer.Option(default(M, "on_failure"), help="Rejection sampling, a question out of tries: wrong (the paper) or keep (grade the last, cut sample)."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
+    top_p: float = typer.Option(default(G, "top_p")),
+    top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
+    max_answer: int = typer.Option(default(G, "max_answer"), help="Max answer tokens."),
+    seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
+    judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
+    judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),
+    model_params: Optional[float] = typer.Option(None, help="Parameter count for FLOPs when the engine cannot tell (remote)."),
+    quiet: bool = typer.Option(default(R, "quiet"), "--quiet", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summaries and curves as one JSON object."),
+    *,
+    engine: EngineOptions,
+):
+    """Evaluate a test-time scaling method on a benchmark: one run per setting and seed."""
+    # Everything the user typed is checked before a model loads or a directory appears.
+    cfg = EvalConfig.load(config, given_flags(ctx), overrides or [])
+    if show:
+        print(cfg.show(), end="")
+        return
+    from s1.evaluation.evaluate import evaluate
+
+    result = evaluate(cfg)
+    if json_out:
+        print(json.dumps({"out": str(result.out), "runs": [s.to_dict() for s in result.summaries],
+                          "curves": result.curves}))
+        return
+    for s in result.summaries:
+        if not s.empty:
+            print(render_run(s))
+    for c in result.curves:
+        if len(c["points"]) >= 2:
+            print(render_curve(c))
+    print(f"records, manifests and summaries in {cfg.run.out}; `s1 report {cfg.run.out}` draws them")
+
+
+def compare(
+    run_a: str = typer.Argument(..., help="Run directory A."),
+    run_b: str = typer.Argument(..., help="Run directory B."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples (the paper: 10,000)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
+):
+    """Accuracy of run A minus run B on their shared questions, with a paired bootstrap 95% CI."""
+    from s1.evaluation.aggregate import compare_runs
+
+    c = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    if json_out:
+        print(json.dumps(c))
+        return
+    print(f"A {c['a']}: {100 * c['accuracy_a']:.1f}%   B {c['b']}: {100 * c['accuracy_b']:.1f}%   "
+          f"({c['shared']} shared questions; {c['only_a']} only in A, {c['only_b']} only in B)")
+    print(f"A − B = {100 * c['difference']:+.1f} points, 95% paired bootstrap CI "
+          f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], p = {c['p_value']:.3f} "
+          f"({c['resamples']} resamples)")
+
+
+def report(
+    dirs: List[str] = typer.Argument(..., help="Run directories or sweep directories (from s1 eval --out)."),
+    out: Optional[str] = typer.Option(None, help="Where report.md, report.html and the PNGs go (default: the first DIR)."),
+):
+    """report.md + a standalone report.html + PNGs: scaling curves, Control/Scaling/Performance,
+    matched compute, per-question outcomes."""
+    from s1.evaluation.report import write_report
+
+    for p in write_report(dirs, out):
+        print(p)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(engine_options(eval_))
+    app.command()(compare)
+    app.command()(report)

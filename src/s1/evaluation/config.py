@@ -1,0 +1,172 @@
+"""EvalConfig: everything `s1 eval` needs, one validated dataclass per concern.
+
+    engine:    EngineOptions      which model, served how (shared with every engine command)
+    benchmark: BenchmarkOptions   which questions, prompted how
+    method:    MethodOptions      which test-time scaling method, over which settings
+    budget:    BudgetOptions      what every generation shares (answer cap, sampling)
+    run:       RunOptions         where the runs go, how many seeds, grading
+
+A YAML file (`s1 eval --config configs/eval/NAME.yaml`) gives any of these; flags and
+`section.field=value` overrides change it. The CLI flags take their defaults from here, and these
+take theirs from the method and budget dataclasses, so each default lives in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from s1.config import apply_overrides, build_sections, default, dump, read_config
+from s1.errors import UserError
+from s1.evaluation import methods as m
+from s1.evaluation.prompts import PROTOCOLS
+from s1.generation.budget import DEFAULT_IGNORE, Budget, Sampling, parse_max_thinking
+from s1.generation.options import EngineOptions
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """name: aime24, math500, gsm8k, aime25, gpqa-diamond or a JSONL path; file: a local file
+    for a named benchmark; the *_field / answer_type: how to read a JSONL benchmark; limit: the
+    first N questions; subset: a metadata filter (level=5); protocol: s1 (bare) or boxed."""
+
+    name: str | None = None
+    file: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    answer_type: str | None = None
+    limit: int | None = None
+    subset: str | None = None
+    protocol: str = "s1"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"unknown prompt protocol {self.protocol!r}; choose one of "
+                            f"{', '.join(PROTOCOLS)}")
+
+
+def _ints(text: str, what: str) -> list[int]:
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise UserError(f"{what}: {part!r} in {text!r} is not a number (give integers, "
+                            "comma-separated)") from None
+    return out
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """The method and its sweep. max_thinking and num_ignore are comma-separated lists (one
+    run per value); each ignore string is its own run; the rest belong to one method each."""
+
+    name: str = "budget"
+    max_thinking: str = "auto"
+    num_ignore: str = "0"
+    ignore_strings: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
+    min_thinking: int = default(m.BudgetForcing, "min_thinking")
+    prompt: str | None = None
+    forcing: bool = default(m.ConditionalPrompting, "forcing")
+    tokens_per_step: int = default(m.ConditionalPrompting, "tokens_per_step")
+    samples: int = default(m.MajorityVoting, "samples")
+    scorer: str = default(m.BestOfN, "scorer")
+    max_tries: int = default(m.RejectionSampling, "max_tries")
+    on_failure: str = default(m.RejectionSampling, "on_failure")
+
+    def __post_init__(self) -> None:
+        if self.name not in m.METHODS:
+            raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
+
+    def build(self, temperature: float | None) -> m.Method:
+        """The method config; `temperature` None keeps the method's own default."""
+        maxes = [parse_max_thinking(x, "--max-thinking") for x in str(self.max_thinking).split(",")]
+        t = {} if temperature is None else {"temperature": temperature}
+        if self.name == "budget":
+            return m.BudgetForcing(maxes, _ints(self.num_ignore, "--num-ignore"),
+                                   self.ignore_strings, self.min_thinking)
+        if self.name == "conditional":
+            if not self.prompt:
+                raise UserError("--method conditional needs --prompt (e.g. tokens:64,tokens:128 "
+                                "or long,short)")
+            if len(maxes) != 1:
+                raise UserError("--method conditional takes one --max-thinking (the cap without "
+                                "a prompted bound)")
+            return m.ConditionalPrompting([p for p in self.prompt.split(",") if p.strip()],
+                                          self.forcing, self.tokens_per_step, maxes[0])
+        if self.name == "rejection":
+            return m.RejectionSampling(maxes, self.max_tries, on_failure=self.on_failure, **t)
+        if len(maxes) != 1:
+            raise UserError(f"--method {self.name} takes one --max-thinking (the cap of every "
+                            "sample)")
+        if self.name == "majority":
+            return m.MajorityVoting(self.samples, max_thinking=maxes[0], **t)
+        return m.BestOfN(self.samples, self.scorer, max_thinking=maxes[0], **t)
+
+
+@dataclass(frozen=True)
+class BudgetOptions:
+    """What every generation of the sweep shares. temperature None: 0 for budget forcing and
+    conditional prompting, the method's own (1, as the paper) for the sampling methods."""
+
+    max_answer: int = default(Budget, "max_answer_tokens")
+    temperature: float | None = None
+    top_p: float = default(Sampling, "top_p")
+    top_k: int = default(Sampling, "top_k")
+
+    def base(self) -> Budget:
+        return Budget(max_answer_tokens=self.max_answer,
+                      sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
+                                        top_k=self.top_k))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """out: the directory of the runs (re-run to resume); seeds: 0..N-1, one run each; judge:
+    an OpenAI-compatible LLM equivalence judge; model_params: parameters for FLOPs when the
+    engine cannot tell (remote)."""
+
+    out: str | None = None
+    seeds: int = 1
+    judge_url: str | None = None
+    judge_model: str | None = None
+    model_params: float | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise UserError("--seeds must be at least 1")
+        if (self.judge_url is None) != (self.judge_model is None):
+            raise UserError("give both --judge-url and --judge-model, or neither")
+
+
+SECTIONS = {"engine": EngineOptions, "benchmark": BenchmarkOptions, "method": MethodOptions,
+            "budget": BudgetOptions, "run": RunOptions}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    benchmark: BenchmarkOptions = field(default_factory=BenchmarkOptions)
+    method: MethodOptions = field(default_factory=MethodOptions)
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    @classmethod
+    def load(cls, path: str | None = None, values: dict | None = None,
+             overrides=()) -> "EvalConfig":
+        """A file (or nothing), then `values` ({section: {field: value}}, the flags given),
+        then `section.field=value` overrides; every field checked."""
+        raw = read_config(path, kind="eval config", folder="eval") if path else {}
+        for section, fields in (values or {}).items():
+            raw[section] = {**(raw.get(section) or {}), **fields}
+        apply_overrides(raw, overrides, SECTIONS, example="method.max_thinking=64,128")
+        config = cls(**build_sections(raw, SECTIONS, where=f"eval config {path or ''}".strip()))
+        if not config.benchmark.name:
+            raise UserError("give --benchmark (or benchmark.name in --config)")
+        if not config.run.out:
+            raise UserError("give --out (or run.out in --config)")
+        config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        return config
+
+    def show(self) -> str:
+        return dump(self)

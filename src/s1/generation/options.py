@@ -1,0 +1,64 @@
+"""EngineOptions: which model, served how, in which thinking format — one validated object that
+every command loading an engine shares (`s1 generate`, `s1 eval`, `s1 serve`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from s1.errors import UserError
+from s1.generation.engines import ENGINES, Engine, load_engine
+from s1.generation.formats import ThinkingFormat, resolve_format
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load an engine.
+
+    model: HF id, local directory or .gguf file (None: the embedded SmolLM2-135M-Instruct)
+    server: base URL of an OpenAI-compatible completions server (selects the remote engine)
+    engine: auto, transformers, llama.cpp or remote
+    format: thinking format, s1 or think-tags (None: the model's own, else s1)
+    think_start / think_end: custom thinking delimiters (override the format's)
+    device: cpu, cuda or cuda:N for the transformers engine (None: cuda if present)
+    threads: CPU threads of the in-process engines (None: one per core)
+    batch_size: rows decoded together (transformers engine)
+    """
+
+    model: str | None = None
+    server: str | None = None
+    engine: str = "auto"
+    format: str | None = None
+    think_start: str | None = None
+    think_end: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UserError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"threads must be at least 1 ({self.threads})")
+        if self.batch_size < 1:
+            raise UserError("--batch-size must be at least 1")
+        if self.engine == "remote" and not self.server:
+            raise UserError("the remote engine needs --server URL")
+
+    @property
+    def label(self) -> str:
+        """How runs name the model."""
+        return self.model or (f"{self.server} (served)" if self.server else "smollm2-135m")
+
+    def thinking_format(self) -> ThinkingFormat | None:
+        """The format the user chose; None leaves it to the model (see `format_for_model`)."""
+        if not (self.format or self.think_start or self.think_end):
+            return None
+        return resolve_format(self.model, self.format, self.think_start, self.think_end)
+
+    def load(self) -> Engine:
+        return load_engine(self.model, self.server, self.engine, fmt=self.thinking_format(),
+                           batch_size=self.batch_size, device=self.device, threads=self.threads)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
