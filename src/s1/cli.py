@@ -404,6 +404,11 @@ def train(
     print(result.truncation.summary())
 
 
+from s1.serving.cli import register as register_serving  # noqa: E402
+
+register_serving(app)
+
+
 def main() -> None:
     try:
         app()

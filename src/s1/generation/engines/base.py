@@ -26,6 +26,9 @@ class Request:
     seed: int | None = None        # None = the budget's seed
     id: str = ""
     budget: Budget | None = None   # this request's own budget (a sweep in one batch); None = the call's
+    prompt_text: str | None = None  # the whole prompt, already templated (a server's chat or raw
+                                    # completion prompt); None = template `system` + `prompt`
+    fmt: ThinkingFormat | None = None  # this request's thinking format; None = the engine's
 
 
 class Tokenizer(Protocol):
@@ -73,7 +76,7 @@ def build_prompt(tokenizer: Tokenizer, request: Request, fmt: ThinkingFormat) ->
     Templates that already open the thinking (R1 distills end with "<think>\\n") are not given
     a second start.
     """
-    text = tokenizer.chat(messages_for(request))
+    text = request.prompt_text if request.prompt_text is not None else tokenizer.chat(messages_for(request))
     if text.rstrip().endswith(fmt.start.rstrip()):
         return text
     return text + fmt.start
@@ -87,20 +90,22 @@ class Engine(ABC):
     tokenizer: Tokenizer
     context_length: int
 
-    def format_ids(self, budget: Budget) -> FormatIds:
-        key = tuple(budget.ignore_strings)
+    def format_ids(self, budget: Budget, fmt: ThinkingFormat | None = None) -> FormatIds:
+        fmt = fmt or self.fmt
+        key = (fmt, tuple(budget.ignore_strings))
         cache = self.__dict__.setdefault("_format_ids", {})
         if key not in cache:
-            cache[key] = FormatIds.build(self.fmt, self.tokenizer.encode, self.tokenizer.decode,
+            cache[key] = FormatIds.build(fmt, self.tokenizer.encode, self.tokenizer.decode,
                                          self.tokenizer.eos_ids, budget.ignore_strings)
         return cache[key]
 
     def prepare(self, request: Request, budget: Budget) -> tuple[str, list[int], Forcer]:
         """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap."""
         budget = request.budget or budget
-        prompt = build_prompt(self.tokenizer, request, self.fmt)
+        fmt = request.fmt or self.fmt
+        prompt = build_prompt(self.tokenizer, request, fmt)
         ids = self.tokenizer.encode(prompt)
-        fids = self.format_ids(budget)
+        fids = self.format_ids(budget, fmt)
         forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
         cap = budget.resolve_max_thinking(len(ids), self.context_length, forced)
         return prompt, ids, Forcer(budget, fids, cap)
@@ -123,7 +128,12 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[Request], budget: Budget,
                  on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
-        """Traces in request order; `on_trace(index, trace)` fires as each one finishes."""
+        """Traces in request order; `on_trace(index, trace)` fires as each one finishes.
+
+        Engines may also take `on_step(index, forcer)`, called in the generating thread after
+        each step of a sequence (streaming reads the Forcer; calling `forcer.stop()` there
+        cancels the sequence, which then leaves the batch at once).
+        """
 
     def close(self) -> None:
         """Free what the engine holds (servers, model memory)."""

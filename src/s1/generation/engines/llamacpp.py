@@ -18,6 +18,7 @@ import numpy as np
 from s1.errors import UserError
 from s1.generation.budget import Budget
 from s1.generation.engines.base import Engine, Request
+from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
 
@@ -106,16 +107,18 @@ class LlamaCppEngine(Engine):
         self._n_vocab = self.llm.n_vocab()
 
     def generate(self, requests: Sequence[Request], budget: Budget,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+                 on_trace: Callable[[int, Trace], None] | None = None,
+                 on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
         traces = []
         for i, request in enumerate(requests):
-            tr = self._one(request, budget)
+            tr = self._one(request, budget, (lambda f, i=i: on_step(i, f)) if on_step else None)
             traces.append(tr)
             if on_trace:
                 on_trace(i, tr)
         return traces
 
-    def _one(self, request: Request, budget: Budget) -> Trace:
+    def _one(self, request: Request, budget: Budget,
+             on_step: Callable[[Forcer], None] | None = None) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request, budget)
         budget = forcer.budget          # the request's own, if it has one
@@ -134,6 +137,8 @@ class LlamaCppEngine(Engine):
                 pending.append(forcer.step(None))
             pending = [t for t in pending if t is not None]
             length += len(pending)
+            if on_step:
+                on_step(forcer)
             if forcer.done or not pending:
                 break
         return self.trace(request, prompt, ids, forcer, started, budget)

@@ -212,7 +212,7 @@ class RemoteEngine(Engine):
     # --- a whole sequence ---------------------------------------------------------------------
 
     async def _one(self, client: httpx.AsyncClient, request: Request, budget: Budget,
-                   exclusive: bool) -> Trace:
+                   exclusive: bool, on_step: Callable[[Forcer], None] | None = None) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request, budget)
         budget = forcer.budget          # the request's own, if it has one
@@ -251,6 +251,8 @@ class RemoteEngine(Engine):
             seq += emitted
             if not emitted and not forcer.done:
                 forcer.stop("length")   # the server gave nothing back: its context is full
+            if on_step:
+                on_step(forcer)         # once per segment
         tr = self.trace(request, prompt, ids, forcer, started, budget)
         tr.meta.update(meta)
         return tr
@@ -275,11 +277,13 @@ class RemoteEngine(Engine):
         self._served = list(seq[:keep])
 
     def generate(self, requests: Sequence[Request], budget: Budget,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
-        return asyncio.run(self._generate(list(requests), budget, on_trace))
+                 on_trace: Callable[[int, Trace], None] | None = None,
+                 on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
+        return asyncio.run(self._generate(list(requests), budget, on_trace, on_step))
 
     async def _generate(self, requests: list[Request], budget: Budget,
-                        on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+                        on_trace: Callable[[int, Trace], None] | None,
+                        on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
         traces: list[Trace | None] = [None] * len(requests)
         gate = asyncio.Semaphore(self.concurrency)
         exclusive = self.concurrency == 1
@@ -287,7 +291,8 @@ class RemoteEngine(Engine):
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             async def run(i: int, request: Request) -> None:
                 async with gate:
-                    traces[i] = await self._one(client, request, budget, exclusive)
+                    step = (lambda f: on_step(i, f)) if on_step else None
+                    traces[i] = await self._one(client, request, budget, exclusive, step)
                 if on_trace:
                     on_trace(i, traces[i])
 
