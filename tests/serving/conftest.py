@@ -23,7 +23,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(*args: str, ready_s: float = 120):
+def start_serve(*args: str, ready_s: float = 300):
     """Start `s1 serve ARGS` on a free port; returns (process, base URL, log file)."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="s1_serve_", suffix=".log", delete=False)
@@ -76,4 +76,4 @@ def serve_url():
 @pytest.fixture(scope="session")
 def client(serve_url):
     openai = pytest.importorskip("openai")
-    return openai.OpenAI(base_url=f"{serve_url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=f"{serve_url}/v1", api_key=API_KEY, max_retries=0, timeout=600)

@@ -21,11 +21,12 @@ MODEL = "smollm2-135m"
 
 def body(**kw):
     return {"model": MODEL, "messages": [{"role": "user", "content": "What is 2+2?"}],
-            "temperature": 0, "max_tokens": 8, **kw}
+            "temperature": 0, "max_tokens": 4, **kw}
 
 
 def post(url, payload=None, content=None, path="/v1/chat/completions", **kw):
-    return httpx.post(f"{url}{path}", json=payload, content=content, timeout=60,
+    kw.setdefault("timeout", 600)
+    return httpx.post(f"{url}{path}", json=payload, content=content,
                       headers={**AUTH, "Content-Type": "application/json"}, **kw)
 
 
@@ -124,24 +125,24 @@ def test_a_killed_client_frees_its_slot_at_once(serve_url):
         assert any("reasoning_content" in line for line in got)
         assert httpx.get(f"{serve_url}/health").json()["running"] == 1
         killed = time.monotonic()
-    assert wait_idle(serve_url) - killed < 3      # thousands of tokens were left: it was cut
+    assert wait_idle(serve_url, 60) - killed < 20   # thousands of tokens were left: it was cut
     # the same for a non-streamed request whose client gives up
     with pytest.raises(httpx.ReadTimeout):
         post(serve_url, body(min_thinking_tokens=3000, max_thinking_tokens=4000, max_tokens=5000),
-             timeout=1.5)
-    wait_idle(serve_url)
+             timeout=3)
+    wait_idle(serve_url, 60)
     assert_answers(serve_url)
 
 
 def test_a_full_queue_answers_429_then_recovers(serve_url):
     async def flood():
-        async with httpx.AsyncClient(timeout=120, headers=AUTH) as c:
-            reqs = [c.post(f"{serve_url}/v1/chat/completions", json=body(max_tokens=48))
+        async with httpx.AsyncClient(timeout=600, headers=AUTH) as c:
+            reqs = [c.post(f"{serve_url}/v1/chat/completions", json=body(max_tokens=6))
                     for _ in range(16)]
             return await asyncio.gather(*reqs)
 
     codes = [r.status_code for r in asyncio.run(flood())]
     # 4 run, 4 wait: the rest are refused (the first ones may finish while others arrive)
     assert codes.count(429) >= 4 and codes.count(200) >= 8 and set(codes) <= {200, 429}, codes
-    wait_idle(serve_url)
+    wait_idle(serve_url, 300)
     assert_answers(serve_url)

@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -165,7 +166,13 @@ class Scheduler:
             self._running += len(out)
             return out
 
+    def _thread_setup(self) -> None:
+        if "torch" in sys.modules:
+            # CPU flush-to-zero is per thread: the loading thread's setting does not reach this one
+            sys.modules["torch"].set_flush_denormal(True)
+
     def _batch_loop(self) -> None:
+        self._thread_setup()
         while True:
             first = self._take(1, block=True)
             if not first:
@@ -192,6 +199,7 @@ class Scheduler:
                     self._finish(job, error=(500, f"the engine failed: {type(err).__name__}"))
 
     def _pool_loop(self) -> None:
+        self._thread_setup()
         while True:
             got = self._take(1, block=True)
             if not got:
