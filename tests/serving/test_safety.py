@@ -142,7 +142,7 @@ def test_a_full_queue_answers_429_then_recovers(serve_url):
             return await asyncio.gather(*reqs)
 
     codes = [r.status_code for r in asyncio.run(flood())]
-    # 4 run, 4 wait: the rest are refused (the first ones may finish while others arrive)
-    assert codes.count(429) >= 4 and codes.count(200) >= 8 and set(codes) <= {200, 429}, codes
+    # 4 wait beside those the engine has taken (4 at most): the rest are refused
+    assert codes.count(429) >= 1 and codes.count(200) >= 5 and set(codes) <= {200, 429}, codes
     wait_idle(serve_url, 300)
     assert_answers(serve_url)

@@ -112,13 +112,11 @@ class _Sampling(_Strict):
             raise APIError(400, f"max_thinking_tokens ({mx}) and thinking_token_budget ({alias}) "
                                 "disagree; give one", param="thinking_token_budget")
         mx = mx if mx is not None else alias if alias is not None else defaults.max_thinking_tokens
-        if isinstance(mx, int) and max_tokens is not None:
-            mx = min(mx, max_tokens)     # thinking counts towards max_tokens, as in vLLM
         ignore = self.ignore_strings
         ignore = ((ignore,) if isinstance(ignore, str) else tuple(ignore)) if ignore is not None \
             else defaults.ignore_strings
         try:
-            return Budget(
+            budget = Budget(
                 max_thinking_tokens=mx,
                 min_thinking_tokens=_pick(self.min_thinking_tokens, defaults.min_thinking_tokens),
                 num_ignore=_pick(self.num_ignore, defaults.num_ignore), ignore_strings=ignore,
@@ -131,8 +129,13 @@ class _Sampling(_Strict):
                 loop_ngram=defaults.loop_ngram, loop_repeats=defaults.loop_repeats)
         except UserError as err:
             raise APIError(400, str(err)) from None
-        except TypeError as err:      # e.g. a negative/odd value pydantic let through
-            raise APIError(400, f"invalid budget: {err}") from None
+        if max_tokens is None:
+            return budget
+        # thinking counts towards max_tokens, as in vLLM: no segment of it may ask for more
+        cap = max_tokens if not isinstance(budget.max_thinking_tokens, int) \
+            else min(budget.max_thinking_tokens, max_tokens)
+        return budget.with_(max_thinking_tokens=cap,
+                            min_thinking_tokens=min(budget.min_thinking_tokens, cap))
 
     def format(self, default: ThinkingFormat) -> ThinkingFormat | None:
         spec = self.thinking_format
