@@ -54,6 +54,7 @@ def assert_answers(url):
     (body(ignore_strings=[""]), ["cannot be empty"]),
     (body(thinking_format="nope"), ["unknown thinking_format"]),
     (body(temperature=-1), ["temperature"]),
+    (body(seed=-5), ["seed"]),
     (body(top_p=0), ["top_p"]),
     (body(n=0), ["n"]),
     (body(max_tokens=0), ["max_tokens"]),

@@ -77,7 +77,7 @@ class _Sampling(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
     n: int = Field(1, ge=1, le=64)
     stop: Union[str, list[str], None] = None
     stream: bool = False
