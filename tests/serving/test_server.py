@@ -98,7 +98,8 @@ def test_streamed_chat_adds_up_to_the_non_streamed_one(client):
 
 def test_completions_streamed_and_not(client):
     kw = dict(model=MODEL, prompt=f"<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n",
-              max_tokens=14, temperature=0, extra_body={"max_thinking_tokens": 6})
+              max_tokens=14, temperature=0,
+              extra_body={"max_thinking_tokens": 6, "min_thinking_tokens": 6})
     whole = client.completions.create(**kw)
     choice = whole.choices[0]
     assert choice.model_extra["s1"]["thinking_tokens"] == 6
