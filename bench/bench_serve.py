@@ -98,21 +98,21 @@ def main() -> None:
     try:
         asyncio.run(run_clients(url, qs[:2], args, concurrent=False))     # warm-up
         seq_s, seq_tok, seq_err = asyncio.run(run_clients(url, qs, args, concurrent=False))
+        print(f"sequential  {args.requests} requests: {seq_s:7.1f}s {seq_tok:5d} tokens "
+              f"{seq_tok / seq_s:7.1f} tok/s errors {seq_err}", flush=True)
         con_s, con_tok, con_err = asyncio.run(run_clients(url, qs, args, concurrent=True))
+        print(f"concurrent  {args.requests} requests: {con_s:7.1f}s {con_tok:5d} tokens "
+              f"{con_tok / con_s:7.1f} tok/s errors {con_err}", flush=True)
         many_s, many_tok, many_err = asyncio.run(run_clients(url, questions(args.clients), args,
                                                              concurrent=True))
+        print(f"concurrent  {args.clients} clients : {many_s:7.1f}s {many_tok:5d} tokens "
+              f"{many_tok / many_s:7.1f} tok/s errors {many_err}", flush=True)
     finally:
         server.should_exit = True
         thread.join(30)
     inp_s, inp_tok = in_process(engine, qs, args)
 
     seq, con, inp = seq_tok / seq_s, con_tok / con_s, inp_tok / inp_s
-    print(f"sequential  {args.requests} requests: {seq_s:7.1f}s {seq_tok:5d} tokens {seq:7.1f} tok/s "
-          f"errors {seq_err}")
-    print(f"concurrent  {args.requests} requests: {con_s:7.1f}s {con_tok:5d} tokens {con:7.1f} tok/s "
-          f"errors {con_err}")
-    print(f"concurrent  {args.clients} clients : {many_s:7.1f}s {many_tok:5d} tokens "
-          f"{many_tok / many_s:7.1f} tok/s errors {many_err}")
     print(f"in-process  {args.requests} requests: {inp_s:7.1f}s {inp_tok:5d} tokens {inp:7.1f} tok/s")
     print(f"batching: {con / seq:.2f}x the sequential throughput (baseline {seq:.1f} tok/s)")
     print(f"server overhead: in-process is {inp / con:.2f}x the server's throughput "
