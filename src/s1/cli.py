@@ -48,11 +48,13 @@ from s1.evaluation.cli import register as register_evaluation  # noqa: E402
 from s1.generation.cli import register as register_generation  # noqa: E402
 from s1.training.cli import register as register_training  # noqa: E402
 from s1.curation.cli import register as register_curation  # noqa: E402
+from s1.serving.cli import register as register_serving  # noqa: E402
 
 register_generation(app)
 register_evaluation(app)
 register_training(app)
 register_curation(app)
+register_serving(app)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,6 +30,9 @@ class Request:
     seed: int | None = None        # None = the budget's sampling seed
     id: str = ""
     budget: Budget | None = None   # None = the default the call gives (a sweep mixes budgets in one batch)
+    prompt_text: str | None = None  # the whole prompt, already templated (a server's chat or raw
+                                    # completion prompt); None = template `system` + `prompt`
+    fmt: ThinkingFormat | None = None  # this request's thinking format; None = the engine's
 
     def resolve(self, default: Budget | None = None) -> "Request":
         """This request with its Budget and seed settled: its own, else the call's default."""
@@ -83,7 +86,7 @@ def build_prompt(tokenizer: Tokenizer, request: Request, fmt: ThinkingFormat) ->
     Templates that already open the thinking (R1 distills end with "<think>\\n") are not given
     a second start.
     """
-    text = tokenizer.chat(messages_for(request))
+    text = request.prompt_text if request.prompt_text is not None else tokenizer.chat(messages_for(request))
     if text.rstrip().endswith(fmt.start.rstrip()):
         return text
     return text + fmt.start
@@ -97,11 +100,12 @@ class Engine(ABC):
     tokenizer: Tokenizer
     context_length: int
 
-    def format_ids(self, budget: Budget) -> FormatIds:
-        key = tuple(budget.ignore_strings)
+    def format_ids(self, budget: Budget, fmt: ThinkingFormat | None = None) -> FormatIds:
+        fmt = fmt or self.fmt
+        key = (fmt, tuple(budget.ignore_strings))
         cache = self.__dict__.setdefault("_format_ids", {})
         if key not in cache:
-            cache[key] = FormatIds.build(self.fmt, self.tokenizer.encode, self.tokenizer.decode,
+            cache[key] = FormatIds.build(fmt, self.tokenizer.encode, self.tokenizer.decode,
                                          self.tokenizer.eos_ids, budget.ignore_strings)
         return cache[key]
 
@@ -109,9 +113,10 @@ class Engine(ABC):
         """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap
         (`request` resolved)."""
         budget = request.budget
-        prompt = build_prompt(self.tokenizer, request, self.fmt)
+        fmt = request.fmt or self.fmt
+        prompt = build_prompt(self.tokenizer, request, fmt)
         ids = self.tokenizer.encode(prompt)
-        fids = self.format_ids(budget)
+        fids = self.format_ids(budget, fmt)
         forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
         max_thinking_tokens = budget.resolve_max_thinking(len(ids), self.context_length, forced)
         return prompt, ids, Forcer(budget, fids, max_thinking_tokens)
@@ -131,14 +136,20 @@ class Engine(ABC):
                   + len(forcer.answer_ids)})
 
     def generate(self, requests: Sequence[Request], budget: Budget | None = None,
-                 on_trace: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+                 on_trace: Callable[[int, Trace], None] | None = None, **hooks) -> list[Trace]:
         """Traces in request order; `on_trace(index, trace)` fires as each one finishes.
-        `budget` is the default of the requests that carry none."""
-        return self._generate([r.resolve(budget) for r in requests], on_trace)
+        `budget` is the default of the requests that carry none.
+
+        Engines may also take `on_step(index, forcer)`, called in the generating thread after
+        each step of a sequence (streaming reads the Forcer; calling `forcer.stop()` there
+        cancels the sequence, which then leaves the batch at once); the transformers engine
+        also takes `incoming(free)`, asked before each step for requests that join the batch.
+        """
+        return self._generate([r.resolve(budget) for r in requests], on_trace, **hooks)
 
     @abstractmethod
     def _generate(self, requests: list[Request],
-                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+                  on_trace: Callable[[int, Trace], None] | None, **hooks) -> list[Trace]:
         """`generate` for resolved requests: each carries its Budget and seed."""
 
     @abstractmethod

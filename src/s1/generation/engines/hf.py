@@ -55,7 +55,6 @@ class HFEngine(Engine):
 
     # --- the loop ------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def describe(self) -> dict:
         cfg = self.model.config
         return {"n_params": int(self.model.num_parameters()),
@@ -63,16 +62,29 @@ class HFEngine(Engine):
                 "d_model": getattr(cfg, "hidden_size", None),
                 "context_length": self.context_length}
 
+    @torch.inference_mode()
     def _generate(self, requests: list[Request],
-                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+                  on_trace: Callable[[int, Trace], None] | None,
+                  on_step: Callable[[int, Forcer], None] | None = None,
+                  incoming: Callable[[int], Sequence[Request]] | None = None) -> list[Trace]:
+        """`incoming(free)` (a server) is asked before each step for up to `free` more requests
+        to join the running batch. They are numbered after `requests` and reach `on_trace` only
+        (the returned list holds the traces of `requests`)."""
         waiting = deque(enumerate(requests))
         traces: list[Trace | None] = [None] * len(requests)
+        joined = len(requests)
         rows: list[_Row] = []
         cache = mask = logits = None
         refill_at = max(1, self.batch_size // 4)   # prefill in groups, not one row at a time
 
-        while waiting or rows:
+        while True:
             free = self.batch_size - len(rows)
+            if incoming and free > len(waiting):
+                for r in incoming(free - len(waiting)):
+                    waiting.append((joined, r.resolve()))
+                    joined += 1
+            if not (waiting or rows):
+                break
             if waiting and (free >= refill_at or not rows):
                 new = [self._new_row(i, r) for i, r in
                        (waiting.popleft() for _ in range(min(free, len(waiting))))]
@@ -86,12 +98,15 @@ class HFEngine(Engine):
                 if token is not None:
                     row.out.append(token)
                     row.next_token = token
+                if on_step:
+                    on_step(row.index, row.forcer)
                 if row.forcer.done or row.length + 1 >= self.context_length:
                     if not row.forcer.done:
                         row.forcer.stop("length")
                     tr = self.trace(row.request, row.prompt, row.prompt_ids, row.forcer,
                                     row.started)
-                    traces[row.index] = tr
+                    if row.index < len(traces):
+                        traces[row.index] = tr
                     if on_trace:
                         on_trace(row.index, tr)
                 else:

@@ -18,6 +18,7 @@ import numpy as np
 from s1.errors import UserError
 from s1.generation.budget import Sampling
 from s1.generation.engines.base import Engine, Request
+from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
 
@@ -117,16 +118,17 @@ class LlamaCppEngine(Engine):
                 "context_length": self.context_length}
 
     def _generate(self, requests: list[Request],
-                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+                  on_trace: Callable[[int, Trace], None] | None,
+                  on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
         traces = []
         for i, request in enumerate(requests):
-            tr = self._one(request)
+            tr = self._one(request, (lambda f, i=i: on_step(i, f)) if on_step else None)
             traces.append(tr)
             if on_trace:
                 on_trace(i, tr)
         return traces
 
-    def _one(self, request: Request) -> Trace:
+    def _one(self, request: Request, on_step: Callable[[Forcer], None] | None = None) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request)
         rng = np.random.default_rng(request.seed)
@@ -144,6 +146,8 @@ class LlamaCppEngine(Engine):
                 pending.append(forcer.step(None))
             pending = [t for t in pending if t is not None]
             length += len(pending)
+            if on_step:
+                on_step(forcer)
             if forcer.done or not pending:
                 break
         return self.trace(request, prompt, ids, forcer, started)

@@ -213,7 +213,8 @@ class RemoteEngine(Engine):
 
     # --- a whole sequence ---------------------------------------------------------------------
 
-    async def _one(self, client: httpx.AsyncClient, request: Request, exclusive: bool) -> Trace:
+    async def _one(self, client: httpx.AsyncClient, request: Request, exclusive: bool,
+                   on_step: Callable[[Forcer], None] | None = None) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request)
         meta = {"requests": 0, "failed_requests": 0, "retokenized_prompts": 0, "guessed_ids": 0,
@@ -252,6 +253,8 @@ class RemoteEngine(Engine):
             seq += emitted
             if not emitted and not forcer.done:
                 forcer.stop("length")   # the server gave nothing back: its context is full
+            if on_step:
+                on_step(forcer)         # once per segment
         tr = self.trace(request, prompt, ids, forcer, started)
         tr.meta.update(meta)
         return tr
@@ -280,11 +283,13 @@ class RemoteEngine(Engine):
                 "d_model": self._meta.get("n_embd"), "context_length": self.context_length}
 
     def _generate(self, requests: list[Request],
-                  on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
-        return asyncio.run(self._generate_all(requests, on_trace))
+                  on_trace: Callable[[int, Trace], None] | None,
+                  on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
+        return asyncio.run(self._generate_all(requests, on_trace, on_step))
 
     async def _generate_all(self, requests: list[Request],
-                            on_trace: Callable[[int, Trace], None] | None) -> list[Trace]:
+                            on_trace: Callable[[int, Trace], None] | None,
+                            on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
         traces: list[Trace | None] = [None] * len(requests)
         gate = asyncio.Semaphore(self.concurrency)
         exclusive = self.concurrency == 1
@@ -292,7 +297,8 @@ class RemoteEngine(Engine):
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             async def run(i: int, request: Request) -> None:
                 async with gate:
-                    traces[i] = await self._one(client, request, exclusive)
+                    step = (lambda f: on_step(i, f)) if on_step else None
+                    traces[i] = await self._one(client, request, exclusive, step)
                 if on_trace:
                     on_trace(i, traces[i])
 
