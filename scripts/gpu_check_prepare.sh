@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run HERE (the CPU machine, with the project's .venv) before scripts/gpu_check.sh runs on a GPU
-# machine that has torch + CUDA but no network. Builds runs/gpu-check-kit/ (git-ignored, ~30 MB):
+# machine that has torch + CUDA but no network. Builds runs/gpu-check-kit/ (git-ignored, ~26 MB: with the tracked tree it must stay under the device tool's 64 MiB):
 #   whl/         the Python packages s1 training needs that such an image may lack or hold too old
 #                (transformers, trl, datasets and its dill/multiprocess, peft), for Python 3.12;
-#   tiny-model/  a 6.8M-parameter Llama with the embedded SmolLM2 tokenizer (ChatML), randomly
+#   tiny-model/  a 3.3M-parameter Llama with the embedded SmolLM2 tokenizer (ChatML), randomly
 #                initialised: the embedded GGUF (98 MB) is too big to carry.
 # Then carry runs/gpu-check-kit and run `bash scripts/gpu_check.sh` there.
 set -euo pipefail
@@ -30,7 +30,7 @@ from s1.generation.models import load_tokenizer, resolve_model
 out = sys.argv[1]
 tok = load_tokenizer(resolve_model(None))
 tok.save_pretrained(out)
-cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=512,
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256,
                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=2048, tie_word_embeddings=True,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
