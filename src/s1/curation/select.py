@@ -128,8 +128,22 @@ def benchmark_domain_weights(data, config: SelectConfig) -> dict:
     return {d: gpqa.get(d, 0) * scale + aime.get(d, 0) for d in set(gpqa) | set(aime)}
 
 
+LENGTH_COLUMNS = ("trace_tokens", "trace_length")   # `auto`: the real one first, then the proxy
+
+
+def resolved(data, config: SelectConfig) -> SelectConfig:
+    """`length_column: auto` made concrete for this data."""
+    import dataclasses
+
+    if config.length_column != "auto":
+        return config
+    found = [c for c in LENGTH_COLUMNS if c in data.column_names]
+    return dataclasses.replace(config, length_column=found[0] if found else LENGTH_COLUMNS[0])
+
+
 def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
     """The chosen row indices, in the order they were drawn, and facts for the report."""
+    config = resolved(data, config)
     n = len(data)
     rng = np.random.default_rng(config.seed)
     needs_len = config.strategy in ("s1", "notebook", "longest")
@@ -163,17 +177,10 @@ def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
                       config.switch_at), info
 
 
-LENGTH_COLUMNS = ("trace_tokens", "trace_length")   # `auto`: the real one first, then the proxy
-
-
 @step("select", SelectConfig, needs=("question_hash", "source_type"))
 def select(data, config: SelectConfig, ctx) -> StepOutput:
     """Algorithm 1 (domain uniformly, then 2^-rank of trace length), the notebook variant, or an ablation set."""
-    import dataclasses
-
-    if config.length_column == "auto":
-        found = [c for c in LENGTH_COLUMNS if c in data.column_names]
-        config = dataclasses.replace(config, length_column=found[0] if found else "trace_tokens")
+    config = resolved(data, config)
     wanted = [config.domain_column] if config.strategy in ("s1", "notebook", "diverse") else []
     wanted += [config.length_column] if config.strategy in ("s1", "notebook", "longest") else []
     wanted += [config.correct_column] if config.strategy == "notebook" and config.correct_column else []
