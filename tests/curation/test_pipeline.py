@@ -20,7 +20,7 @@ ROOT = Path(SRC).parent
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, s1_cli):
     out = tmp_path_factory.mktemp("run") / "offline"
-    r = s1_cli("curate", "run", "--recipe", "curate-offline", f"out={out}", "--quiet",
+    r = s1_cli("curate", "run", "--recipe", "curate-offline-proxies", f"out={out}", "--quiet",
                "pool.limit_per_source=250", "select.size=200", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     return out, r
@@ -56,11 +56,11 @@ def test_s1_train_reads_the_output_as_it_is(small_run):
 
 def test_rerun_reuses_every_step_and_a_changed_config_reruns_from_there(small_run, s1_cli):
     out, _ = small_run
-    r = s1_cli("curate", "run", "--recipe", "curate-offline", f"out={out}", "--quiet",
+    r = s1_cli("curate", "run", "--recipe", "curate-offline-proxies", f"out={out}", "--quiet",
                "pool.limit_per_source=250", "select.size=200", "--no-report", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert all(s["cached"] for s in json.loads((out / "pipeline.json").read_text())["stages"])
-    r = s1_cli("curate", "run", "--recipe", "curate-offline", f"out={out}", "--quiet",
+    r = s1_cli("curate", "run", "--recipe", "curate-offline-proxies", f"out={out}", "--quiet",
                "pool.limit_per_source=250", "select.size=150", "--no-report", cwd=ROOT)
     stages = json.loads((out / "pipeline.json").read_text())["stages"]
     assert [s["cached"] for s in stages] == [True] * 6 + [False, False]
@@ -120,14 +120,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, s1_cli):
     assert "not found" in _one_line_exit_2(
         s1_cli("curate", "quality", tmp_path / "nope.jsonl", "--out", tmp_path / "o"))
     assert "unknown field select.sise" in _one_line_exit_2(
-        s1_cli("curate", "run", "--recipe", "curate-offline", "select.sise=3", cwd=ROOT))
+        s1_cli("curate", "run", "--recipe", "curate-offline-proxies", "select.sise=3", cwd=ROOT))
     assert "must be int" in _one_line_exit_2(
-        s1_cli("curate", "run", "--recipe", "curate-offline", "select.size=many", cwd=ROOT))
+        s1_cli("curate", "run", "--recipe", "curate-offline-proxies", "select.size=many", cwd=ROOT))
     bad = tmp_path / "bad.yaml"
-    bad.write_text("steps:\n  - pool: {}\n  - audit: {}\n")
-    assert "unknown curation step 'audit'" in _one_line_exit_2(
+    bad.write_text("steps:\n  - pool: {}\n  - audits: {}\n")
+    assert "unknown curation step 'audits'" in _one_line_exit_2(
         s1_cli("curate", "run", "--recipe", bad))
-    assert "model-driven" in _one_line_exit_2(s1_cli("curate", "audit", missing, "--out", tmp_path / "o"))
+    assert "unknown curation step 'traeces'" in _one_line_exit_2(
+        s1_cli("curate", "traeces", missing, "--out", tmp_path / "o"))
     bad.write_text("stepz: []\n")
     assert "unknown top-level key" in _one_line_exit_2(s1_cli("curate", "run", "--recipe", bad))
     assert "select.strategy" in _one_line_exit_2(
@@ -136,7 +137,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, s1_cli):
 
 
 def test_show_prints_the_resolved_recipe(s1_cli):
-    r = s1_cli("curate", "run", "--recipe", "curate-offline", "select.size=10", "--show", cwd=ROOT)
+    r = s1_cli("curate", "run", "--recipe", "curate-offline-proxies", "select.size=10", "--show", cwd=ROOT)
     assert r.returncode == 0 and "size: 10" in r.stdout and "benchmarks:" in r.stdout
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import importlib
 
-#: Modules that register steps, imported on first use. Data-only steps are here; the model-driven
-#: steps (`audit`: paraphrase-level contamination audit, `traces`: teacher traces, `difficulty`:
-#: solver models + trace length, `domains`: MSC classification) register from their own modules,
-#: added to this list when they land.
+#: Modules that register steps, imported on first use: the data-only steps, then the model-driven
+#: ones (`audit`: paraphrase-level contamination audit, `traces`: teacher traces, `difficulty`:
+#: solver models + trace length, `domains`: MSC classification; their shared plumbing is
+#: `s1.curation.modelsteps`). Torch / llama.cpp load only when a model step runs.
 STEP_MODULES = [
     "s1.curation.pool",
     "s1.curation.decontaminate",
@@ -21,8 +21,10 @@ STEP_MODULES = [
     "s1.curation.proxies",
     "s1.curation.select",
     "s1.curation.output",
-    # model-driven steps go here: "s1.curation.audit", "s1.curation.traces",
-    # "s1.curation.difficulty", "s1.curation.domains"
+    "s1.curation.audit",
+    "s1.curation.traces",
+    "s1.curation.difficulty",
+    "s1.curation.domains",
 ]
 
 

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from s1.curation.llm import LLM, LLMConfig
+from s1.curation.llm import LLM, LLMConfig, llm_config
 from s1.errors import UserError
 
 log = logging.getLogger("s1.curation")
@@ -41,6 +41,7 @@ log = logging.getLogger("s1.curation")
 DECISIONS = ("answer", "similarity", "judge", "answer+judge")
 ACTIONS = ("flag", "drop")
 WITHHELD = ("gpqa",)
+POOL_BLOCK = 2048   # pool questions embedded and searched at a time
 # Retrieval floors, measured on tests/curation/data/paraphrases.jsonl: MiniLM puts paraphrases at
 # 0.77-0.97 (two outliers at 0.52-0.57); character TF-IDF puts them at 0.17-0.78.
 FLOORS = {"minilm": 0.6, "tfidf": 0.3}   # benchmark names whose text is never written or sent anywhere
@@ -94,10 +95,9 @@ class AuditConfig:
         for name in ("min_similarity", "flag_similarity"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} is a cosine between -1 and 1, not {getattr(self, name)}")
+        self.judge = llm_config(self.judge, "audit.judge")
         if "judge" in self.decide and self.judge is None:
             raise UserError(f"decide={self.decide} needs a judge (an LLMConfig: api, base_url, model)")
-        if isinstance(self.judge, dict):
-            self.judge = LLMConfig(**self.judge)
 
 
 @dataclass
@@ -178,8 +178,13 @@ def audit(ds, config: AuditConfig | None = None,
     embedder = embedder or load_embedder(config.embedder, config.device, config.batch_size,
                                          config.threads)
     bench_vecs = embedder.embed([it.question for it in items])   # first: TF-IDF fits on it
-    pool_vecs = embedder.embed(questions)
-    idx, sim = nearest(pool_vecs, bench_vecs, config.top_k)
+    # the pool in blocks: TF-IDF rows are 32K wide, the whole pool at once would take gigabytes
+    found = [nearest(embedder.embed(questions[s:s + POOL_BLOCK]), bench_vecs, config.top_k)
+             for s in range(0, len(questions), POOL_BLOCK)]
+    if found:
+        idx, sim = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+    else:
+        idx, sim = np.zeros((0, 1), np.int64), np.zeros((0, 1), np.float32)
 
     candidates = []   # (row, rank, item index, cosine)
     for row in range(len(questions)):
@@ -315,3 +320,30 @@ def write_report(out: Path, ds, questions, answers, items, candidates, decisions
         lines.append(f"| {i} | {p['similarity']:.3f} | {p['benchmark']}:{p['benchmark_id']} | {q} | "
                      f"{p['answer'][:30]} / {p['benchmark_answer'][:30]} | {p['reason']} |".replace("\n", " "))
     _write_atomic(out / "audit.md", "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# the `audit` step of `s1 curate` (contract: s1.curation.steps)
+
+from s1.curation.steps import Drops, StepOutput, step  # noqa: E402
+
+
+@step("audit", AuditConfig, needs=("question", "question_hash"))
+def audit_step(data, config: AuditConfig, ctx) -> StepOutput:
+    """Paraphrase-level contamination audit: embedding retrieval, then a decision by answer / judge."""
+    import dataclasses
+
+    from s1.curation.modelsteps import drop_into, split_reason
+
+    report = Path(config.report_dir) if config.report_dir else Path(ctx.work_dir) / "audit"
+    drops = Drops()
+    out = audit(data, dataclasses.replace(config, report_dir=str(report)),
+                on_drop=drop_into(drops, split_reason({}, "paraphrase-contamination")))
+    # the ranked report travels with the step's output (written whole, renamed into place)
+    artifacts = {name: (report / name).read_text(encoding="utf-8")
+                 for name in ("audit.md", "audit_flags.jsonl", "audit_candidates.jsonl")}
+    flags = artifacts["audit_flags.jsonl"].count("\n")
+    stats = {"flagged": len(drops) if config.action == "drop" else sum(out["audit_flagged"]),
+             "flagged_pairs": flags, "candidates": artifacts["audit_candidates.jsonl"].count("\n"),
+             "embedder": config.embedder, "decide": config.decide}
+    return StepOutput(out, drops, artifacts, stats)

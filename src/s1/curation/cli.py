@@ -25,18 +25,19 @@ curate_app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_StepGr
                          help="Curate an s1K-style training set: pool, decontaminate, filter, select.")
 
 OVERRIDES = typer.Argument(None, metavar="[KEY=VALUE]...",
-                           help="Step config fields, e.g. size=500 strategy=random (YAML values).")
+                           help="Step config fields, e.g. size=500 strategy=random, "
+                                "teacher.base_url=http://host:8000/v1 (YAML values).")
 
 
 def _step_values(overrides: list[str] | None) -> dict:
     from s1.config import parse_override
 
+    from s1.curation.pipeline import set_nested
+
     values = {}
     for text in overrides or []:
         keys, value = parse_override(text)
-        if len(keys) != 1:
-            raise UserError(f"{text!r}: a step takes FIELD=VALUE (no dots)")
-        values[keys[0]] = value
+        set_nested(values, keys, value, text)   # teacher.base_url=URL: a model's settings nest
     return values
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 
 from datasets import Dataset
 
-from s1.curation.llm import LLMConfig
+from s1.curation.llm import LLMConfig, llm_config
 from s1.curation.traces import TracesConfig, traces
 from s1.errors import UserError
 
@@ -75,15 +75,17 @@ class DifficultyConfig:
     def __post_init__(self) -> None:
         if not self.solvers:
             raise UserError("the difficulty step needs at least one solver")
-        self.solvers = {name: LLMConfig(**c) if isinstance(c, dict) else c
+        if not isinstance(self.solvers, dict):
+            raise UserError("difficulty.solvers must map solver names to models "
+                            "({name: {api: ..., base_url: ..., model: ...}})")
+        self.solvers = {name: llm_config(c if c is not None else {}, f"difficulty.solvers.{name}")
                         for name, c in self.solvers.items()}
         for name in self.solvers:
             if not re.fullmatch(r"[A-Za-z0-9_]+", name):
                 raise UserError(f"solver name {name!r} must be letters, digits and underscores")
         if self.grader not in GRADERS:
             raise UserError(f"unknown grader {self.grader!r}; choose rules or llm")
-        if isinstance(self.grader_llm, dict):
-            self.grader_llm = LLMConfig(**self.grader_llm)
+        self.grader_llm = llm_config(self.grader_llm, "difficulty.grader_llm")
         if self.grader == "llm" and self.grader_llm is None:
             raise UserError("grader=llm needs grader_llm (an LLMConfig: api, base_url, model)")
         if self.answer_type not in ("math", "integer"):
@@ -96,8 +98,9 @@ def parse_yes_no_last_line(text: str) -> bool | None:
     return {"yes": True, "no": False}.get(lines[-1] if lines else "")
 
 
-def _cache(cfg: DifficultyConfig, name: str) -> str | None:
-    return str(Path(cfg.cache_dir) / f"{name}.jsonl") if cfg.cache_dir else None
+def _cache(cfg: DifficultyConfig, name: str, llm: LLMConfig) -> str | None:
+    # keyed by the model too: renaming nothing but the model must not reuse the old replies
+    return str(Path(cfg.cache_dir) / f"{name}-{llm.fingerprint()}.jsonl") if cfg.cache_dir else None
 
 
 def _grade_rules(attempts: list[str], refs: list[str], cfg: DifficultyConfig) -> list[bool]:
@@ -112,7 +115,7 @@ def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str) -> l
     grader = LLMConfig(**{**cfg.grader_llm.__dict__, "system": cfg.grader_llm.system or GRADING_SYSTEM})
     prompts = Dataset.from_dict({"question": [GRADING_USER.format(question=q, attempt=a, solution=r)
                                               for q, a, r in zip(questions, attempts, refs)]})
-    graded = traces(prompts, TracesConfig(teacher=grader, cache=_cache(cfg, f"grader_{name}"),
+    graded = traces(prompts, TracesConfig(teacher=grader, cache=_cache(cfg, f"grader_{name}", grader),
                                           keep_failed=True, progress=f"grading {name}"))
     return [None if err else parse_yes_no_last_line(text)
             for text, err in zip(graded["attempt"], graded["teacher_error"])]
@@ -134,7 +137,7 @@ def difficulty(ds, config: DifficultyConfig | None = None,
     failed: dict[str, list[str]] = {}
     for name, solver in config.solvers.items():
         answered = traces(ds.select_columns(["question"] + (["question_hash"] if "question_hash" in ds.column_names else [])),
-                          TracesConfig(teacher=solver, cache=_cache(config, name), keep_failed=True,
+                          TracesConfig(teacher=solver, cache=_cache(config, name, solver), keep_failed=True,
                                        progress=f"solver {name}"))
         attempts = [a or t[0] for a, t in zip(answered["attempt"], answered["thinking_trajectories"])]
         failed[name] = list(answered["teacher_error"])
@@ -190,3 +193,32 @@ def token_counter(tokenizer: str) -> Callable[[str], int]:
 
     tok = load_tokenizer(resolve_model(tokenizer))
     return lambda text: len(tok.encode(text or "", add_special_tokens=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# the `difficulty` step of `s1 curate` (contract: s1.curation.steps; caches: s1.curation.modelsteps)
+
+from s1.curation.steps import Drops, StepOutput, step  # noqa: E402
+
+
+@step("difficulty", DifficultyConfig, needs=("question", "question_hash", "answer"))
+def difficulty_step(data, config: DifficultyConfig, ctx) -> StepOutput:
+    """Drop what any solver model gets right (graded against the reference); trace length in tokens."""
+    import dataclasses
+
+    from s1.curation.modelsteps import bars, drop_into, replies_dir, split_reason
+
+    cache_dir = config.cache_dir or str(replies_dir(ctx) / "difficulty")
+    drops = Drops()
+    reasons = {f"solved by {n}": f"solved-by-{n}" for n in config.solvers}
+    reasons.update({f"solver {n} failed": "solver-error" for n in config.solvers})
+    reasons["grader gave no verdict"] = "no-verdict"
+    with bars(ctx):
+        out = difficulty(data, dataclasses.replace(config, cache_dir=cache_dir),
+                         on_drop=drop_into(drops, split_reason(reasons, "difficulty")))
+    stats = {f"solved_by_{n}": sum(r["reason"] == f"solved-by-{n}" for r in drops.records)
+             for n in config.solvers}
+    if "trace_tokens" in out.column_names and len(out):
+        tokens = out["trace_tokens"]
+        stats.update(trace_tokens_total=int(sum(tokens)), trace_tokens_max=int(max(tokens)))
+    return StepOutput(out, drops, stats=stats)

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from s1.curation.llm import LLMConfig
+from s1.curation.llm import LLMConfig, llm_config
 from s1.errors import UserError
 
 log = logging.getLogger("s1.curation")
@@ -59,8 +59,7 @@ class DomainsConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown domain method {self.method!r}; choose llm or offline")
-        if isinstance(self.classifier, dict):
-            self.classifier = LLMConfig(**self.classifier)
+        self.classifier = llm_config(self.classifier, "domains.classifier")
         if self.method == "llm" and self.classifier is None:
             self.classifier = LLMConfig()
         if self.on_unparsed not in ("drop", "offline"):
@@ -279,6 +278,32 @@ def _classify_llm(ds, questions: list[str], config: DomainsConfig):
             codes.append(None)
             sources.append(f"llm: {err}" if err else "llm: unparsed reply")
     return codes, sources
+
+
+# ---------------------------------------------------------------------------------------------
+# the `domains` step of `s1 curate` (contract: s1.curation.steps; caches: s1.curation.modelsteps)
+
+from s1.curation.steps import Drops, StepOutput, step  # noqa: E402
+
+
+@step("domains", DomainsConfig, needs=("question", "question_hash"))
+def domains_step(data, config: DomainsConfig, ctx) -> StepOutput:
+    """MSC domain of each question: the paper's LLM classifier through any engine, or the offline one."""
+    import dataclasses
+    from collections import Counter
+
+    from s1.curation.modelsteps import bars, drop_into, reply_cache, split_reason
+
+    if config.method == "llm":
+        config = dataclasses.replace(config, cache=reply_cache(ctx, config.cache, "domains",
+                                                               config.classifier))
+    drops = Drops()
+    with bars(ctx):
+        out = domains(data, config, on_drop=drop_into(drops, split_reason({}, "no-domain")))
+    counts = Counter(out["domain"])
+    stats = {"domains": len(counts), "top_domains": counts.most_common(10),
+             "by_source": dict(Counter(out["domain_source"]))}
+    return StepOutput(out, drops, stats=stats)
 
 
 if __name__ == "__main__":   # python -m s1.curation.domains: the offline classifier's accuracy

@@ -9,7 +9,9 @@ Backends (`LLMConfig.api`):
 - `local`: an in-process engine from `s1.generation.engines.load_engine` (default: the embedded
   SmolLM2 GGUF); the thinking is what it wrote in its thinking format.
 
-Remote requests run concurrently (`concurrency`), under a requests-per-minute limit, with
+`base_url` may name a fleet: a list (or comma-separated string) of servers serving the same
+model; each gets `concurrency` requests in flight, pulled from one queue, so a fast server takes
+more. Remote requests run concurrently, under a requests-per-minute limit (over the fleet), with
 exponential backoff on 429 / 5xx / network errors (a `Retry-After` header is honoured). A request
 that still fails becomes a `Reply` with `error` set: callers record it, nothing is dropped
 silently. An unreachable server is one `UserError` before any work starts.
@@ -37,13 +39,13 @@ class LLMConfig:
     """Which model to ask and how hard to push it."""
 
     api: str = "local"                 # chat | completions | local
-    base_url: str | None = None        # http://host:port/v1 (chat, completions)
+    base_url: str | list | None = None   # http://host:port/v1, or a list of them (a fleet)
     model: str | None = None           # served model name / hub id / GGUF; None = server's first / embedded
     api_key_env: str | None = None     # name of the environment variable holding the key (never the key)
     system: str | None = None          # system prompt; None = the model's default (as the paper)
     temperature: float = 0.0
     max_tokens: int = 4096             # completion tokens (thinking included)
-    concurrency: int = 8               # requests in flight (remote)
+    concurrency: int = 8               # requests in flight per server (remote)
     requests_per_minute: float | None = None   # None = no limit
     retries: int = 5                   # per request, on 429 / 5xx / network errors
     backoff_s: float = 1.0             # first wait; doubles each retry (capped at 60 s)
@@ -58,10 +60,14 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if self.api not in APIS:
             raise UserError(f"unknown LLM api {self.api!r}; choose one of {', '.join(APIS)}")
+        if isinstance(self.base_url, str) and "," in self.base_url:
+            self.base_url = [u.strip() for u in self.base_url.split(",") if u.strip()]
         if self.api != "local":
-            if not self.base_url or not self.base_url.startswith(("http://", "https://")):
-                raise UserError(f"the {self.api} api needs base_url=http(s)://host:port/v1, "
-                                f"not {self.base_url!r}")
+            urls = self.base_url if isinstance(self.base_url, list) else [self.base_url]
+            if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                   for u in urls):
+                raise UserError(f"the {self.api} api needs base_url=http(s)://host:port/v1 (or a "
+                                f"list of them), not {self.base_url!r}")
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
             raise UserError(f"the API key variable {self.api_key_env} is not set")
         for name in ("max_tokens", "concurrency"):
@@ -75,9 +81,56 @@ class LLMConfig:
             raise UserError("retries and backoff_s must be non-negative, timeout_s positive")
 
     @property
+    def urls(self) -> list[str]:
+        return self.base_url if isinstance(self.base_url, list) else [self.base_url]
+
+    @property
     def label(self) -> str:
-        where = self.base_url if self.api != "local" else "in-process"
+        if self.api == "local":
+            where = "in-process"
+        else:
+            where = self.urls[0] + (f" +{len(self.urls) - 1} servers" if len(self.urls) > 1 else "")
         return f"{self.model or 'default'} @ {where}"
+
+    def fingerprint(self) -> str:
+        """Hash of what decides the replies (model, prompt settings, sampling), not of where the
+        model runs or how fast it is asked: a reply cache under this key survives a change of
+        servers, concurrency or prices."""
+        import hashlib
+        import json
+
+        what = {k: getattr(self, k) for k in ("api", "model", "system", "temperature",
+                                               "max_tokens", "extra_body", "engine")}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def llm_config(value, where: str) -> LLMConfig | None:
+    """An LLMConfig from a recipe mapping, each key and type checked (one-line UserErrors)."""
+    import dataclasses
+    import typing
+
+    if value is None or isinstance(value, LLMConfig):
+        return value
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a mapping of model settings (api, base_url, model, ...), "
+                        f"not {value!r}")
+    from s1.training.recipes import _coerce
+
+    hints = typing.get_type_hints(LLMConfig)
+    names = [f.name for f in dataclasses.fields(LLMConfig)]
+    out = {}
+    for k, v in value.items():
+        if k not in names:
+            raise UserError(f"unknown field {where}.{k} (fields of a model: {', '.join(names)})")
+        if k == "base_url" and isinstance(v, list):
+            out[k] = [str(u) for u in v]
+        elif k == "extra_body":
+            if not isinstance(v, dict):
+                raise UserError(f"{where}.extra_body must be a mapping, not {v!r}")
+            out[k] = v
+        else:
+            out[k] = _coerce(v, hints[k], f"{where}.{k}")
+    return LLMConfig(**out)
 
 
 @dataclass
@@ -120,12 +173,13 @@ class LLM:
         self._engine = None
         self._last_start = 0.0
         if config.api != "local":
-            self.base = config.base_url.rstrip("/")
-            if not self.base.endswith("/v1"):
-                self.base += "/v1"
+            self.bases = [u.rstrip("/") if u.rstrip("/").endswith("/v1") else u.rstrip("/") + "/v1"
+                          for u in config.urls]
+            self.base = self.bases[0]
             key = os.environ.get(config.api_key_env) if config.api_key_env else None
             self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-            self._check_reachable()
+            for base in self.bases:
+                self._check_reachable(base)
 
     # --- accounting -------------------------------------------------------------------------
 
@@ -164,17 +218,17 @@ class LLM:
 
     # --- remote -----------------------------------------------------------------------------
 
-    def _check_reachable(self) -> None:
+    def _check_reachable(self, base: str) -> None:
         try:
-            r = httpx.get(f"{self.base}/models", headers=self.headers, timeout=10.0)
+            r = httpx.get(f"{base}/models", headers=self.headers, timeout=10.0)
         except httpx.HTTPError as err:
-            raise UserError(f"cannot reach the model server at {self.base} "
+            raise UserError(f"cannot reach the model server at {base} "
                             f"({type(err).__name__}); is it running?") from None
         if r.status_code in (401, 403):
-            raise UserError(f"the model server at {self.base} refused the API key "
+            raise UserError(f"the model server at {base} refused the API key "
                             f"(HTTP {r.status_code}); set {self.config.api_key_env or 'api_key_env'}")
 
-    def _body(self, prompt: str) -> tuple[str, dict]:
+    def _body(self, prompt: str, base: str) -> tuple[str, dict]:
         c = self.config
         body = {"temperature": c.temperature, "max_tokens": c.max_tokens, **c.extra_body}
         if c.model:
@@ -182,9 +236,9 @@ class LLM:
         if c.api == "chat":
             msgs = ([{"role": "system", "content": c.system}] if c.system is not None else [])
             body["messages"] = msgs + [{"role": "user", "content": prompt}]
-            return f"{self.base}/chat/completions", body
+            return f"{base}/chat/completions", body
         body["prompt"] = prompt
-        return f"{self.base}/completions", body
+        return f"{base}/completions", body
 
     async def _pace(self, lock: asyncio.Lock) -> None:
         rpm = self.config.requests_per_minute
@@ -196,9 +250,10 @@ class LLM:
                 await asyncio.sleep(wait)
             self._last_start = time.monotonic()
 
-    async def _one(self, client: httpx.AsyncClient, prompt: str, lock: asyncio.Lock) -> Reply:
+    async def _one(self, client: httpx.AsyncClient, prompt: str, lock: asyncio.Lock,
+                   base: str) -> Reply:
         c = self.config
-        url, body = self._body(prompt)
+        url, body = self._body(prompt, base)
         started = time.perf_counter()
         why = ""
         for attempt in range(c.retries + 1):
@@ -239,19 +294,21 @@ class LLM:
                      finish_reason=choice.get("finish_reason") or "", attempts=attempts, wall_s=wall)
 
     async def _ask_remote(self, prompts: list[str], on_reply) -> list[Reply]:
-        sem = asyncio.Semaphore(self.config.concurrency)
+        # `concurrency` workers per server pull from one queue: a faster server takes more work
         lock = asyncio.Lock()
         out: list[Reply | None] = [None] * len(prompts)
-        limits = httpx.Limits(max_connections=self.config.concurrency)
+        queue = iter(range(len(prompts)))
+        workers = len(self.bases) * self.config.concurrency
+        limits = httpx.Limits(max_connections=workers)
         async with httpx.AsyncClient(timeout=self.config.timeout_s, limits=limits) as client:
-            async def run(i: int) -> None:
-                async with sem:
-                    reply = await self._one(client, prompts[i], lock)
-                self._account(reply)
-                out[i] = reply
-                if on_reply:
-                    on_reply(i, reply)
-            await asyncio.gather(*(run(i) for i in range(len(prompts))))
+            async def work(base: str) -> None:
+                for i in queue:
+                    reply = await self._one(client, prompts[i], lock, base)
+                    self._account(reply)
+                    out[i] = reply
+                    if on_reply:
+                        on_reply(i, reply)
+            await asyncio.gather(*(work(b) for b in self.bases for _ in range(self.config.concurrency)))
         return out  # type: ignore[return-value]
 
     def _account(self, reply: Reply) -> None:
@@ -268,6 +325,10 @@ class LLM:
 
         c = self.config
         if self._engine is None:
+            # llama.cpp's OpenMP threads spin while they wait: on a shared, loaded CPU that made the
+            # embedded model 10-20x slower here (1.5 s -> 17-36 s for 30 tokens). Passive waiting
+            # must be chosen before the OpenMP runtime starts, i.e. before llama.cpp is loaded.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             self._engine = load_engine(c.model, engine=c.engine, device=c.device, threads=c.threads)
         # The completion budget is split as the harness does: thinking capped, the rest answers.
         answer = max(1, min(512, c.max_tokens // 4))

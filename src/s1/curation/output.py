@@ -2,7 +2,7 @@
 
 s1K's columns: `solution, question, cot_type, source_type, metadata, cot, thinking_trajectories
 (a list of one string), attempt`. The trace and attempt come from the teacher (`traces` step:
-`thinking`, `attempt`); without a teacher, name other columns (the offline recipe trains on the
+`thinking_trajectories`, `attempt`); without a teacher, name other columns (the offline recipe trains on the
 reference solution as the trace and the reference answer as the attempt, as `s1 train`'s
 math-pool does). Rows without a trace are dropped and logged. `question_hash` and the selection
 columns are kept after the s1K ones. The step directory's `data.parquet` is the set; `s1k.jsonl`
@@ -25,9 +25,10 @@ S1K_COLUMNS = ("solution", "question", "cot_type", "source_type", "metadata", "c
 class OutputConfig:
     """Which columns hold the trace and the attempt, and which extra columns to keep."""
 
-    trace_column: str = "thinking"
+    trace_column: str = "thinking_trajectories"   # the traces step's; a list of one str or a str
     attempt_column: str = "attempt"
-    extra_columns: list = field(default_factory=lambda: ["question_hash", "domain", "trace_length",
+    extra_columns: list = field(default_factory=lambda: ["question_hash", "domain", "domain_code",
+                                                         "trace_tokens", "trace_length", "teacher",
                                                          "selection_rank"])
 
     def __post_init__(self):

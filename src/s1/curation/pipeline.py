@@ -12,7 +12,9 @@ steps:                            # run in this order; each takes the previous o
 ```
 
 `input: PATH` (a step directory, Parquet or JSONL) starts from a file instead of a `pool` step.
-Overrides: `out=DIR`, `STEP.FIELD=VALUE` (the first step of that name), values parsed as YAML.
+Overrides: `out=DIR`, `STEP.FIELD=VALUE` (the first step of that name), values parsed as YAML;
+a model's settings nest: `traces.teacher.base_url=http://node1:8000/v1,http://node2:8000/v1`,
+`difficulty.solvers.qwen7b.model=Qwen/Qwen2.5-7B-Instruct`.
 Every step name and field is checked before anything runs. Each step's output is kept under
 `out/cache/STEP-KEY/`, KEY hashing its input and config: a re-run reuses every step whose input
 and config did not change, and a killed run resumes at the step (and, for rowwise steps, the
@@ -82,6 +84,18 @@ def _entries(raw, path: Path) -> list[tuple[str, dict]]:
     return out
 
 
+def set_nested(values: dict, keys: list[str], value, text: str) -> None:
+    """values[a][b]...[z] = value for `a.b...z=value` (a model's settings: traces.teacher.model=X)."""
+    for k in keys[:-1]:
+        inner = values.setdefault(k, {})
+        if inner is None:
+            inner = values[k] = {}
+        if not isinstance(inner, dict):
+            raise UserError(f"override {text!r}: {k} is {inner!r}, not a mapping of fields")
+        values = inner
+    values[keys[-1]] = value
+
+
 def load_recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> CurationRecipe:
     path = recipe_path(name)
     try:
@@ -100,13 +114,13 @@ def load_recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Curat
         if keys in (["out"], ["input"], ["name"]):
             raw[keys[0]] = value
             continue
-        if len(keys) != 2:
+        if len(keys) < 2:
             raise UserError(f"unknown override key {'.'.join(keys)!r}: use out=DIR or STEP.FIELD=VALUE")
         match = [e for e in entries if e[0] == keys[0]]
         if not match:
             raise UserError(f"override {text!r}: the recipe has no step {keys[0]!r} "
                             f"(steps: {', '.join(n for n, _ in entries)})")
-        match[0][1][keys[1]] = value
+        set_nested(match[0][1], keys[1:], value, text)
     steps = []
     for i, (step_name, values) in enumerate(entries):
         s = get_step(step_name)
@@ -140,7 +154,8 @@ def run_recipe(recipe: CurationRecipe, progress: bool = True, report: bool = Tru
         from s1.curation.steps import cache_key
 
         key = cache_key(get_step(name), config, fp)
-        run = run_step(name, data, fp, config, out / "cache" / f"{name}-{key}", progress=progress)
+        run = run_step(name, data, fp, config, out / "cache" / f"{name}-{key}", progress=progress,
+                       replies_dir=out / "cache" / "replies")
         stages.append({"step": name, "key": run.key, "dir": str(run.out_dir.relative_to(out)),
                        "cached": run.cached, "rows_in": run.record["rows_in"],
                        "rows_out": run.record["rows_out"], "dropped": run.record["dropped"],

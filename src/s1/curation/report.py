@@ -164,9 +164,11 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
         blocks += [("h2", "Domains"), ("img", "domains.png", "domain histogram"),
                    ("p", f"{len(doms)} domains in ours; s1K: 51 MSC domains (paper Table 5, top "
                          "23 drawn; the other 27 hold 242 questions).")]
-    lengths = [float(r["trace_length"]) for r in rows if r.get("trace_length") is not None]
+    length_col = next((c for c in ("trace_tokens", "trace_length") if rows and c in rows[0]), None)
+    lengths = [float(r[length_col]) for r in rows if length_col and r.get(length_col) is not None]
     if lengths:
-        _hist(tmp / "trace_length.png", "Trace length", "trace length", {"ours": lengths})
+        unit = "tokens" if length_col == "trace_tokens" else "trace length"
+        _hist(tmp / "trace_length.png", "Trace length", unit, {"ours": lengths})
         pngs.append("trace_length.png")
         lengths.sort()
         blocks += [("h2", "Trace length"), ("img", "trace_length.png", "trace length"),

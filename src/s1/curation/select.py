@@ -16,8 +16,13 @@ on the domain is drawn from the domain histogram of the GPQA + AIME questions (G
 Ablations (paper Table 2): `random` (uniform), `diverse` (uniform domain, then a uniform question
 in it: no length), `longest` (the `size` longest traces), `full` (everything).
 
-The domain and trace-length columns come from the `domains` and `difficulty` steps; any columns
-can be named (the offline recipe uses `proxy-columns`).
+The domain comes from the `domains` step (`domain`, the MSC title) and the trace length from the
+`difficulty` step (`trace_tokens`: the teacher's thinking in tokens of a chosen tokenizer, as the
+paper's `gemini_length`); `length_column: auto` takes `trace_tokens` where it exists, else the
+`trace_length` stand-in of `proxy-columns` (runs without models). Any columns can be named.
+
+`sample` (a quick subset before the model steps) draws `size` rows uniformly with a seed and keeps
+their order.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class SelectConfig:
     size: int = 1000
     seed: int = 42
     domain_column: str = "domain"
-    length_column: str = "trace_length"
+    length_column: str = "auto"    # auto: trace_tokens (difficulty step, the paper's) else trace_length
     # the notebook variant only
     correct_column: str | None = None        # e.g. the teacher's grade (isgeminicorrect)
     gpqa_sources: list = field(default_factory=lambda: ["Idavidrein/gpqa"])
@@ -123,8 +128,22 @@ def benchmark_domain_weights(data, config: SelectConfig) -> dict:
     return {d: gpqa.get(d, 0) * scale + aime.get(d, 0) for d in set(gpqa) | set(aime)}
 
 
+LENGTH_COLUMNS = ("trace_tokens", "trace_length")   # `auto`: the real one first, then the proxy
+
+
+def resolved(data, config: SelectConfig) -> SelectConfig:
+    """`length_column: auto` made concrete for this data."""
+    import dataclasses
+
+    if config.length_column != "auto":
+        return config
+    found = [c for c in LENGTH_COLUMNS if c in data.column_names]
+    return dataclasses.replace(config, length_column=found[0] if found else LENGTH_COLUMNS[0])
+
+
 def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
     """The chosen row indices, in the order they were drawn, and facts for the report."""
+    config = resolved(data, config)
     n = len(data)
     rng = np.random.default_rng(config.seed)
     needs_len = config.strategy in ("s1", "notebook", "longest")
@@ -161,6 +180,7 @@ def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
 @step("select", SelectConfig, needs=("question_hash", "source_type"))
 def select(data, config: SelectConfig, ctx) -> StepOutput:
     """Algorithm 1 (domain uniformly, then 2^-rank of trace length), the notebook variant, or an ablation set."""
+    config = resolved(data, config)
     wanted = [config.domain_column] if config.strategy in ("s1", "notebook", "diverse") else []
     wanted += [config.length_column] if config.strategy in ("s1", "notebook", "longest") else []
     wanted += [config.correct_column] if config.strategy == "notebook" and config.correct_column else []
@@ -180,4 +200,32 @@ def select(data, config: SelectConfig, ctx) -> StepOutput:
     out = data.select(chosen).add_column("selection_rank", list(range(len(chosen))))
     if config.domain_column in out.column_names:
         info["domains"] = len(set(column(out, config.domain_column)))
+    if config.strategy in ("s1", "notebook", "longest"):
+        info["length_column"] = config.length_column
     return StepOutput(out, drops, stats=info)
+
+
+@dataclass
+class SampleConfig:
+    """A seeded uniform subset (quick runs: the model steps on a few questions)."""
+
+    size: int = 100
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise UserError("sample.size must be at least 1")
+
+
+@step("sample", SampleConfig, needs=("question_hash", "source_type"))
+def sample(data, config: SampleConfig, ctx) -> StepOutput:
+    """A seeded uniform subset of `size` rows, in their order (quick runs of the model steps)."""
+    n = len(data)
+    rng = np.random.default_rng(config.seed)
+    keep = sorted(int(i) for i in rng.choice(n, size=min(config.size, n), replace=False))
+    kept = set(keep)
+    drops = Drops()
+    for i, (h, s) in enumerate(zip(column(data, "question_hash"), column(data, "source_type"))):
+        if i not in kept:
+            drops.add({"question_hash": h, "source_type": s}, "not-sampled")
+    return StepOutput(data.select(keep), drops, stats={"size": len(keep)})

@@ -45,9 +45,10 @@ written whole in a temporary directory and renamed into place (`step.json` last)
 step never leaves a directory that looks complete.
 
 Registered here: `pool`, `decontaminate`, `dedup`, `near-dup`, `quality`, `proxy-columns`,
-`select`, `output`. The model-driven steps (`audit`, `traces`, `difficulty`, `domains`) follow
-the same contract and are registered by their own modules (see `s1.curation.STEP_MODULES`); a
-recipe naming a step that is not registered is a UserError listing the registered ones.
+`sample`, `select`, `output`. The model-driven steps (`audit`, `traces`, `difficulty`, `domains`)
+follow the same contract and are registered by their own modules (see `s1.curation.STEP_MODULES`
+and `s1.curation.modelsteps`, which places their reply caches); a recipe naming a step that is
+not registered is a UserError listing the registered ones.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class Context:
     work_dir: Path                 # private, survives a kill, removed when the step completes
     show_progress: bool = True
     name: str = ""
+    replies_dir: Path | None = None   # model reply caches kept across runs (recipes); None: work_dir
 
     def progress(self, items: Iterable, total: int | None = None, desc: str | None = None):
         from tqdm import tqdm
@@ -176,7 +178,13 @@ def make_config(s: Step, values: dict | None, where: str):
             raise UserError(f"unknown field {where}.{k} (fields of {s.name}: {', '.join(names)})")
         hint = hints[k]
         origin = typing.get_origin(hint)
-        if hint is list or origin is list or (origin is not None and list in typing.get_args(hint)):
+        args = typing.get_args(hint)
+        if any(dataclasses.is_dataclass(t) for t in (hint, *args)):
+            out[k] = v    # a nested config (a model): its own __post_init__ checks the mapping
+        elif hint in (list, tuple) or origin in (list, tuple) or (
+                origin is not None and (list in args or tuple in args)):
+            if isinstance(v, str) and origin is tuple:
+                v = [x.strip() for x in v.split(",") if x.strip()]
             if v is not None and not isinstance(v, list):
                 v = [v]   # `benchmarks=math500` on the command line means a list of one
             out[k] = v
@@ -312,7 +320,8 @@ class StepRun:
 
 
 def run_step(name: str, data, input_fp: str, config, out_dir: str | Path,
-             progress: bool = True, shard_rows: int | None = None, quiet: bool = False) -> StepRun:
+             progress: bool = True, shard_rows: int | None = None, quiet: bool = False,
+             replies_dir: str | Path | None = None) -> StepRun:
     """Run one step into `out_dir`, or reuse it when it already holds this input and config."""
     s = get_step(name)
     out_dir = Path(out_dir)
@@ -333,13 +342,19 @@ def run_step(name: str, data, input_fp: str, config, out_dir: str | Path,
     for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*") if out_dir.parent.exists() else ():
         shutil.rmtree(stale, ignore_errors=True)   # a killed run's half-written output
     partial = out_dir.parent / f".{out_dir.name}.partial-{key}"
-    ctx = Context(work_dir=partial / "work", show_progress=progress, name=name)
+    ctx = Context(work_dir=partial / "work", show_progress=progress, name=name,
+                  replies_dir=Path(replies_dir) if replies_dir else None)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if s.rowwise and data is not None:
-        result = _run_sharded(s, data, config, ctx, partial, shard_rows or s.shard_rows)
-    else:
-        result = s.fn(data, config, ctx)
+    try:
+        if s.rowwise and data is not None:
+            result = _run_sharded(s, data, config, ctx, partial, shard_rows or s.shard_rows)
+        else:
+            result = s.fn(data, config, ctx)
+    except BaseException:
+        if not any(p.is_file() for p in partial.rglob("*")):
+            shutil.rmtree(partial, ignore_errors=True)   # nothing to resume from: no clutter
+        raise
     seconds = time.perf_counter() - t0
     rows_in = None if data is None else len(data)
     record = {"step": name, "version": s.version, "key": key, "input": input_fp,

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from s1.curation.llm import LLM, LLMConfig, Reply
+from s1.curation.llm import LLM, LLMConfig, Reply, llm_config
 from s1.errors import UserError
 from s1.jsonl import JsonlAppender, read_jsonl, write_json_atomic
 
 log = logging.getLogger("s1.curation")
+SHOW_BARS = True   # the step runner turns the bars off under --quiet (s1.curation.modelsteps.bars)
 
 
 @dataclass
@@ -46,8 +47,7 @@ class TracesConfig:
     progress: str = "teacher traces"   # the progress bar's label
 
     def __post_init__(self) -> None:
-        if isinstance(self.teacher, dict):
-            self.teacher = LLMConfig(**self.teacher)
+        self.teacher = llm_config(self.teacher, "traces.teacher") or LLMConfig()
         if "{question}" not in self.prompt_template:
             raise UserError("prompt_template must contain {question}")
 
@@ -162,7 +162,7 @@ def traces(ds, config: TracesConfig | None = None,
 def _progress(total: int, label: str) -> Callable[[dict], None]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="q", leave=False)
+    bar = tqdm(total=total, desc=label, unit="q", leave=False, disable=not SHOW_BARS)
     failed = 0
 
     def step(rec: dict) -> None:
@@ -173,3 +173,33 @@ def _progress(total: int, label: str) -> Callable[[dict], None]:
         if bar.n >= total:
             bar.close()
     return step
+
+
+# ---------------------------------------------------------------------------------------------
+# the `traces` step of `s1 curate` (contract: s1.curation.steps; caches: s1.curation.modelsteps)
+
+from s1.curation.steps import Drops, StepOutput, step  # noqa: E402
+
+
+@step("traces", TracesConfig, needs=("question", "question_hash"))
+def traces_step(data, config: TracesConfig, ctx) -> StepOutput:
+    """Teacher traces (thinking_trajectories, attempt) through any engine; replies cached by question_hash."""
+    import dataclasses
+
+    from s1.curation.modelsteps import bars, drop_into, reply_cache, split_reason
+
+    cache = reply_cache(ctx, config.cache, "traces", config.teacher)
+    drops = Drops()
+    with bars(ctx):
+        out = traces(data, dataclasses.replace(config, cache=cache),
+                     on_drop=drop_into(drops, split_reason({"teacher failed": "teacher-error"},
+                                                           "teacher-error")))
+    mine = set(hashes_of(data))
+    replies = [r for h, r in load_cache(Path(cache)).items() if h in mine]
+    stats = {"teacher": config.teacher.label, "failures": len(drops),
+             "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in replies),
+             "completion_tokens": sum(r.get("completion_tokens", 0) for r in replies),
+             "cost": round(sum(r.get("cost", 0.0) for r in replies), 6)}
+    ctx.log(f"{stats['completion_tokens']} completion tokens, {stats['failures']} failed, "
+            f"cost {stats['cost']:g}")
+    return StepOutput(out, drops, stats=stats)
