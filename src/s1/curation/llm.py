@@ -114,7 +114,7 @@ def llm_config(value, where: str) -> LLMConfig | None:
     if not isinstance(value, dict):
         raise UserError(f"{where} must be a mapping of model settings (api, base_url, model, ...), "
                         f"not {value!r}")
-    from s1.training.recipes import _coerce
+    from s1.config import coerce
 
     hints = typing.get_type_hints(LLMConfig)
     names = [f.name for f in dataclasses.fields(LLMConfig)]
@@ -129,7 +129,7 @@ def llm_config(value, where: str) -> LLMConfig | None:
                 raise UserError(f"{where}.extra_body must be a mapping, not {v!r}")
             out[k] = v
         else:
-            out[k] = _coerce(v, hints[k], f"{where}.{k}")
+            out[k] = coerce(v, hints[k], f"{where}.{k}")
     return LLMConfig(**out)
 
 
