@@ -320,7 +320,7 @@ class LLM:
     # --- in-process -------------------------------------------------------------------------
 
     def _ask_local(self, prompts: Sequence[str], on_reply) -> list[Reply]:
-        from s1.generation.budget import Budget
+        from s1.generation.budget import Budget, Sampling
         from s1.generation.engines import Request, load_engine
 
         c = self.config
@@ -333,7 +333,7 @@ class LLM:
         # The completion budget is split as the harness does: thinking capped, the rest answers.
         answer = max(1, min(512, c.max_tokens // 4))
         budget = Budget(max_thinking_tokens=max(0, c.max_tokens - answer), max_answer_tokens=answer,
-                        temperature=c.temperature)
+                        sampling=Sampling(temperature=c.temperature))
         out: list[Reply | None] = [None] * len(prompts)
 
         def done(i: int, trace) -> None:
