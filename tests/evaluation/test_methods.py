@@ -139,9 +139,9 @@ def _mixed_budgets_check(tmp_path):
     calls = []
     original = engine.generate
 
-    def counting(requests, budget, on_trace=None):
+    def counting(requests, budget=None, on_trace=None, **hooks):
         calls.append(len(requests))
-        return original(requests, budget, on_trace=on_trace)
+        return original(requests, budget, on_trace=on_trace, **hooks)
 
     engine.generate = counting
     runs = make_runs(tmp_path, engine, "smollm2-135m", bench, settings, [0])
@@ -152,7 +152,7 @@ def _mixed_budgets_check(tmp_path):
                          run.setting.budget)
         for item, tr in zip(bench, alone):
             rec = run.done[f"{item.id}#0"]
-            assert rec["trace"]["thinking_ids"] == tr.thinking_ids, run.name
-            assert rec["trace"]["answer_ids"] == tr.answer_ids, run.name
-            assert rec["waits"] == tr.waits
-    assert max(r.done["gsm8k-1#0"]["thinking_tokens"] for r in runs) <= 12
+            assert rec.trace["thinking_ids"] == tr.thinking_ids, run.name
+            assert rec.trace["answer_ids"] == tr.answer_ids, run.name
+            assert rec.waits == tr.waits
+    assert max(r.done["gsm8k-1#0"].thinking_tokens for r in runs) <= 12
