@@ -35,8 +35,7 @@ from s1.curation.steps import (DATA_FILE, STEP_FILE, config_dict, get_step, load
                                read_table, run_step)
 from s1.errors import UserError
 from s1.jsonl import write_json_atomic
-from s1.config import config_dirs, parse_override
-from s1.training.recipes import list_recipes
+from s1.config import config_path, parse_override
 
 
 @dataclass
@@ -55,16 +54,7 @@ class CurationRecipe:
 
 
 def recipe_path(name: str) -> Path:
-    p = Path(name).expanduser()
-    if name.endswith((".yaml", ".yml")):
-        if not p.is_file():
-            raise UserError(f"recipe file not found: {name}")
-        return p
-    for d in config_dirs():
-        if (d / f"{name}.yaml").is_file():
-            return d / f"{name}.yaml"
-    known = ", ".join(r for r in list_recipes() if r.startswith("curate")) or "none found"
-    raise UserError(f"unknown curation recipe {name!r} (known: {known}); or give a .yaml path")
+    return config_path(name, kind="curation recipe")
 
 
 def _entries(raw, path: Path) -> list[tuple[str, dict]]:
