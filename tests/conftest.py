@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 
-import httpx
 import pytest
 
+from tests.loopback import free_port, start, stop
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see tests/loopback.py
 
 
 @pytest.fixture(scope="session")
@@ -27,34 +19,11 @@ def llama_server():
     from s1.generation.models import embedded_gguf
 
     port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="llama_server_", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",
-         "--n_threads", str(os.cpu_count())],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    proc, url, log = start(["-m", "llama_cpp.server", "--model", str(embedded_gguf()),
+                            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",
+                            "--n_threads", str(os.cpu_count())],
+                           port, "/v1/models", "llama_cpp.server", ready_s=90)
     try:
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not become ready within 90 s")
-            time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        os.unlink(log.name)
+        stop(proc, log)

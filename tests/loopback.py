@@ -1,0 +1,65 @@
+"""Real servers on loopback for the tests: start a process on a free port, wait until it answers,
+stop it and hand back its log. llama.cpp's OpenMP threads wait passively here: spinning threads
+make a shared CI machine 10-20x slower for every other process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], port: int, ready_path: str, name: str, ready_s: float = 300):
+    """Run `python ARGS` with this checkout first on the path; return (process, base URL, log)
+    once GET ready_path answers 200. A process that exits or never gets ready fails the test
+    with the tail of its log."""
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"{name.replace(' ', '_')}_", suffix=".log",
+                                      delete=False)
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_s
+    while True:
+        if proc.poll() is not None:
+            text = stop(proc, log)
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{text[-3000:]}")
+        try:
+            if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                return proc, url, log
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            text = stop(proc, log)
+            pytest.fail(f"{name} did not become ready within {ready_s} s:\n{text[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop(proc, log) -> str:
+    """Stop the process (terminate, then kill) and return its log, which is deleted."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.seek(0)
+    text = log.read()
+    log.close()
+    os.unlink(log.name)
+    return text
