@@ -10,7 +10,8 @@ import sys
 import httpx
 import pytest
 
-from tests.serving.conftest import API_KEY, SRC
+from tests.loopback import SRC
+from tests.serving.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
