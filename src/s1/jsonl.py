@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from s1.errors import UserError
 
@@ -21,6 +21,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def json_lines(text: str, path: str | Path, hint: str = "") -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of JSONL text; a line that is not JSON is a
+    UserError naming the file and line (and `hint`, what to do about it)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not valid JSON ({e.msg}){hint}") from None
 
 
 def read_jsonl(path: Path, repair: bool = False, key: str | None = None,
@@ -41,13 +53,7 @@ def read_jsonl(path: Path, repair: bool = False, key: str | None = None,
                 os.fsync(f.fileno())
         data = data[:end]
     out = []
-    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); {damaged}") from None
+    for n, rec in json_lines(data.decode("utf-8", "replace"), path, f"; {damaged}"):
         if not isinstance(rec, dict) or (key is not None and key not in rec):
             raise UserError(f"{path}:{n}: not a result record (no {key!r}); {damaged}")
         out.append(rec)

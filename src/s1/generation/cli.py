@@ -19,17 +19,13 @@ def read_questions(path: str) -> list[tuple[str, str]]:
     """(id, question) pairs from a JSONL file with a `question` (or `prompt`/`problem`) field."""
     from pathlib import Path
 
+    from s1.jsonl import json_lines
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"input file not found: {path}")
     out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+    for n, rec in json_lines(p.read_text(encoding="utf-8"), path):
         q = rec.get("question", rec.get("prompt", rec.get("problem"))) if isinstance(rec, dict) else None
         if not isinstance(q, str) or not q.strip():
             raise UserError(f"{path}:{n}: needs a non-empty 'question' field")
