@@ -56,7 +56,8 @@ def offline_run(tmp_path_factory, s1_cli):
     out = tmp_path_factory.mktemp("model-run") / "offline"
     args = ["curate", "run", "--recipe", "curate-offline", f"out={out}", "--quiet",
             "pool.limit_per_source=150", "sample.size=6", "select.size=3",
-            "traces.teacher.max_tokens=24", "difficulty.solvers.smollm2.max_tokens=24"]
+            "traces.teacher.max_tokens=24", "difficulty.solvers.smollm2.max_tokens=24",
+            "audit.min_similarity=0.05"]   # a low retrieval floor: every question has candidates
     t0 = time.perf_counter()
     r = s1_cli(*args, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -94,7 +95,14 @@ def test_offline_recipe_runs_every_model_step_end_to_end(offline_run):
     assert all(len(t) == 1 and t[0].strip() for t in s1k["thinking_trajectories"])
     assert set(s1k["domain"]) <= set(msc().values())
     assert all(n > 0 for n in s1k["trace_tokens"])
-    assert "PROXIES" not in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "PROXIES" not in report
+    # the model steps' figures: the audit's candidate cosines, the teacher's tokens, the solvers
+    assert stages["audit"]["stats"]["candidates"] > 0
+    assert "## Paraphrase audit" in report and (out / "audit_cosine.png").stat().st_size > 0
+    assert f"{stages['traces']['stats']['completion_tokens']} completion tokens" in report
+    solved = stages["difficulty"]["dropped"].get("solved-by-smollm2", 0)
+    assert f"Dropped as too easy (solved by a solver): smollm2 {solved};" in report
     print(f"offline recipe: {seconds:.0f} s; " + ", ".join(
         f"{s['step']} {s['rows_in']}->{s['rows_out']}" for s in record["stages"]))
 

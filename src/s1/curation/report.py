@@ -87,18 +87,25 @@ def _bars(path: Path, title: str, ours: Counter, ref: Counter | None, top: int =
     _save(fig, ax, path, title, "questions", "")
 
 
-def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]]) -> None:
+def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]],
+          log: bool = True, ylabel: str = "% of questions") -> None:
+    """Overlaid histograms, each series in % of its own size; `log`: log-spaced bins of counts."""
     import numpy as np
 
     fig, ax = _figure()
-    values = [v for vs in series.values() for v in vs if v > 0]
+    keep = (lambda v: v > 0) if log else (lambda v: True)
+    values = [v for vs in series.values() for v in vs if keep(v)]
     if values:
-        bins = np.logspace(np.log10(max(1, min(values))), np.log10(max(values) + 1), 30)
+        bins = (np.logspace(np.log10(max(1, min(values))), np.log10(max(values) + 1), 30) if log
+                else np.linspace(min(values), max(values) + 1e-9, 30))
         for label, vs in series.items():
-            ax.hist([v for v in vs if v > 0], bins=bins, alpha=0.55, label=label,
-                    weights=np.full(len([v for v in vs if v > 0]), 100.0 / max(1, len(vs))))
-        ax.set_xscale("log")
-    _save(fig, ax, path, title, xlabel, "% of questions")
+            kept = [v for v in vs if keep(v)]
+            if kept:
+                ax.hist(kept, bins=bins, alpha=0.55, label=label,
+                        weights=np.full(len(kept), 100.0 / len(vs)))
+        if log:
+            ax.set_xscale("log")
+    _save(fig, ax, path, title, xlabel, ylabel)
 
 
 def _stage_rows(stages: list[dict]) -> list[list]:
@@ -110,9 +117,34 @@ def _stage_rows(stages: list[dict]) -> list[list]:
     return rows
 
 
+def _audit_blocks(out: Path, stage: dict, tmp: Path) -> tuple[list, list[str]]:
+    """The paraphrase audit: what was flagged, the strongest flags, and the cosines of flagged
+    against cleared candidates (similarity alone cannot tell a paraphrase from a template)."""
+    st, where = stage["stats"], out / stage["dir"]
+    blocks = [("h2", "Paraphrase audit"),
+              ("p", f"{st.get('flagged', 0)} questions flagged out of {stage['rows_in']} "
+                    f"({st.get('candidates', 0)} candidate pairs; embedder {st.get('embedder')}, "
+                    f"decision by {st.get('decide')}). Ranked pairs: {stage['dir']}/audit.md.")]
+    path = where / "audit_candidates.jsonl"
+    pairs = [json.loads(line) for line in path.open()] if path.exists() else []
+    if not pairs:
+        return blocks, []
+    flagged = [p for p in pairs if p["flagged"]]
+    if flagged:
+        blocks.append(("table", ["cosine", "benchmark item", "reason"],
+                       [[f"{p['similarity']:.3f}", f"{p['benchmark']}:{p['benchmark_id']}",
+                         p["reason"]] for p in flagged[:10]]))
+    _hist(tmp / "audit_cosine.png", "Audit candidate pairs", "cosine to the benchmark item",
+          {"flagged": [p["similarity"] for p in flagged],
+           "cleared": [p["similarity"] for p in pairs if not p["flagged"]]},
+          log=False, ylabel="% of the pairs in each group")
+    return blocks + [("img", "audit_cosine.png", "audit cosines")], ["audit_cosine.png"]
+
+
 def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
     record = json.loads((out / "pipeline.json").read_text())
     stages = record["stages"]
+    pngs: list[str] = []
     final = read_table(out / record["final"] / DATA_FILE)
     rows = final.to_list()
     ref = load_reference()
@@ -143,11 +175,30 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                        ("p", f"{st.get('pairs_in_pool', 0)} pairs inside the pool, "
                              f"{st.get('pairs_with_benchmarks', 0)} with benchmark items; "
                              f"{s['dir']}/near_duplicates.jsonl.")]
+        if s["step"] == "audit":
+            section, figure = _audit_blocks(out, s, tmp)
+            blocks += section
+            pngs += figure
+        if s["step"] == "traces":
+            st = s["stats"]
+            blocks += [("h2", "Teacher traces"),
+                       ("p", f"Teacher {st.get('teacher', '?')}: {st.get('prompt_tokens', 0)} prompt "
+                             f"and {st.get('completion_tokens', 0)} completion tokens, cost "
+                             f"{st.get('cost', 0):g}; {st.get('failures', 0)} questions failed "
+                             "(recorded in the step's drops, not silently lost).")]
+        if s["step"] == "difficulty":
+            st = s["stats"]
+            solved = ", ".join(f"{k[len('solved_by_'):]} {v}" for k, v in st.items()
+                               if k.startswith("solved_by_")) or "none"
+            blocks += [("h2", "Difficulty"),
+                       ("p", f"Dropped as too easy (solved by a solver): {solved}; "
+                             f"{s['rows_out']} of {s['rows_in']} questions kept. "
+                             + (f"Trace tokens: {st['trace_tokens_total']} in all, longest "
+                                f"{st['trace_tokens_max']}." if "trace_tokens_total" in st else ""))]
         if s["step"] == "proxy-columns":
             blocks.append(("p", "Domains and trace lengths are PROXIES (source subject labels, "
                                 "solution length in words), not the paper's MSC labels and teacher "
                                 "traces."))
-    pngs = []
     ours_src = Counter(family(r.get("source_type")) for r in rows)
     ref_src = Counter(family(r["source_type"]) for r in ref)
     ref_src["GPQA"] += S1K_GPQA_ROWS
