@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from s1.generation.budget import Budget
+from s1.generation.budget import Budget, LoopGuard
 from s1.generation.engines import Request, load_engine
 
 QUESTION = "Explain step by step how to compute the sum of the first 100 positive integers."
@@ -33,7 +33,7 @@ def timed(fn):
 def exact(n: int, **kw) -> Budget:
     """Exactly n thinking tokens: every earlier end becomes a "Wait" (min = max = n)."""
     return Budget(max_thinking_tokens=n, min_thinking_tokens=n, max_answer_tokens=1,
-                  require_answer=False, loop_guard="off", **kw)
+                  require_answer=False, loop=LoopGuard("off"), **kw)
 
 
 # Prompts the embedded model answers at length (no attempt to end within T tokens) and prompts
