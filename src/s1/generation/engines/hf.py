@@ -5,7 +5,8 @@ the end delimiter) is just that row's next input token, so forcing never recompu
 Finished rows leave the batch and waiting requests are prefilled and merged in (continuous
 batching), so a sweep keeps the batch full.
 
-Ids the Forcer bans are masked in the logits before greedy or sampled choice. When the Forcer
+Ids the Forcer bans are masked in the logits before greedy or sampled choice, both made for the
+whole batch on the model's device (`sampler.sample_rows`). When the Forcer
 takes back a row's last tokens (a multi-token delimiter it ignores), their cache columns are
 masked out for that row and its positions continue from the shortened length: the row then
 attends exactly as if those tokens had never been fed.
@@ -22,6 +23,7 @@ import torch
 
 from s1.generation.budget import seed_bits
 from s1.generation.engines.base import Engine, HFTokenizer, Request, resolve_context_length
+from s1.generation.engines.sampler import sample_rows
 from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.models import ModelRef, load_causal_lm, load_tokenizer
@@ -217,26 +219,22 @@ class HFEngine(Engine):
     # --- sampling ------------------------------------------------------------------------------
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
-        """Banned ids masked; greedy rows by one argmax over the batch; sampled rows each with
-        their own generator."""
+        """Banned ids masked; every row's choice made on the device in one batch: argmax for
+        greedy rows, `sample_rows` for sampled ones (each with its own seeded uniform)."""
         self._mask_banned(logits, rows)
-        out = logits.argmax(dim=-1).tolist()
-        for j, row in enumerate(rows):
-            sampling = row.request.budget.sampling
-            if sampling.greedy or row.forcer.due():   # a forced row's proposal is thrown away
-                continue
-            row_logits = logits[j].cpu()
-            if sampling.top_k and sampling.top_k < row_logits.shape[-1]:
-                kth = row_logits.topk(sampling.top_k).values[-1]
-                row_logits = row_logits.masked_fill(row_logits < kth, float("-inf"))
-            probs = torch.softmax(row_logits / sampling.temperature, dim=-1)
-            if sampling.top_p < 1.0:
-                sorted_p, order = probs.sort(descending=True)
-                cut = sorted_p.cumsum(0) - sorted_p >= sampling.top_p
-                sorted_p[cut] = 0
-                probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-            out[j] = int(torch.multinomial(probs, 1, generator=row.gen))
-        return out
+        out = logits.argmax(dim=-1)
+        drawn = [j for j, row in enumerate(rows)   # a forced row's proposal is thrown away
+                 if not row.request.budget.greedy and not row.forcer.due()]
+        if drawn:
+            params = [rows[j].request.budget.sampling for j in drawn]
+            dev = logits.device
+            at = torch.tensor(drawn, device=dev)
+            out[at] = sample_rows(
+                logits[at], torch.tensor([s.temperature for s in params], device=dev),
+                torch.tensor([s.top_p for s in params], device=dev),
+                torch.tensor([s.top_k for s in params], device=dev),
+                torch.cat([torch.rand(1, generator=rows[j].gen) for j in drawn]).to(dev))
+        return out.tolist()
 
     @staticmethod
     def _mask_banned(logits: torch.Tensor, rows: list[_Row]) -> None:
