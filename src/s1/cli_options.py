@@ -5,8 +5,8 @@ defaults read from the config dataclasses, and comma-separated lists.
     @engine_options
     def serve(port: int = 8000, *, engine: EngineOptions): ...
 
-adds --model/--server/--engine/--format/--think-start/--think-end/--device/--threads/
---batch-size to the command and calls it with `engine=EngineOptions(...)`, validated.
+adds --model/--server/--engine/--format/--think-start/--think-end/--final-answer/
+--context-length/--device/--threads/--batch-size to the command and calls it with `engine=EngineOptions(...)`, validated.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def _engine_flags() -> list[inspect.Parameter]:
              "--format"),
         flag("think_start", Optional[str], "Custom thinking start string."),
         flag("think_end", Optional[str], "Custom thinking end string."),
+        flag("final_answer", Optional[str], "Suffix forced after the end delimiter when thinking "
+             "is cut (default: the format's, '\\nFinal Answer:' for s1; '' for none)."),
+        flag("context_length", Optional[int], "Context that 'auto' thinking fills (default: "
+             "min(the model's, 32768))."),
         flag("device", Optional[str], "cpu, cuda or cuda:N for the transformers engine "
              "(default: cuda if present)."),
         flag("threads", Optional[int], "CPU threads of the in-process engines (default: one "
@@ -44,8 +48,8 @@ def _engine_flags() -> list[inspect.Parameter]:
     ]
 
 
-ENGINE_FIELDS = ("model", "server", "engine", "format", "think_start", "think_end", "device",
-                 "threads", "batch_size")
+ENGINE_FIELDS = ("model", "server", "engine", "format", "think_start", "think_end",
+                 "final_answer", "context_length", "device", "threads", "batch_size")
 
 
 def engine_options(command: Callable) -> Callable:

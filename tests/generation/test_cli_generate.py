@@ -54,6 +54,9 @@ def test_generate_json_from_input_file(tmp_path):
     (["--format", "nope", "x"], "unknown thinking format"),
     (["--threads", "0", "x"], "threads must be at least 1"),
     (["--device", "tpu", "x"], "unknown device"),
+    (["--context-length", "0", "x"], "context-length must be a positive"),
+    (["--min-mode", "sometimes", "x"], "min mode must be wait or suppress"),
+    (["--seed", str(2**64), "x"], "out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, words):
     p = run("generate", *args)

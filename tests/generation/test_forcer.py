@@ -199,3 +199,175 @@ def test_loop_stop_found_inside_an_ignore_string_ends_after_it():
     assert f.thinking_ids == [WAIT, 150, WAIT, 150, 151]
     assert f.thinking_finish == "loop"
     assert [e.kind for e in f.events] == ["wait", "loop", "forced_end"]
+
+
+# --- banned ids: the harness's min_tokens=1 after each "Wait", and min_mode="suppress" ------------
+
+def drive_masked(forcer: Forcer, model) -> list[int]:
+    """Drive like an engine that masks `banned()`: `model(banned)` proposes the next token."""
+    out = []
+    for _ in range(10_000):
+        if forcer.done:
+            break
+        tok = forcer.step(None if forcer.due() else model(forcer.banned()))
+        if tok is not None:
+            out.append(tok)
+    return out
+
+
+def eager_to_end(then: int = 100):
+    """A model that always wants to stop thinking; when it may not, it says `then`."""
+    def model(banned):
+        return then if EOS in banned else START
+    return model
+
+
+def test_end_and_eos_are_banned_for_one_token_right_after_a_wait():
+    f = make(Budget(max_thinking_tokens=None, min_thinking_tokens=6))
+    seen = []
+
+    def model(banned):
+        seen.append(banned)
+        return eager_to_end()(banned)
+    drive_masked(f, model)
+    # Without the ban the model would end again at once ("WaitWaitWait..."); with it, every
+    # "Wait" is followed by one of its own tokens before the next end attempt.
+    assert f.thinking_ids == [WAIT, 100, WAIT, 100, WAIT, 100]
+    assert seen[:4] == [frozenset(), frozenset({START, EOS}), frozenset(), frozenset({START, EOS})]
+    assert f.thinking_finish == "end" and len(f.events) == 3
+
+
+def test_the_ban_lasts_one_proposal_and_waits_for_a_multi_token_ignore_string():
+    f = make(Budget(max_thinking_tokens=None, num_ignore=1), ignore=((WAIT, 150),))
+    assert f.step(START) == WAIT
+    assert f.banned() == frozenset()        # ", " of the ignore string is still due
+    assert f.step(None) == 150
+    assert f.banned() == {START, EOS}
+    assert f.step(101) == 101
+    assert f.banned() == frozenset()
+
+
+def test_suppress_mode_bans_the_end_through_the_minimum_and_appends_nothing():
+    f = make(Budget(max_thinking_tokens=None, min_thinking_tokens=4, min_mode="suppress"))
+    bans = []
+
+    def model(banned):
+        bans.append(bool(banned))
+        return eager_to_end()(banned)
+    drive_masked(f, model)
+    assert f.thinking_ids == [100, 100, 100, 100] and f.events == []
+    assert bans[:5] == [True, True, True, True, False]
+    assert f.thinking_finish == "end"
+
+
+def test_suppress_mode_falls_back_to_a_wait_when_the_engine_cannot_mask():
+    f = make(Budget(max_thinking_tokens=None, min_thinking_tokens=3, min_mode="suppress"))
+    drive(f, [100, START, 101, 102, START, 300, EOS])
+    assert f.thinking_ids == [100, WAIT, 101, 102]
+    assert [(e.kind, e.detail) for e in f.events] == [("wait", "min")]
+
+
+def test_suppress_mode_needs_no_ignore_string_and_is_written_only_when_used():
+    b = Budget(min_thinking_tokens=5, min_mode="suppress", ignore_strings=())
+    assert Budget.from_dict(b.to_dict()) == b and b.to_dict()["min_mode"] == "suppress"
+    assert "min_mode" not in Budget().to_dict() and "loop_window" not in Budget().to_dict()
+    with pytest.raises(UserError, match="min mode"):
+        Budget(min_mode="never")
+
+
+def test_nothing_is_banned_in_the_answer():
+    f = make(Budget(max_thinking_tokens=None, min_thinking_tokens=1, num_ignore=1))
+    for t in [START, 100, START, 101, START, None]:
+        f.step(t)
+    assert f.thinking_ids == [WAIT, 100, WAIT, 101]
+    assert f.phase is Phase.ANSWER and f.banned() == frozenset()
+
+
+# --- a multi-token delimiter is matched whole ---------------------------------------------------
+
+LT, SLASH_THINK, GT, LTS, LTSB = 20, 21, 22, 23, 24     # "<", "/think", ">", "</", "</b"
+TAGS = {**TEXT, LT: "<", SLASH_THINK: "/think", GT: ">", LTS: "</", LTSB: "</b", 25: "think",
+        26: "b>", 27: "</think>\n", 28: ".</"}
+
+
+def tags_decode(ids):
+    return "".join(TAGS.get(i, f" w{i}") for i in ids)
+
+
+def make_tags(budget: Budget, max_thinking=None) -> Forcer:
+    ids = FormatIds(end=(LTS, 25, GT), suffix=(NL, FINAL), newline=(NL,), ignore=((WAIT,),),
+                    eos=frozenset({EOS}), decode=tags_decode, end_text="</think>", whole=True)
+    return Forcer(budget, ids, max_thinking)
+
+
+def test_an_html_tag_starting_like_the_delimiter_does_not_end_thinking():
+    f = make_tags(Budget(max_thinking_tokens=None))
+    drive(f, [100, LTS, 26, 101, LTSB, GT, 102, LTS, 25, GT, 300, EOS])
+    assert f.thinking_ids == [100, LTS, 26, 101, LTSB, GT, 102]
+    assert f.delimiter_ids == [LTS, 25, GT] and f.answer_ids == [300]
+    assert f.thinking_finish == "end" and f.take_rewind() == 0
+
+
+@pytest.mark.parametrize("spelling", [[LTS, 25, GT], [LT, SLASH_THINK, GT], [27], [28, 25, GT]],
+                         ids=["canonical", "other-split", "one-token", "starts-mid-token"])
+def test_the_delimiter_is_found_in_any_tokenization(spelling):
+    f = make_tags(Budget(max_thinking_tokens=None))
+    drive(f, [100, *spelling, 300, EOS])
+    assert f.thinking_ids == [100] and f.delimiter_ids == spelling
+    assert f.phase is Phase.DONE and f.answer_ids == [300]
+
+
+def test_an_ignored_multi_token_delimiter_is_taken_back_and_replaced_by_wait():
+    f = make_tags(Budget(max_thinking_tokens=None, num_ignore=1))
+    emitted, rewinds = [], []
+    for proposal in [100, LT, SLASH_THINK, GT]:
+        emitted.append(f.step(proposal))
+        rewinds.append(f.take_rewind())
+    assert emitted == [100, LT, SLASH_THINK, WAIT]
+    assert rewinds == [0, 0, 0, 2]      # the engine drops "<" "/think" from its cache, feeds "Wait"
+    assert f.thinking_ids == [100, WAIT]
+    assert [(e.kind, e.at) for e in f.events] == [("wait", 1)]
+    assert f.banned() == {LTS, EOS}
+    drive(f, [101, LTS, 25, GT, 300, EOS])
+    assert f.thinking_ids == [100, WAIT, 101] and f.thinking_finish == "end"
+
+
+def test_a_special_first_token_ends_thinking_alone_as_the_harness_stops_on_it():
+    ids = FormatIds.build(__import__("s1.generation.formats", fromlist=["FORMATS"]).FORMATS["s1"],
+                          encode=lambda s: {"<|im_start|>answer": [START, ANSWER_WORD],
+                                            "\nFinal Answer:": [NL, FINAL], "\n": [NL],
+                                            "Wait": [WAIT]}[s],
+                          decode=decode, eos=[EOS], ignore_strings=["Wait"], special=[START, EOS])
+    assert not ids.whole
+    assert FormatIds.build(__import__("s1.generation.formats", fromlist=["FORMATS"]).FORMATS["s1"],
+                           encode=lambda s: {"<|im_start|>answer": [START, ANSWER_WORD]}.get(s, [NL]),
+                           decode=decode, eos=[EOS], ignore_strings=[]).whole
+
+
+# --- the loop guard: back-to-back repetition only -------------------------------------------------
+
+def test_scattered_repeats_of_a_long_formula_are_not_a_loop():
+    formula = list(range(500, 516))                   # a 16-token formula, used 6 times
+    script = []
+    for i in range(6):
+        script += formula + [600 + i, 601 + i, 602 + i]
+    f = make(Budget(max_thinking_tokens=None, loop=LoopGuard("stop", 16, 4)))
+    drive(f, script + [START, EOS], fill=EOS)
+    assert [e.kind for e in f.events if e.kind == "loop"] == []
+
+
+@pytest.mark.parametrize("period", [1, 5, 16, 40])
+def test_back_to_back_repetition_of_any_period_is_a_loop(period):
+    block = list(range(700, 700 + period))
+    f = make(Budget(max_thinking_tokens=None, loop=LoopGuard("stop", 16, 4)))
+    drive(f, [100, 101] + block * 200, fill=EOS)
+    loop = [e for e in f.events if e.kind == "loop"]
+    assert loop and f.thinking_finish == "loop"
+    # Found as soon as 4 copies of some block of ≥ 16 tokens stand back to back.
+    size = period * -(-16 // period)
+    assert loop[0].at == 2 + 4 * size
+
+
+def test_loop_guard_window_must_hold_the_copies():
+    with pytest.raises(UserError, match="window"):
+        LoopGuard("record", 16, 4, window=32)

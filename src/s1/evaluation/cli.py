@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from s1.cli_options import engine_options
+from s1.cli_options import ENGINE_FIELDS, engine_options
 from s1.config import default
 from s1.evaluation.config import BenchmarkOptions as B
 from s1.evaluation.config import BudgetOptions as G
@@ -30,11 +30,12 @@ FLAGS = {
     "scorer": "method.scorer", "max_tries": "method.max_tries",
     "on_failure": "method.on_failure",
     "max_answer": "budget.max_answer", "temperature": "budget.temperature",
+    "answer_reserve": "budget.answer_reserve", "require_answer": "budget.require_answer",
+    "min_mode": "budget.min_mode",
     "top_p": "budget.top_p", "top_k": "budget.top_k",
     "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
     "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
-    **{f: f"engine.{f}" for f in ("model", "server", "engine", "format", "think_start",
-                                  "think_end", "device", "threads", "batch_size")},
+    **{f: f"engine.{f}" for f in ENGINE_FIELDS},
 }
 
 
@@ -97,6 +98,9 @@ def eval_(
     top_p: float = typer.Option(default(G, "top_p")),
     top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
     max_answer: int = typer.Option(default(G, "max_answer"), help="Max answer tokens."),
+    min_mode: str = typer.Option(default(G, "min_mode"), help="How a minimum holds: wait (append the ignore string) or suppress (mask the end, vLLM min_tokens)."),
+    answer_reserve: int = typer.Option(default(G, "answer_reserve"), help="Tokens 'auto' thinking leaves free for the answer (the s1 harness: 100)."),
+    require_answer: bool = typer.Option(default(G, "require_answer"), "--require-answer/--no-require-answer", help="An empty answer gets the forced suffix once; --no-require-answer is the harness exactly."),
     seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
     judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),

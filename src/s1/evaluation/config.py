@@ -112,9 +112,16 @@ class BudgetOptions:
     temperature: float | None = None
     top_p: float = default(Sampling, "top_p")
     top_k: int = default(Sampling, "top_k")
+    min_mode: str = default(Budget, "min_mode")
+    answer_reserve: int = default(Budget, "answer_reserve")
+    require_answer: bool = default(Budget, "require_answer")
+
+    def __post_init__(self) -> None:
+        self.base()    # every field checked where the Budget checks it
 
     def base(self) -> Budget:
-        return Budget(max_answer_tokens=self.max_answer,
+        return Budget(max_answer_tokens=self.max_answer, min_mode=self.min_mode,
+                      answer_reserve=self.answer_reserve, require_answer=self.require_answer,
                       sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
                                         top_k=self.top_k))
 

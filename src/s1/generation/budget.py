@@ -6,14 +6,17 @@ Semantics (the paper's §3.1 and its harness, token-exact):
 - `max_thinking_tokens`: thinking never exceeds it; on reaching it the end delimiter and
   "Final Answer:" are forced. `"auto"` = context window − prompt − `answer_reserve`.
 - `min_thinking_tokens`: before it, an attempt to end thinking (end delimiter or EOS) is
-  suppressed and an ignore string ("Wait") is appended instead.
-- `num_ignore`: after the minimum, the first N attempts to end thinking are also suppressed the
-  same way (s1's "ignore the end of thinking N times"); the ignore strings are used in turn.
+  suppressed. `min_mode="wait"` (the paper): an ignore string ("Wait") is appended instead, and
+  the model may not end again on the very next token (the harness's `min_tokens=1` per round).
+  `min_mode="suppress"` (vLLM's `min_tokens`): the end delimiter and EOS are masked all through
+  the minimum, nothing is appended.
+- `num_ignore`: after the minimum, the first N attempts to end thinking are also suppressed by
+  appending an ignore string (s1's "ignore the end of thinking N times"), used in turn.
 - `max_answer_tokens`: the answer phase ends at EOS or at this many tokens.
 - `require_answer`: an EOS right after the end delimiter (empty answer) is replaced, once, by the
   forced suffix ("Final Answer:") so the model answers; off reproduces the harness exactly.
-- `loop` (LoopGuard): watch the thinking for a repeated n-gram; "record" notes it, "stop" also stops
-  forcing (the thinking is ended at once, no more "Wait"s); "off" disables the check.
+- `loop` (LoopGuard): watch the thinking for a block repeated back to back; "record" notes it,
+  "stop" also stops forcing (the thinking is ended at once, no more "Wait"s); "off" disables it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ def parse_max_thinking(value, what: str = "max thinking tokens") -> MaxThinking:
                     "'auto' or 'none')")
 
 
+def seed_bits(seed: int) -> int:
+    """The one mapping of a seed onto the unsigned 64 bits every generator takes: a negative
+    seed wraps modulo 2**64 (as torch's `manual_seed` does), so -1 draws like 2**64 - 1 in every
+    engine. Seeds outside [-2**63, 2**64) are refused."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"a seed must be an integer ({seed!r})")
+    if not -2**63 <= seed < 2**64:
+        raise UserError(f"seed {seed} is out of range (give an integer in [-2**63, 2**64))")
+    return seed % 2**64
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How the model's proposals are drawn (the forcing is the Budget's business).
@@ -52,7 +66,8 @@ class Sampling:
     temperature: 0 = greedy, as the paper evaluates
     top_p: nucleus sampling mass
     top_k: sample among the k likeliest tokens (0 = all)
-    seed: the default seed of a request that brings none of its own
+    seed: the default seed of a request that brings none of its own (a negative one wraps
+          modulo 2**64, see `seed_bits`)
     """
 
     temperature: float = 0.0
@@ -67,6 +82,7 @@ class Sampling:
             raise UserError(f"top_p must be in (0, 1] ({self.top_p})")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise UserError(f"top_k must be a non-negative integer ({self.top_k!r})")
+        seed_bits(self.seed)
 
     @property
     def greedy(self) -> bool:
@@ -75,18 +91,29 @@ class Sampling:
 
 @dataclass(frozen=True)
 class LoopGuard:
-    """Watch the thinking for an n-gram repeated `repeats` times. mode: "record" notes it,
-    "stop" also stops forcing (the thinking ends at once, no more "Wait"s), "off" disables it."""
+    """Watch the thinking for a degenerate loop: one block of tokens repeated back to back.
+    mode: "record" notes it, "stop" also stops forcing (the thinking ends at once, no more
+    "Wait"s), "off" disables it. A block that recurs with other text between (a formula used
+    again in a long derivation) is not a loop.
+
+    ngram: the shortest block counted, in tokens (a shorter cycle counts through its multiples)
+    repeats: back-to-back copies of the block that make a loop
+    window: the longest stretch watched; blocks up to window // repeats tokens
+    """
 
     mode: Literal["off", "record", "stop"] = "record"
-    ngram: int = 16                   # tokens in the repeated n-gram
-    repeats: int = 4                  # occurrences that count as a loop
+    ngram: int = 16
+    repeats: int = 4
+    window: int = 512
 
     def __post_init__(self) -> None:
         if self.mode not in ("off", "record", "stop"):
             raise UserError(f"loop guard must be off, record or stop ({self.mode!r})")
         if self.ngram < 1 or self.repeats < 2:
             raise UserError("loop guard needs an n-gram of at least 1 token and at least 2 repeats")
+        if self.window < self.ngram * self.repeats:
+            raise UserError(f"loop guard window ({self.window}) must hold {self.repeats} copies "
+                            f"of a {self.ngram}-token block")
 
 
 # The on-disk (flat) names of the nested fields: manifests and records keep the schema they
@@ -94,18 +121,24 @@ class LoopGuard:
 _FLAT = {"temperature": ("sampling", "temperature"), "top_p": ("sampling", "top_p"),
          "top_k": ("sampling", "top_k"), "seed": ("sampling", "seed"),
          "loop_guard": ("loop", "mode"), "loop_ngram": ("loop", "ngram"),
-         "loop_repeats": ("loop", "repeats")}
-_FORCING = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "max_answer_tokens",
-            "answer_reserve", "require_answer")
-_ON_DISK = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "ignore_strings",
-            "max_answer_tokens", "answer_reserve", "temperature", "top_p", "top_k", "seed",
-            "require_answer", "loop_guard", "loop_ngram", "loop_repeats")
+         "loop_repeats": ("loop", "repeats"), "loop_window": ("loop", "window")}
+_FORCING = ("max_thinking_tokens", "min_thinking_tokens", "min_mode", "num_ignore",
+            "max_answer_tokens", "answer_reserve", "require_answer")
+_ON_DISK = ("max_thinking_tokens", "min_thinking_tokens", "min_mode", "num_ignore",
+            "ignore_strings", "max_answer_tokens", "answer_reserve", "temperature", "top_p",
+            "top_k", "seed", "require_answer", "loop_guard", "loop_ngram", "loop_repeats",
+            "loop_window")
+# Fields newer than the schema, written only when they differ from their default so the
+# manifests of older runs still match and resume.
+_NEWER = {"top_k": 0, "min_mode": "wait", "loop_window": 512}
+MIN_MODES = ("wait", "suppress")
 
 
 @dataclass(frozen=True)
 class Budget:
     max_thinking_tokens: MaxThinking = "auto"
     min_thinking_tokens: int = 0
+    min_mode: Literal["wait", "suppress"] = "wait"
     num_ignore: int = 0
     ignore_strings: tuple[str, ...] = DEFAULT_IGNORE
     max_answer_tokens: int = 512
@@ -119,6 +152,8 @@ class Budget:
             object.__setattr__(self, "ignore_strings",
                                (self.ignore_strings,) if isinstance(self.ignore_strings, str)
                                else tuple(self.ignore_strings))
+        if self.min_mode not in MIN_MODES:
+            raise UserError(f"min mode must be wait or suppress ({self.min_mode!r})")
         mx = parse_max_thinking(self.max_thinking_tokens)
         object.__setattr__(self, "max_thinking_tokens", mx)
         for name in ("min_thinking_tokens", "num_ignore", "answer_reserve"):
@@ -128,7 +163,8 @@ class Budget:
             raise UserError(f"max answer tokens must be at least 1 ({self.max_answer_tokens})")
         if isinstance(mx, int) and self.min_thinking_tokens > mx:
             raise UserError(f"min thinking tokens ({self.min_thinking_tokens}) exceed the maximum ({mx})")
-        if (self.min_thinking_tokens or self.num_ignore) and not self.ignore_strings:
+        needs_ignore = self.num_ignore or (self.min_thinking_tokens and self.min_mode == "wait")
+        if needs_ignore and not self.ignore_strings:
             raise UserError("a minimum or num_ignore needs at least one ignore string (e.g. 'Wait')")
         if any(not s for s in self.ignore_strings):
             raise UserError("ignore strings cannot be empty")
@@ -167,10 +203,7 @@ class Budget:
         """The flat on-disk form (the schema manifests have always had)."""
         flat = {**{n: getattr(self, n) for n in _FORCING}, "ignore_strings": list(self.ignore_strings),
                 **{n: getattr(getattr(self, part), attr) for n, (part, attr) in _FLAT.items()}}
-        if not flat["top_k"]:
-            del flat["top_k"]   # newer than the schema: written only when used, so old runs resume
-        return {n: flat[n] for n in _ON_DISK if n in flat}
-        return d
+        return {n: flat[n] for n in _ON_DISK if n not in _NEWER or flat[n] != _NEWER[n]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Budget":

@@ -7,13 +7,22 @@ so for an in-process engine a forced token is simply the next input token and th
 never recomputed. A remote engine feeds whole segments through `step` and stops feeding at the
 first token the Forcer replaced.
 
+Before sampling, an engine asks `banned()` for the ids the model must not propose next (it masks
+their logits): the end of thinking and EOS right after an appended ignore string (the s1
+harness's `min_tokens=1` per round), or all through the minimum in `min_mode="suppress"`.
+
+A delimiter that starts with an ordinary token (`</think>` as `</`, `think`, `>` on a tokenizer
+without a `</think>` token) is matched as a whole, on the decoded text, so `</b>` does not end the
+thinking. When such an end has to be ignored, the tokens of the delimiter already emitted are
+taken back: `take_rewind()` tells the engine how many of its last fed tokens to drop before it
+feeds the ignore string.
+
 Phases: THINKING → ANSWER → DONE. Only tokens emitted in THINKING (the model's and the ignore
 strings') count as thinking tokens; the end delimiter counts as neither thinking nor answer.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Sequence
@@ -39,11 +48,19 @@ class FormatIds:
     ignore: tuple[tuple[int, ...], ...]  # one id sequence per ignore string, used in turn
     eos: frozenset[int]                  # end-of-turn ids
     decode: Callable[[Sequence[int]], str] = field(compare=False, repr=False)
+    end_text: str = ""                   # the delimiter as text (matched as a whole when `whole`)
+    whole: bool = False                  # False: its first token alone ends the thinking
 
     @property
     def trigger(self) -> int:
-        """The token whose proposal means "the model wants to stop thinking"."""
+        """The delimiter's first token: its proposal means "the model wants to stop thinking"
+        (when not `whole`); banned after an ignore string in any case."""
         return self.end[0]
+
+    @property
+    def stop_ban(self) -> frozenset[int]:
+        """What `banned()` forbids: the delimiter's first token and EOS."""
+        return frozenset({self.trigger, *self.eos})
 
     @property
     def stop_ids(self) -> list[int]:
@@ -53,14 +70,36 @@ class FormatIds:
     @classmethod
     def build(cls, fmt: ThinkingFormat, encode: Callable[[str], list[int]],
               decode: Callable[[Sequence[int]], str], eos: Sequence[int],
-              ignore_strings: Sequence[str]) -> "FormatIds":
-        """`encode` must tokenize special tokens in text and add no BOS."""
+              ignore_strings: Sequence[str], special: Sequence[int] = ()) -> "FormatIds":
+        """`encode` must tokenize special tokens in text and add no BOS. `special`: the
+        tokenizer's control tokens. A delimiter whose first token is one (s1's `<|im_start|>`)
+        ends the thinking on that token, as the s1 harness stops on it; any other multi-token
+        delimiter must appear whole."""
         end = tuple(encode(fmt.end))
         if not end:
             raise ValueError(f"the end delimiter {fmt.end!r} tokenizes to nothing")
         return cls(end=end, suffix=tuple(encode(fmt.forced_suffix)) if fmt.forced_suffix else (),
                    newline=tuple(encode("\n")), ignore=tuple(tuple(encode(s)) for s in ignore_strings),
-                   eos=frozenset(eos), decode=decode)
+                   eos=frozenset(eos), decode=decode, end_text=fmt.end,
+                   whole=len(end) > 1 and end[0] not in set(special))
+
+    def completes_end(self, tail: Sequence[int], proposed: int) -> int:
+        """How many tokens (`proposed` and the last ones of `tail`) spell the whole delimiter,
+        ending in `proposed`; 0 if they do not. Text-matched, so any split of it counts."""
+        if not self.end_text or self.end_text[-1] not in self._text(proposed):
+            return 0
+        reach = len(self.end_text.encode("utf-8"))      # no token is shorter than one byte
+        tail = list(tail[-reach:])
+        for k in range(1, len(tail) + 2):
+            if self.end_text in self.decode([*tail[len(tail) - k + 1:], proposed]):
+                return k
+        return 0
+
+    def _text(self, token: int) -> str:
+        cache = self.__dict__.setdefault("_texts", {})   # frozen dataclass: a private memo
+        if token not in cache:
+            cache[token] = self.decode([token])
+        return cache[token]
 
 
 # Where an emitted token belongs.
@@ -83,10 +122,12 @@ class Forcer:
         self._queue: list[tuple[int, str]] = []
         self._ignored = 0                  # ends ignored because of num_ignore
         self._waits = 0                    # ignore strings appended so far (picks the next string)
-        self._ngrams: dict[tuple[int, ...], int] = defaultdict(int)
+        self._runs: list[int] = []         # per block size: positions equal to the one a block back
         self._loop_seen = False
         self._answer_nudged = False
         self._loop_stop = False            # the loop guard asked to end the thinking
+        self._ban_next = False             # an ignore string was just appended (harness min_tokens=1)
+        self._rewind = 0                   # emitted tokens the engine must take back (a partial delimiter)
 
     # --- what the engine asks --------------------------------------------------------------
 
@@ -102,6 +143,24 @@ class Forcer:
         """True when the next emitted token is forced whatever the model proposes."""
         return bool(self._queue) or (self.phase is Phase.THINKING
                                      and (self._at_max() or self._loop_stop))
+
+    def banned(self) -> frozenset[int]:
+        """Ids the engine must not let the model propose at the next step (mask their logits):
+        the delimiter's first token and EOS right after an appended ignore string, or all
+        through the minimum in `min_mode="suppress"`. Empty when nothing is banned."""
+        if self.phase is not Phase.THINKING or self.due():
+            return frozenset()
+        if self._ban_next or (self.budget.min_mode == "suppress"
+                              and len(self.thinking_ids) < self.budget.min_thinking_tokens):
+            return self.ids.stop_ban
+        return frozenset()
+
+    def take_rewind(self) -> int:
+        """How many of the tokens already emitted (and fed) the engine must drop now, before it
+        feeds the token `step` just returned; reading it clears it. Non-zero only when a
+        multi-token delimiter the model completed is ignored (the ignore string replaces it)."""
+        n, self._rewind = self._rewind, 0
+        return n
 
     def pending(self) -> list[int]:
         """The forced tokens queued so far (more may follow once they are emitted)."""
@@ -133,8 +192,13 @@ class Forcer:
                 return self._emit(*self._queue.pop(0))
             if proposed is None:
                 raise ValueError("no proposal while no forced token is due")
-            if proposed == self.ids.trigger or proposed in self.ids.eos:
+            self._ban_next = False
+            if proposed in self.ids.eos or (proposed == self.ids.trigger and not self.ids.whole):
                 return self._end_attempt(proposed)
+            if self.ids.whole:
+                span = self.ids.completes_end(self.thinking_ids, proposed)
+                if span:
+                    return self._end_attempt(proposed, span)
             return self._emit(proposed, _THINK)
         # ANSWER
         if proposed is None:
@@ -164,8 +228,12 @@ class Forcer:
     def _at_max(self) -> bool:
         return self.max_thinking_tokens is not None and len(self.thinking_ids) >= self.max_thinking_tokens
 
-    def _end_attempt(self, proposed: int) -> int:
-        n = len(self.thinking_ids)
+    def _end_attempt(self, proposed: int, span: int = 0) -> int:
+        """The model wants to end the thinking: with `proposed` (the trigger or EOS), or, when
+        `span`, by completing a whole delimiter whose first span−1 tokens were emitted as
+        thinking."""
+        taken = self.thinking_ids[len(self.thinking_ids) - span + 1:] if span > 1 else []
+        n = len(self.thinking_ids) - len(taken)
         reason = ""
         if n < self.budget.min_thinking_tokens:
             reason = "min"
@@ -177,11 +245,21 @@ class Forcer:
                 self._waits += 1
                 if reason == "num_ignore":
                     self._ignored += 1
+                if taken:    # the delimiter's first tokens leave the thinking and the model's cache
+                    del self.thinking_ids[n:]
+                    self._rewind += len(taken)
+                    self._runs.clear()
                 self.events.append(Event("wait", n, reason))
+                self._ban_next = True
                 self._queue.extend((t, _THINK) for t in wait)
                 return self._emit(*self._queue.pop(0))
             # No room left for the ignore string: the thinking ends as the model wanted.
         self.thinking_finish = "end"
+        if span:
+            # The model spelled the whole delimiter: its tokens are the delimiter, as it wrote them.
+            del self.thinking_ids[n:]
+            self.delimiter_ids.extend(taken)
+            return self._emit(proposed, _DELIM)
         if proposed == self.ids.trigger:
             # The model's own first delimiter token is kept; the rest of the delimiter is forced.
             self._queue.extend((t, _DELIM) for t in self.ids.end[1:])
@@ -219,18 +297,32 @@ class Forcer:
         return token
 
     def _watch_loop(self) -> None:
+        """A loop is the same block of L tokens (guard.ngram ≤ L ≤ window/repeats) repeated
+        `repeats` times back to back at the end of the thinking. For each L, count how many
+        positions in a row equal the one L back: L·(repeats−1) of them means `repeats` copies.
+        Repeats scattered through a long derivation (a formula used again) never count."""
         guard = self.budget.loop
-        if guard.mode == "off" or self._loop_seen or len(self.thinking_ids) < guard.ngram:
+        if guard.mode == "off" or self._loop_seen:
             return
-        gram = tuple(self.thinking_ids[-guard.ngram:])
-        self._ngrams[gram] += 1
-        if self._ngrams[gram] >= guard.repeats:
-            self._loop_seen = True
-            self.events.append(Event("loop", len(self.thinking_ids),
-                                     f"{guard.ngram}-gram seen {guard.repeats} times"))
-            if guard.mode == "stop":
-                # Ends once any ignore string being emitted is out (`step` checks the flag).
-                self._loop_stop = True
+        x, runs = self.thinking_ids, self._runs
+        lo, hi = guard.ngram, guard.window // guard.repeats
+        if not runs:
+            runs.extend([0] * (hi - lo + 1))
+        n, t = len(x), x[-1]
+        for j in range(hi - lo + 1):
+            size = lo + j
+            if n > size and x[n - 1 - size] == t:
+                runs[j] += 1
+                if runs[j] >= size * (guard.repeats - 1):
+                    self._loop_seen = True
+                    self.events.append(Event("loop", n, f"{size}-token block repeated "
+                                                        f"{guard.repeats} times back to back"))
+                    if guard.mode == "stop":
+                        # Ends once any ignore string being emitted is out (`step` checks the flag).
+                        self._loop_stop = True
+                    return
+            else:
+                runs[j] = 0
 
     def _finish(self, reason: str) -> None:
         self.phase = Phase.DONE

@@ -20,6 +20,9 @@ class EngineOptions:
     engine: auto, transformers, llama.cpp or remote
     format: thinking format, s1 or think-tags (None: the model's own, else s1)
     think_start / think_end: custom thinking delimiters (override the format's)
+    final_answer: the suffix forced after the end delimiter when thinking is cut (the format's
+        by default, "\nFinal Answer:" for s1; "" for none; a typed "\n" is a newline)
+    context_length: the context "auto" thinking fills (None: min(the model's, 32768))
     device: cpu, cuda or cuda:N for the transformers engine (None: cuda if present)
     threads: CPU threads of the in-process engines (None: one per core)
     batch_size: rows decoded together (transformers engine)
@@ -31,6 +34,8 @@ class EngineOptions:
     format: str | None = None
     think_start: str | None = None
     think_end: str | None = None
+    final_answer: str | None = None
+    context_length: int | None = None
     device: str | None = None
     threads: int | None = None
     batch_size: int = 16
@@ -40,6 +45,8 @@ class EngineOptions:
             raise UserError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1 ({self.threads})")
+        if self.context_length is not None and self.context_length < 1:
+            raise UserError(f"--context-length must be a positive number of tokens ({self.context_length})")
         if self.batch_size < 1:
             raise UserError("--batch-size must be at least 1")
         if self.engine == "remote" and not self.server:
@@ -52,13 +59,15 @@ class EngineOptions:
 
     def thinking_format(self) -> ThinkingFormat | None:
         """The format the user chose; None leaves it to the model (see `format_for_model`)."""
-        if not (self.format or self.think_start or self.think_end):
+        if not (self.format or self.think_start or self.think_end or self.final_answer is not None):
             return None
-        return resolve_format(self.model, self.format, self.think_start, self.think_end)
+        suffix = None if self.final_answer is None else self.final_answer.replace("\\n", "\n")
+        return resolve_format(self.model, self.format, self.think_start, self.think_end, suffix)
 
     def load(self) -> Engine:
         return load_engine(self.model, self.server, self.engine, fmt=self.thinking_format(),
-                           batch_size=self.batch_size, device=self.device, threads=self.threads)
+                           batch_size=self.batch_size, device=self.device, threads=self.threads,
+                           context_length=self.context_length)
 
     def to_dict(self) -> dict:
         return asdict(self)

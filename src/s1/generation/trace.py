@@ -34,6 +34,8 @@ class Trace:
     wall_s: float = 0.0
     engine: str = ""
     seed: int | None = None
+    max_thinking_tokens: int | None = None   # the thinking cap this sequence ran under ("auto" resolved)
+    context_length: int | None = None        # the context that cap was resolved against
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -14,13 +14,17 @@ ENGINES = ("auto", "transformers", "llama.cpp", "remote")
 
 def load_engine(model: str | None = None, server: str | None = None, engine: str = "auto",
                 fmt: ThinkingFormat | None = None, batch_size: int = 16,
-                device: str | None = None, n_ctx: int = 8192, tokenizer: str | None = None,
-                concurrency: int = 8, threads: int | None = None) -> Engine:
+                device: str | None = None, context_length: int | None = None,
+                tokenizer: str | None = None, concurrency: int = 8,
+                threads: int | None = None) -> Engine:
     """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers.
 
     `device`: cpu, cuda, cuda:N (transformers engine; default cuda when there is one).
+    `context_length`: the context `auto` fills (default: min(the model's, 32768); a server's own).
     `threads`: CPU threads for the in-process engines (default: one per core).
     """
+    if context_length is not None and context_length < 1:
+        raise UserError(f"context length must be a positive number of tokens ({context_length})")
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if threads is not None and threads < 1:
@@ -32,7 +36,8 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
             raise UserError("the remote engine needs --server URL")
         from s1.generation.engines.remote import load_remote_engine
         return load_remote_engine(server, model=model, tokenizer=tokenizer,
-                                  fmt=fmt or format_for_model(model), concurrency=concurrency)
+                                  fmt=fmt or format_for_model(model), concurrency=concurrency,
+                                  context_length=context_length)
     ref = resolve_model(model)
     fmt = fmt or format_for_model(ref.path if not ref.is_gguf else model)
     has_llama = importlib.util.find_spec("llama_cpp") is not None
@@ -40,7 +45,7 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
         if not has_llama:
             raise UserError("llama.cpp is not installed: pip install 'llama-cpp-python[server]'")
         from s1.generation.engines.llamacpp import LlamaCppEngine
-        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=n_ctx, n_threads=threads)
+        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=context_length, n_threads=threads)
     import torch
 
     from s1.generation.engines.hf import HFEngine
@@ -48,7 +53,7 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
         torch.set_num_threads(threads)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return HFEngine(ref, fmt, device=device, batch_size=batch_size)
+    return HFEngine(ref, fmt, device=device, batch_size=batch_size, context_length=context_length)
 
 
 def _check_device(device: str) -> None:

@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
-from s1.generation.budget import Budget
+from s1.errors import UserError
+from s1.generation.budget import Budget, seed_bits
 from s1.generation.forcer import FormatIds, Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
@@ -37,12 +38,14 @@ class Request:
     def resolve(self, default: Budget | None = None) -> "Request":
         """This request with its Budget and seed settled: its own, else the call's default."""
         budget = self.budget or default or Budget()
-        return replace(self, budget=budget,
-                       seed=budget.sampling.seed if self.seed is None else self.seed)
+        seed = budget.sampling.seed if self.seed is None else self.seed
+        seed_bits(seed)   # an unusable seed is the caller's error, before anything runs
+        return replace(self, budget=budget, seed=seed)
 
 
 class Tokenizer(Protocol):
     eos_ids: list[int]
+    special_ids: frozenset[int]      # control tokens (a delimiter starting with one ends on it)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of text: special tokens in the text parsed, no BOS added."""
@@ -64,6 +67,13 @@ class HFTokenizer:
             if isinstance(i, int) and i != tok.unk_token_id and name in tok.get_vocab():
                 eos.add(i)
         self.eos_ids = sorted(eos)
+        self.special_ids = frozenset(tok.all_special_ids) | frozenset(
+            i for i, t in getattr(tok, "added_tokens_decoder", {}).items() if t.special)
+
+    def add_eos(self, ids) -> None:
+        """Also stop on these ids (a model's generation config lists its own end tokens)."""
+        more = [ids] if isinstance(ids, int) else list(ids or ())
+        self.eos_ids = sorted({*self.eos_ids, *(int(i) for i in more if i is not None and i >= 0)})
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
@@ -73,6 +83,22 @@ class HFTokenizer:
 
     def chat(self, messages: list[dict]) -> str:
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+#: The context `auto` fills when the user names none: the s1 harness's max_gen_toks.
+DEFAULT_CONTEXT = 32768
+
+
+def resolve_context_length(given: int | None, trained: int | None) -> int:
+    """The context an engine runs with: the user's, else min(the model's trained context, 32768).
+    More than the model was trained on is refused (as vLLM refuses a longer max_model_len)."""
+    if given is not None:
+        if given < 1:
+            raise UserError(f"context length must be a positive number of tokens ({given})")
+        if trained and given > trained:
+            raise UserError(f"context length {given} exceeds the model's trained context ({trained})")
+        return given
+    return min(trained, DEFAULT_CONTEXT) if trained else DEFAULT_CONTEXT
 
 
 def messages_for(request: Request) -> list[dict]:
@@ -106,7 +132,8 @@ class Engine(ABC):
         cache = self.__dict__.setdefault("_format_ids", {})
         if key not in cache:
             cache[key] = FormatIds.build(fmt, self.tokenizer.encode, self.tokenizer.decode,
-                                         self.tokenizer.eos_ids, budget.ignore_strings)
+                                         self.tokenizer.eos_ids, budget.ignore_strings,
+                                         getattr(self.tokenizer, "special_ids", ()))
         return cache[key]
 
     def prepare(self, request: Request) -> tuple[str, list[int], Forcer]:
@@ -132,6 +159,7 @@ class Engine(ABC):
             thinking_finish=forcer.thinking_finish or "context",
             finish_reason=forcer.finish_reason, wall_s=time.perf_counter() - started,
             engine=self.name, seed=request.seed,
+            max_thinking_tokens=forcer.max_thinking_tokens, context_length=self.context_length,
             meta={"generated_tokens": len(forcer.thinking_ids) + len(forcer.delimiter_ids)
                   + len(forcer.answer_ids)})
 

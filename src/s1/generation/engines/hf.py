@@ -4,6 +4,12 @@ Rows are left-padded and decoded together, one token per row per step. A forced 
 the end delimiter) is just that row's next input token, so forcing never recomputes the prefix.
 Finished rows leave the batch and waiting requests are prefilled and merged in (continuous
 batching), so a sweep keeps the batch full.
+
+Ids the Forcer bans are masked in the logits before greedy or sampled choice, both made for the
+whole batch on the model's device (`sampler.sample_rows`). When the Forcer
+takes back a row's last tokens (a multi-token delimiter it ignores), their cache columns are
+masked out for that row and its positions continue from the shortened length: the row then
+attends exactly as if those tokens had never been fed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from s1.generation.engines.base import Engine, HFTokenizer, Request
+from s1.generation.budget import seed_bits
+from s1.generation.engines.base import Engine, HFTokenizer, Request, resolve_context_length
+from s1.generation.engines.sampler import sample_rows
 from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.models import ModelRef, load_causal_lm, load_tokenizer
@@ -40,15 +48,19 @@ class HFEngine(Engine):
     name = "transformers"
 
     def __init__(self, ref: ModelRef, fmt: ThinkingFormat, device: str = "cpu",
-                 dtype: torch.dtype | None = None, batch_size: int = 16, model=None, tokenizer=None):
+                 dtype: torch.dtype | None = None, batch_size: int = 16, model=None, tokenizer=None,
+                 context_length: int | None = None):
         self.ref = ref
         self.fmt = fmt
         self.device = device
         self.batch_size = batch_size
         self.model = model if model is not None else load_causal_lm(ref, dtype=dtype, device=device)
         self.tokenizer = HFTokenizer(tokenizer if tokenizer is not None else load_tokenizer(ref))
+        gen_cfg = getattr(self.model, "generation_config", None)
+        self.tokenizer.add_eos(getattr(gen_cfg, "eos_token_id", None))
         cfg = self.model.config
-        self.context_length = int(getattr(cfg, "max_position_embeddings", 0) or 4096)
+        trained = int(getattr(cfg, "max_position_embeddings", 0) or 0) or None
+        self.context_length = resolve_context_length(context_length, trained)
         self.pad_id = self.tokenizer.tok.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_ids[0]
@@ -95,6 +107,9 @@ class HFEngine(Engine):
             keep = []
             for j, row in enumerate(rows):
                 token = row.forcer.step(proposals[j])
+                back = row.forcer.take_rewind()
+                if back:
+                    self._rewind(mask, j, row, back)
                 if token is not None:
                     row.out.append(token)
                     row.next_token = token
@@ -124,7 +139,7 @@ class HFEngine(Engine):
         gen = None
         if not request.budget.greedy:
             gen = torch.Generator(device="cpu")
-            gen.manual_seed(request.seed)
+            gen.manual_seed(seed_bits(request.seed))
         return _Row(index, request, prompt, ids, forcer, time.perf_counter(), gen, len(ids))
 
     def _prefill(self, rows: list[_Row]):
@@ -148,6 +163,13 @@ class HFEngine(Engine):
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                          position_ids=pos.to(self.device), past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :].float(), out.past_key_values, mask
+
+    @staticmethod
+    def _rewind(mask: torch.Tensor, j: int, row: _Row, n: int) -> None:
+        """Forget the last n tokens row j fed: every step feeds one token per row, so they are
+        the last n columns. Masked, they are never attended to again."""
+        mask[j, mask.shape[1] - n:] = 0
+        row.length -= n
 
     # --- batch bookkeeping -------------------------------------------------------------------
 
@@ -197,21 +219,33 @@ class HFEngine(Engine):
     # --- sampling ------------------------------------------------------------------------------
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
-        """Greedy rows by one argmax over the batch; sampled rows each with their own generator."""
-        out = logits.argmax(dim=-1).tolist()
+        """Banned ids masked; every row's choice made on the device in one batch: argmax for
+        greedy rows, `sample_rows` for sampled ones (each with its own seeded uniform)."""
+        self._mask_banned(logits, rows)
+        out = logits.argmax(dim=-1)
+        drawn = [j for j, row in enumerate(rows)   # a forced row's proposal is thrown away
+                 if not row.request.budget.greedy and not row.forcer.due()]
+        if drawn:
+            params = [rows[j].request.budget.sampling for j in drawn]
+            dev = logits.device
+            at = torch.tensor(drawn, device=dev)
+            out[at] = sample_rows(
+                logits[at], torch.tensor([s.temperature for s in params], device=dev),
+                torch.tensor([s.top_p for s in params], device=dev),
+                torch.tensor([s.top_k for s in params], device=dev),
+                torch.cat([torch.rand(1, generator=rows[j].gen) for j in drawn]).to(dev))
+        return out.tolist()
+
+    @staticmethod
+    def _mask_banned(logits: torch.Tensor, rows: list[_Row]) -> None:
+        """−inf on the ids each row's Forcer bans at this step, in one indexed write."""
+        at_rows, at_ids = [], []
+        vocab = logits.shape[-1]
         for j, row in enumerate(rows):
-            sampling = row.request.budget.sampling
-            if sampling.greedy or row.forcer.due():   # a forced row's proposal is thrown away
-                continue
-            row_logits = logits[j].cpu()
-            if sampling.top_k and sampling.top_k < row_logits.shape[-1]:
-                kth = row_logits.topk(sampling.top_k).values[-1]
-                row_logits = row_logits.masked_fill(row_logits < kth, float("-inf"))
-            probs = torch.softmax(row_logits / sampling.temperature, dim=-1)
-            if sampling.top_p < 1.0:
-                sorted_p, order = probs.sort(descending=True)
-                cut = sorted_p.cumsum(0) - sorted_p >= sampling.top_p
-                sorted_p[cut] = 0
-                probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-            out[j] = int(torch.multinomial(probs, 1, generator=row.gen))
-        return out
+            for i in row.forcer.banned():
+                if i < vocab:
+                    at_rows.append(j)
+                    at_ids.append(i)
+        if at_rows:
+            logits[torch.tensor(at_rows, device=logits.device),
+                   torch.tensor(at_ids, device=logits.device)] = float("-inf")

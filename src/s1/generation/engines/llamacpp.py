@@ -4,7 +4,8 @@ One sequence at a time. The KV cache is kept across forced tokens: tokens the Fo
 evaluated in one batch before the next proposal, exactly the batches an OpenAI-compatible
 llama.cpp server evaluates when the remote engine appends the same forced tokens to a cached
 prompt — so under greedy decoding both give the same tokens. Consecutive prompts reuse their
-common prefix (the system prompt) the way the server's cache does.
+common prefix (the system prompt) the way the server's cache does. Ids the Forcer bans are masked
+before the greedy or sampled choice; tokens it takes back are removed from the KV cache.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from s1.errors import UserError
-from s1.generation.budget import Sampling
-from s1.generation.engines.base import Engine, Request
+from s1.generation.budget import Sampling, seed_bits
+from s1.generation.engines.base import Engine, Request, resolve_context_length
 from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
@@ -55,6 +56,17 @@ def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, 
     return _llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed)
 
 
+def trained_context(gguf_path: str) -> int | None:
+    """The context length a GGUF was trained with (its metadata), read without the weights."""
+    vocab = load_vocab(gguf_path)
+    try:
+        meta = vocab.metadata
+        ctx = meta.get(f"{meta.get('general.architecture', 'llama')}.context_length")
+        return int(ctx) if ctx else None
+    finally:
+        vocab.close()
+
+
 def load_vocab(gguf_path: str):
     """Only the tokenizer of a GGUF (no weights): what a remote llama.cpp server of it uses."""
     return _llama(gguf_path, vocab_only=True)
@@ -73,6 +85,9 @@ class LlamaTokenizer:
         vocab = llm._model.vocab
         self.eos_ids = sorted({llm.token_eos(), *(i for i in range(llm.n_vocab())
                                                   if llama_cpp.llama_vocab_is_eog(vocab, i))} - {-1})
+        control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        self.special_ids = frozenset(i for i in range(llm.n_vocab())
+                                     if llama_cpp.llama_vocab_get_attr(vocab, i) & control)
         arch = meta.get("general.architecture", "")
         ctx = meta.get(f"{arch}.context_length")
         self.context_length = int(ctx) if ctx else None   # trained context, a hint for servers
@@ -97,10 +112,14 @@ class LlamaTokenizer:
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
 
-    def __init__(self, gguf_path: str, fmt: ThinkingFormat, n_ctx: int = 8192,
+    def __init__(self, gguf_path: str, fmt: ThinkingFormat, n_ctx: int | None = None,
                  n_threads: int | None = None):
+        """`n_ctx`: the context (None: min(the GGUF's trained context, 32768))."""
         self.gguf_path = str(gguf_path)
         self.fmt = fmt
+        if not os.path.isfile(self.gguf_path):
+            raise UserError(f"GGUF file not found: {self.gguf_path}")
+        n_ctx = resolve_context_length(n_ctx, trained_context(self.gguf_path))
         self.llm = load_llama(self.gguf_path, n_ctx=n_ctx, n_threads=n_threads)
         self.tokenizer = LlamaTokenizer(self.llm)
         self.context_length = self.llm.n_ctx()
@@ -131,7 +150,7 @@ class LlamaCppEngine(Engine):
     def _one(self, request: Request, on_step: Callable[[Forcer], None] | None = None) -> Trace:
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request)
-        rng = np.random.default_rng(request.seed)
+        rng = np.random.default_rng(seed_bits(request.seed))   # numpy takes no negative seed
         pending = self._reuse_prefix(ids)
         length = len(ids)
         while not forcer.done:
@@ -139,8 +158,14 @@ class LlamaCppEngine(Engine):
                 forcer.stop("length")
                 break
             self.llm.eval(pending)
-            proposal = self._propose(request.budget.sampling, rng) if not forcer.due() else None
+            proposal = (self._propose(request.budget.sampling, rng, forcer.banned())
+                        if not forcer.due() else None)
             token = forcer.step(proposal)
+            back = forcer.take_rewind()
+            if back:   # a multi-token delimiter taken back: drop it from the cache
+                self.llm._ctx.kv_cache_seq_rm(-1, self.llm.n_tokens - back, -1)
+                self.llm.n_tokens -= back
+                length -= back
             pending = [] if token is None else [token]
             while forcer.due() and not forcer.done:   # forced tokens go in as one batch
                 pending.append(forcer.step(None))
@@ -174,8 +199,12 @@ class LlamaCppEngine(Engine):
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def _propose(self, sampling: Sampling, rng: np.random.Generator) -> int:
+    def _propose(self, sampling: Sampling, rng: np.random.Generator,
+                 banned: frozenset[int] = frozenset()) -> int:
         logits = self._logits()
+        if banned:
+            logits = logits.copy()            # the view is llama.cpp's own buffer
+            logits[[i for i in banned if i < len(logits)]] = -np.inf
         if sampling.greedy:
             return int(logits.argmax())
         z = logits.astype(np.float64) / sampling.temperature
