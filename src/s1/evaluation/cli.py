@@ -33,6 +33,7 @@ FLAGS = {
     "top_p": "budget.top_p", "top_k": "budget.top_k",
     "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
     "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
+    "allow_greedy_repeats": "run.allow_greedy_repeats",
     **{f: f"engine.{f}" for f in ("model", "server", "engine", "format", "think_start",
                                   "think_end", "device", "threads", "batch_size")},
 }
@@ -102,6 +103,7 @@ def eval_(
     judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),
     model_params: Optional[float] = typer.Option(None, help="Parameter count for FLOPs when the engine cannot tell (remote)."),
     quiet: bool = typer.Option(default(R, "quiet"), "--quiet", help="No progress bar."),
+    allow_greedy_repeats: bool = typer.Option(default(R, "allow_greedy_repeats"), "--allow-greedy-repeats", help="Allow --seeds > 1 or several samples at temperature 0 (identical greedy repeats; to measure engine nondeterminism)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summaries and curves as one JSON object."),
     *,
     engine: EngineOptions,

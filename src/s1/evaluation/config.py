@@ -123,7 +123,9 @@ class BudgetOptions:
 class RunOptions:
     """out: the directory of the runs (re-run to resume); seeds: 0..N-1, one run each; judge:
     an OpenAI-compatible LLM equivalence judge; model_params: parameters for FLOPs when the
-    engine cannot tell (remote)."""
+    engine cannot tell (remote); allow_greedy_repeats: let --seeds > 1 (or several samples per
+question) run at temperature 0, where every repeat is the same greedy run (useful only to
+measure an engine's nondeterminism)."""
 
     out: str | None = None
     seeds: int = 1
@@ -131,12 +133,29 @@ class RunOptions:
     judge_model: str | None = None
     model_params: float | None = None
     quiet: bool = False
+    allow_greedy_repeats: bool = False
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise UserError("--seeds must be at least 1")
         if (self.judge_url is None) != (self.judge_model is None):
             raise UserError("give both --judge-url and --judge-model, or neither")
+
+
+def check_greedy_repeats(settings, seeds: int) -> None:
+    """Refuse repeats that greedy decoding makes identical: seeds are not more evidence there,
+    and an sd of 0 over them would pass for a stable result (vLLM likewise refuses n > 1 at
+    temperature 0 with best_of)."""
+    greedy = [s for s in settings if s.budget.greedy]
+    if seeds > 1 and greedy:
+        raise UserError(f"--seeds {seeds} at temperature 0 runs the same greedy generation "
+                        f"{seeds} times ({greedy[0].name}); sample with --temperature > 0, or "
+                        "give --allow-greedy-repeats to measure engine nondeterminism")
+    many = [s for s in greedy if s.samples > 1]
+    if many:
+        raise UserError(f"{many[0].samples} samples per question at temperature 0 are one greedy "
+                        f"sample repeated ({many[0].name}); give --temperature > 0 (the paper "
+                        "samples at 1), or --allow-greedy-repeats")
 
 
 SECTIONS = {"engine": EngineOptions, "benchmark": BenchmarkOptions, "method": MethodOptions,
@@ -165,7 +184,9 @@ class EvalConfig:
             raise UserError("give --benchmark (or benchmark.name in --config)")
         if not config.run.out:
             raise UserError("give --out (or run.out in --config)")
-        config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        method = config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        if not config.run.allow_greedy_repeats:
+            check_greedy_repeats(m.expand([method], config.budget.base()), config.run.seeds)
         return config
 
     def show(self) -> str:
