@@ -115,3 +115,46 @@ def test_each_ignore_string_has_its_curve_sharing_the_no_ignore_run(dirs):
     # the shared no-ignore point is the same run in both curves: no spread there
     assert spread["points"]["budget-max8-ign0"][1] == pytest.approx(0.0)
     assert set(spread["points"]) == {"budget-max8-ign0", "budget-max8-ign1"}
+
+
+@pytest.mark.slow
+def test_report_shows_intervals_diagnostics_and_incomplete_runs(dirs, tmp_path):
+    from s1.evaluation.report import write_report
+
+    cut = tmp_path / "cut"
+    shutil.copytree(dirs["greedy"], cut)
+    victim = cut / "gsm8k-budget-max8-ign0-s0" / "records.jsonl"
+    victim.write_text("".join(victim.read_text().splitlines(keepends=True)[:-1]))
+    out = tmp_path / "report"
+    written = write_report([str(dirs["sampled"]), str(dirs["strings"]), str(cut)], str(out))
+    assert {p.name for p in written} >= {"report.md", "report.html", "thinking-gsm8k.png"}
+    md = (out / "report.md").read_text()
+    runs = find_runs([dirs["sampled"], dirs["strings"], cut])
+    cs = curves(runs)
+    # Scaling with its bootstrap interval, each curve under its own name
+    assert "Scaling (pp per doubling) [bootstrap 95%]" in md
+    for c in cs:
+        assert f"| {c.name} |" in md
+        if c.scaling_log2_low is not None:
+            assert f"{c.scaling_log2:.2f} [{c.scaling_log2_low:.2f}, {c.scaling_log2_high:.2f}]" in md
+    # incomplete runs are named and left out
+    assert "Incomplete, left out of the curves: gsm8k-budget-max8-ign0-s0" in md
+    # grading reasons: one column per reason, counts from the records
+    reasons = sorted({rec.reason for r in runs for rec in r.records})
+    assert "### Grading reasons" in md and all(f" {k} " in md for k in reasons)
+    # answer-cut share: an answer cap of 4 tokens cuts most answers
+    cut_share = [r.summary.answer_cut_share for r in runs]
+    assert "answer cut %" in md and max(cut_share) > 0
+    for r in runs:
+        assert r.summary.answer_cut_share == pytest.approx(
+            sum(x.finish_reason == "length" and x.thinking_finish != "context"
+                for x in r.records) / len(r.records))
+    # accuracy by Waits appears exactly when some sample was given a Wait
+    waited = any(rec.waits for r in runs for rec in r.records)
+    assert ("Accuracy against the number of Waits" in md) == waited
+    # per-question thinking across budgets, and the spread over ignore strings
+    assert "Thinking per question across budgets" in md and "| gsm8k-1 |" in md
+    assert "### Variance across ignore strings" in md
+    assert "Hmm, Wait" in md or "Wait, Hmm" in md
+    # no question text: ids and answers only
+    assert "Janet" not in md

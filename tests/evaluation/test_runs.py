@@ -119,11 +119,12 @@ def test_report_writes_html_markdown_and_pngs(sweep, tmp_path):
     p = s1("report", str(sweep), "--out", str(out))
     assert p.returncode == 0, p.stderr
     names = sorted(f.name for f in out.iterdir())
-    assert names == ["compute-gsm8k.png", "report.html", "report.md", "scaling-gsm8k.png"]
-    for png in ("compute-gsm8k.png", "scaling-gsm8k.png"):
+    assert names == ["compute-gsm8k.png", "report.html", "report.md", "scaling-gsm8k.png",
+                     "thinking-gsm8k.png"]
+    for png in ("compute-gsm8k.png", "scaling-gsm8k.png", "thinking-gsm8k.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "<img" in html
+    assert html.count("data:image/png;base64,") == 3 and "<img" in html
     assert "Control" in html and "Performance" in html
     md = (out / "report.md").read_text()
     for name in RUNS:

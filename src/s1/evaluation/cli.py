@@ -62,7 +62,9 @@ def render_run(s: RunSummary) -> str:
 def render_curve(c: dict) -> str:
     ctrl = "n/a" if c["control"] is None else f"{100 * c['control']:.0f}%"
     slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
-    return (f"{c['benchmark']} · {c['label']}: Control {ctrl} · Scaling {slope} · "
+    if c["scaling_log2"] is not None and c.get("scaling_log2_low") is not None:
+        slope += f" [{c['scaling_log2_low']:+.2f}, {c['scaling_log2_high']:+.2f}]"
+    return (f"{c['benchmark']} · {c.get('name', c['label'])}: Control {ctrl} · Scaling {slope} · "
             f"Performance {c['performance']:.1f}%")
 
 
@@ -97,7 +99,7 @@ def eval_(
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
     top_p: float = typer.Option(default(G, "top_p")),
     top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
-    max_answer: int = typer.Option(default(G, "max_answer"), help="Max answer tokens."),
+    max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto: the rest of the model's context (the paper's harness)."),
     seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
     judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),

@@ -105,16 +105,37 @@ class MethodOptions:
 
 @dataclass(frozen=True)
 class BudgetOptions:
-    """What every generation of the sweep shares. temperature None: 0 for budget forcing and
-    conditional prompting, the method's own (1, as the paper) for the sampling methods."""
+    """What every generation of the sweep shares. max_answer: the answer cap in tokens, or
+    "auto" (the rest of the model's context, as the paper's harness: s1-32B writes 650-1,100
+    answer tokens on AIME); temperature None: 0 for budget forcing and conditional prompting,
+    the method's own (1, as the paper) for the sampling methods."""
 
-    max_answer: int = default(Budget, "max_answer_tokens")
+    max_answer: int | str = "auto"
     temperature: float | None = None
     top_p: float = default(Sampling, "top_p")
     top_k: int = default(Sampling, "top_k")
 
-    def base(self) -> Budget:
-        return Budget(max_answer_tokens=self.max_answer,
+    def __post_init__(self) -> None:
+        cap = self.max_answer
+        if isinstance(cap, str) and cap.strip().isdigit():
+            cap = int(cap)
+        if isinstance(cap, str):
+            cap = cap.strip().lower()
+        if cap != "auto" and not (isinstance(cap, int) and cap >= 1):
+            raise UserError(f"max answer must be a positive number of tokens or 'auto', not "
+                            f"{self.max_answer!r}")
+        object.__setattr__(self, "max_answer", cap)
+
+    def answer_cap(self, context_length: int | None) -> int:
+        """The answer cap in tokens: "auto" is the whole context, so the answer ends at EOS or
+        where the context ends (every engine stops there), whichever comes first."""
+        if self.max_answer != "auto":
+            return self.max_answer
+        return int(context_length) if context_length else default(Budget, "max_answer_tokens")
+
+    def base(self, context_length: int | None = None) -> Budget:
+        """The Budget every setting starts from (`context_length` resolves an "auto" cap)."""
+        return Budget(max_answer_tokens=self.answer_cap(context_length),
                       sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
                                         top_k=self.top_k))
 
