@@ -165,7 +165,50 @@ def report(
         print(p)
 
 
+def compare_compute(
+    benchmark: str = typer.Option(..., help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    budgets: str = typer.Option(..., help="Thinking budgets B per question, comma-separated, e.g. 512,1024,2048."),
+    out: str = typer.Option(..., help="Directory of the runs (re-run to resume); compute.json/md/png go here too."),
+    ks: str = typer.Option("1,2,4", help="Parallel samples k, comma-separated: majority@k and oracle best-of-k at B/k each."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions."),
+    subset: Optional[str] = typer.Option(None, help="Metadata filter, e.g. level=5."),
+    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark."),
+    protocol: str = typer.Option(default(B, "protocol"), help="Prompt protocol: s1 or boxed."),
+    temperature: float = typer.Option(1.0, help="Temperature of the parallel samples (budget forcing stays greedy)."),
+    num_ignore: int = typer.Option(0, help="Budget forcing: times to ignore the end of thinking at each B."),
+    max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto (the rest of the context)."),
+    model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
+    resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
+    *,
+    engine: EngineOptions,
+):
+    """Matched compute: budget forcing at B against majority@k and oracle best-of-k at B/k, on
+    the same questions, with paired bootstrap differences, a table and a plot."""
+    from s1.evaluation.compute import ComputePlan, matched_compute, table
+    from s1.evaluation.config import _ints
+
+    plan = ComputePlan(tuple(_ints(budgets, "--budgets")), tuple(_ints(ks, "--ks")),
+                       temperature=temperature, num_ignore=num_ignore)
+    bench = B(name=benchmark, file=benchmark_file, limit=limit, subset=subset, protocol=protocol)
+    result = matched_compute(plan, engine, bench, out, max_answer=max_answer,
+                             model_config=model_config, resamples=resamples, quiet=quiet)
+    if json_out:
+        print(json.dumps({"cells": [c.to_dict() for c in result["cells"]],
+                          "model_shape": result["shape"],
+                          "files": [str(f) for f in result["files"]]}))
+        return
+    header, rows = table(result["cells"])
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(row))
+    for f in result["files"]:
+        print(f)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(engine_options(eval_))
     app.command()(compare)
     app.command()(report)
+    app.command("compare-compute")(engine_options(compare_compute))
