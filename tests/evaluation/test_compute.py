@@ -68,3 +68,64 @@ def test_flops_shape_from_a_config_matches_the_engine(gguf_config, tmp_path):
         shape_from_config(tmp_path)
     with pytest.raises(UserError, match="cannot read"):
         shape_from_config(tmp_path / "nothing.json")
+
+
+@pytest.mark.slow
+def test_compare_compute_end_to_end_on_gsm8k(gguf_config, tmp_path):
+    from s1.evaluation.aggregate import load_run
+    from s1.evaluation.intervals import paired_bootstrap
+    from s1.evaluation.metrics import estimate_flops
+
+    out = tmp_path / "cc"
+    args = ["compare-compute", "--benchmark", "gsm8k", "--limit", "2", "--budgets", "4,8",
+            "--ks", "1,2", "--max-answer", "6", "--engine", "llama.cpp", "--quiet",
+            "--resamples", "2000", "--out", str(out)]
+    p = subprocess.run([*S1, *args, "--json"], capture_output=True, text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert {Path(f).name for f in result["files"]} == {"compute.json", "compute.md",
+                                                        "compute-matched-gsm8k.png"}
+    assert (out / "compute-matched-gsm8k.png").read_bytes()[:4] == b"\x89PNG"
+    cells = {(c["budget"], c["k"]): c for c in result["cells"]}
+    assert sorted(cells) == [(4, 1), (4, 2), (8, 1), (8, 2)]
+    shape = result["model_shape"]
+    assert shape["n_params"] == 134_515_008 and shape["n_layers"] == 30
+
+    def recs(name):
+        return load_run(out / name).records
+
+    for (b, k), c in cells.items():
+        cap = b // k
+        drawn = ComputePlan((4, 8), (1, 2)).caps()[cap]   # the samples drawn at this cap
+        par = [r for r in recs(f"gsm8k-majority-k{drawn}-max{cap}-s0") if r.sample < k]
+        seq = recs(f"gsm8k-budget-max{b}-ign0-s0")
+        ids = sorted({r.id for r in seq})
+        bf = {r.id: float(r.correct) for r in seq}
+        best = {q: float(any(r.correct for r in par if r.id == q)) for q in ids}
+        assert c["accuracy"]["budget forcing"] == pytest.approx(sum(bf.values()) / len(ids))
+        assert c["accuracy"]["oracle best-of-k"] == pytest.approx(sum(best.values()) / len(ids))
+        # the oracle is never below the majority of the same samples
+        assert c["accuracy"]["oracle best-of-k"] >= c["accuracy"]["majority"]
+        ref = paired_bootstrap(bf, best, n_resamples=2000)
+        d = c["differences"]["oracle"]
+        assert (d["difference"], d["low"], d["high"]) == pytest.approx(
+            (ref.difference, ref.low, ref.high))
+        # FLOPs per question: every sample pays for its prompt and its tokens
+        want = sum(estimate_flops(shape["n_params"], r.compute.prompt_tokens,
+                                  r.compute.generated_tokens, 30, 576) for r in par) / len(ids)
+        assert c["flops_per_question"]["majority"] == pytest.approx(want)
+        assert all(r.thinking_tokens <= cap for r in par)
+    # the parallel side at k = 2 pays for two prompts: more FLOPs than one sample
+    assert cells[(8, 2)]["flops_per_question"]["majority"] > cells[(4, 1)]["flops_per_question"]["majority"]
+    md = (out / "compute.md").read_text()
+    assert "BF − maj [95% CI]" in md and "| 8 | 2 | 4 |" in md
+
+    # again, from --model-config: nothing is generated twice, and the FLOPs are the same
+    before = {f.parent.name: f.read_text() for f in out.glob("*/records.jsonl")}
+    p = subprocess.run([*S1, *args, "--model-config", str(gguf_config), "--json"],
+                       capture_output=True, text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr
+    assert {f.parent.name: f.read_text() for f in out.glob("*/records.jsonl")} == before
+    again = {(c["budget"], c["k"]): c for c in json.loads(p.stdout)["cells"]}
+    for key, c in cells.items():
+        assert again[key]["flops_per_question"] == pytest.approx(c["flops_per_question"])
