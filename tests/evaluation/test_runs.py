@@ -321,3 +321,8 @@ def test_sampling_methods_count_samples_tries_and_compute(tmp_path):
     assert p.returncode == 0, p.stderr
     md = (out / "report.md").read_text()
     assert "majority voting" in md and "pass@k %" in md and "rejection sampling" in md
+    # rejection's tries and failures are shown, as the records have them
+    failed = sum(r["accepted"] is False for r in rej)
+    assert "### Rejection sampling: tries and failures" in md
+    assert (f"| gsm8k-reject-max2-s0 | {sum(r['tries'] for r in rej) / 2:.1f} | "
+            f"{max(r['tries'] for r in rej)} | {failed}/2 | wrong (paper) |") in md
