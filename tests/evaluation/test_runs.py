@@ -119,11 +119,12 @@ def test_report_writes_html_markdown_and_pngs(sweep, tmp_path):
     p = s1("report", str(sweep), "--out", str(out))
     assert p.returncode == 0, p.stderr
     names = sorted(f.name for f in out.iterdir())
-    assert names == ["compute-gsm8k.png", "report.html", "report.md", "scaling-gsm8k.png"]
-    for png in ("compute-gsm8k.png", "scaling-gsm8k.png"):
+    assert names == ["compute-gsm8k.png", "report.html", "report.md", "scaling-gsm8k.png",
+                     "thinking-gsm8k.png"]
+    for png in ("compute-gsm8k.png", "scaling-gsm8k.png", "thinking-gsm8k.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "<img" in html
+    assert html.count("data:image/png;base64,") == 3 and "<img" in html
     assert "Control" in html and "Performance" in html
     md = (out / "report.md").read_text()
     for name in RUNS:
@@ -320,3 +321,8 @@ def test_sampling_methods_count_samples_tries_and_compute(tmp_path):
     assert p.returncode == 0, p.stderr
     md = (out / "report.md").read_text()
     assert "majority voting" in md and "pass@k %" in md and "rejection sampling" in md
+    # rejection's tries and failures are shown, as the records have them
+    failed = sum(r["accepted"] is False for r in rej)
+    assert "### Rejection sampling: tries and failures" in md
+    assert (f"| gsm8k-reject-max2-s0 | {sum(r['tries'] for r in rej) / 2:.1f} | "
+            f"{max(r['tries'] for r in rej)} | {failed}/2 | wrong (paper) |") in md

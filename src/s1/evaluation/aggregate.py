@@ -24,8 +24,8 @@ from typing import Sequence
 
 from s1.errors import UserError
 from s1.evaluation.methods import Setting
-from s1.evaluation.metrics import (accuracy, control, mean_sd, pass_at_k, performance, scaling,
-                                   score_interval, thinking_stats)
+from s1.evaluation.curves import Curve, Point, curves, incomplete_runs  # noqa: F401
+from s1.evaluation.metrics import accuracy, control, pass_at_k, thinking_stats
 from s1.evaluation.records import Record, RunSummary
 from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 
@@ -44,6 +44,13 @@ class RunData:
     def summary(self) -> RunSummary:
         """Computed once per loaded run: summary.json, sweep.json and the curves share it."""
         return summarize_run(self)
+
+    def outcomes_at(self, k: int | None = None) -> dict[str, dict]:
+        """`outcomes(self, k)`, computed once per k (a vote clusters answers in the grader)."""
+        cache = self.__dict__.setdefault("_outcomes", {})
+        if k not in cache:
+            cache[k] = outcomes(self, k)
+        return cache[k]
 
     @property
     def name(self) -> str:
@@ -150,6 +157,16 @@ def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _by_waits(records: Sequence[Record]) -> dict[str, list[int]]:
+    """Samples by the number of ignore strings appended: [correct, samples] for each count."""
+    out: dict[str, list[int]] = {}
+    for r in sorted(records, key=lambda r: r.waits):
+        cell = out.setdefault(str(r.waits), [0, 0])
+        cell[0] += bool(r.correct)
+        cell[1] += 1
+    return out
+
+
 def summarize_run(run: RunData) -> RunSummary:
     """Everything the report and `s1 compare` need about one run (use `run.summary`: cached)."""
     s = run.setting
@@ -157,7 +174,7 @@ def summarize_run(run: RunData) -> RunSummary:
     expected = run.config["benchmark"]["questions"]
     if not questions:
         return RunSummary(name=run.name, questions=0, expected_questions=expected)
-    outs = outcomes(run)
+    outs = run.outcomes_at(None)
     acc = accuracy([o["correct"] for o in outs.values()])
     recs = run.records
     thinking = [r.thinking_tokens for r in recs]
@@ -190,6 +207,11 @@ def summarize_run(run: RunData) -> RunSummary:
                                           for o in per_q]),
         },
         per_question={q: o["correct"] for q, o in outs.items()},
+        # The answer ran into the cap (or the context) rather than ending: it may be cut short.
+        answer_cut_share=_mean([r.finish_reason == "length" and r.thinking_finish != "context"
+                                for r in recs]),
+        loop_share=_mean([any(e.get("kind") == "loop" for e in r.events) for r in recs]),
+        by_waits=_by_waits(recs),
     )
     if s.accept_max is not None:
         summary.tries_mean = _mean([r.tries for r in recs])
@@ -202,7 +224,7 @@ def summarize_run(run: RunData) -> RunSummary:
         for k in _ks(s.samples):
             if not full:
                 break
-            ok = {q: outcomes_k for q, outcomes_k in outcomes(run, k).items() if q in full}
+            ok = {q: outcomes_k for q, outcomes_k in run.outcomes_at(k).items() if q in full}
             at_k[str(k)] = {
                 "pass": _mean([pass_at_k(len(v), sum(bool(x.correct) for x in v), k)
                                for v in full.values()]),
@@ -224,119 +246,12 @@ def summarize_run(run: RunData) -> RunSummary:
 # sweeps
 
 
-@dataclass
-class Point:
-    """One point of a scaling curve: a setting (seeds pooled), or majority/best-of at k."""
-
-    name: str
-    thinking: float                    # mean thinking tokens per question
-    accuracy: float                    # mean over seeds
-    sd: float                          # over seeds (nan for one seed)
-    low: float                         # Wilson 95% at the seeds' mean, n = questions
-    high: float
-    correct: int
-    total: int
-    seeds: int
-    a_max: int | None
-    flops: float | None                # per question
-    tokens: float | None               # prompt + generated per question
-
-    def to_dict(self) -> dict:
-        # JSON has no NaN: the sd of a single seed is written as null.
-        return {k: (None if isinstance(v, float) and v != v else v)
-                for k, v in self.__dict__.items()}
-
-
-@dataclass
-class Curve:
-    benchmark: str
-    model: str
-    label: str
-    points: list[Point]
-    control: float | None
-    scaling: float | None
-    scaling_log2: float | None
-    performance: float
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["points"] = [p.to_dict() for p in self.points]
-        return d
-
-
-def _points(runs: list[RunData]) -> list[Point]:
-    """Seeds of one setting pooled into points (at several k for parallel methods)."""
-    by_setting: dict[str, list[RunSummary]] = {}
-    for run in runs:
-        by_setting.setdefault(run.setting.name, []).append(run.summary)
-    settings = {run.setting.name: run.setting for run in runs}
-    points = []
-    for name, group in by_setting.items():
-        setting = settings[name]
-        views = []   # (label, a_max, [(acc, correct, total, thinking, flops, tokens) per seed])
-        if setting.samples > 1 and all(s.at_k for s in group):
-            for k in group[0].at_k:
-                rows = []
-                for s in group:
-                    a = s.at_k.get(k)
-                    if a is None:
-                        break
-                    rows.append((a["prediction"], a["correct"], a["total"],
-                                 a["thinking_per_question"], a["flops_per_question"],
-                                 a["tokens_per_question"]))
-                else:
-                    views.append((f"{name}@{k}", None, rows))
-        else:
-            rows = [(s.accuracy, s.correct, s.questions, s.thinking_per_question,
-                     s.compute["flops_per_question"], s.compute["tokens_per_question"])
-                    for s in group]
-            views.append((name, setting.a_max, rows))
-        for label, a_max, rows in views:
-            acc_mean, acc_sd = mean_sd([r[0] for r in rows])
-            correct, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-            # n is the questions, not questions × seeds: seeds re-ask the same questions, and
-            # the mean over seeds is the mean of the per-question means.
-            low, high = score_interval(min(1.0, acc_mean), round(total / len(rows)))
-            flops = [r[4] for r in rows]
-            points.append(Point(label, statistics.fmean(r[3] for r in rows), acc_mean, acc_sd,
-                                low, high, correct, total, len(rows), a_max,
-                                statistics.fmean(flops) if all(f is not None for f in flops)
-                                else None, statistics.fmean(r[5] for r in rows)))
-    return sorted(points, key=lambda p: (p.thinking, p.name))
-
-
-def curves(runs: Sequence[RunData]) -> list[Curve]:
-    """One curve per (benchmark, model, method label), with Control / Scaling / Performance.
-
-    Control is the paper's: the share of points whose mean thinking stays within the bound the
-    setting asked for (points without a bound, e.g. "auto", are left out; no bound at all gives
-    None). Scaling is the mean pairwise slope in percentage points per token (linear) and per
-    doubling of thinking tokens (log2, the paper's figures). Performance is the best accuracy.
-    """
-    groups: dict[tuple, list[RunData]] = {}
-    for run in runs:
-        summ = run.summary
-        if summ.empty:
-            continue
-        groups.setdefault((summ.benchmark, summ.model, summ.label), []).append(run)
-    out = []
-    for (bench, model, label), group in sorted(groups.items()):
-        pts = _points(group)
-        bounded = [p for p in pts if p.a_max is not None]
-        ctrl = control([p.thinking for p in bounded], [p.a_max for p in bounded]) if bounded else None
-        xs, ys = [p.thinking for p in pts], [100 * p.accuracy for p in pts]
-        distinct = len(set(xs)) > 1
-        lin = scaling(xs, ys) if distinct else None
-        log2 = scaling(xs, ys, log2=True) if distinct and all(x > 0 for x in xs) else None
-        out.append(Curve(bench, model, label, pts, ctrl, lin, log2, 100 * performance(
-            [p.accuracy for p in pts])))
-    return out
-
-
 def sweep_summary(runs: Sequence[RunData]) -> dict:
-    """What `sweep.json` holds: each run's headline numbers and each curve's metrics."""
+    """What `sweep.json` holds: each run's headline numbers, each curve's metrics, and the runs
+    left out of the curves as incomplete."""
     return {"runs": [r.summary.to_dict(per_question=False) for r in runs],
-            "curves": [c.to_dict() for c in curves(runs)]}
+            "curves": [c.to_dict() for c in curves(runs)],
+            "incomplete": incomplete_runs(runs)}
 
 
 def write_summaries(out: str | Path, run_dirs: Sequence[str | Path]) -> list[RunSummary]:

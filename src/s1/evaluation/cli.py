@@ -35,6 +35,7 @@ FLAGS = {
     "top_p": "budget.top_p", "top_k": "budget.top_k",
     "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
     "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
+    "allow_greedy_repeats": "run.allow_greedy_repeats",
     **{f: f"engine.{f}" for f in ENGINE_FIELDS},
 }
 
@@ -62,7 +63,9 @@ def render_run(s: RunSummary) -> str:
 def render_curve(c: dict) -> str:
     ctrl = "n/a" if c["control"] is None else f"{100 * c['control']:.0f}%"
     slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
-    return (f"{c['benchmark']} · {c['label']}: Control {ctrl} · Scaling {slope} · "
+    if c["scaling_log2"] is not None and c.get("scaling_log2_low") is not None:
+        slope += f" [{c['scaling_log2_low']:+.2f}, {c['scaling_log2_high']:+.2f}]"
+    return (f"{c['benchmark']} · {c.get('name', c['label'])}: Control {ctrl} · Scaling {slope} · "
             f"Performance {c['performance']:.1f}%")
 
 
@@ -97,15 +100,16 @@ def eval_(
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
     top_p: float = typer.Option(default(G, "top_p")),
     top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
-    max_answer: int = typer.Option(default(G, "max_answer"), help="Max answer tokens."),
     min_mode: str = typer.Option(default(G, "min_mode"), help="How a minimum holds: wait (append the ignore string) or suppress (mask the end, vLLM min_tokens)."),
     answer_reserve: int = typer.Option(default(G, "answer_reserve"), help="Tokens 'auto' thinking leaves free for the answer (the s1 harness: 100)."),
     require_answer: bool = typer.Option(default(G, "require_answer"), "--require-answer/--no-require-answer", help="An empty answer gets the forced suffix once; --no-require-answer is the harness exactly."),
+    max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto: the rest of the model's context (the paper's harness)."),
     seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
     judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),
     model_params: Optional[float] = typer.Option(None, help="Parameter count for FLOPs when the engine cannot tell (remote)."),
     quiet: bool = typer.Option(default(R, "quiet"), "--quiet", help="No progress bar."),
+    allow_greedy_repeats: bool = typer.Option(default(R, "allow_greedy_repeats"), "--allow-greedy-repeats", help="Allow --seeds > 1 or several samples at temperature 0 (identical greedy repeats; to measure engine nondeterminism)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summaries and curves as one JSON object."),
     *,
     engine: EngineOptions,
@@ -165,7 +169,50 @@ def report(
         print(p)
 
 
+def compare_compute(
+    benchmark: str = typer.Option(..., help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    budgets: str = typer.Option(..., help="Thinking budgets B per question, comma-separated, e.g. 512,1024,2048."),
+    out: str = typer.Option(..., help="Directory of the runs (re-run to resume); compute.json/md/png go here too."),
+    ks: str = typer.Option("1,2,4", help="Parallel samples k, comma-separated: majority@k and oracle best-of-k at B/k each."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions."),
+    subset: Optional[str] = typer.Option(None, help="Metadata filter, e.g. level=5."),
+    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark."),
+    protocol: str = typer.Option(default(B, "protocol"), help="Prompt protocol: s1 or boxed."),
+    temperature: float = typer.Option(1.0, help="Temperature of the parallel samples (budget forcing stays greedy)."),
+    num_ignore: int = typer.Option(0, help="Budget forcing: times to ignore the end of thinking at each B."),
+    max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto (the rest of the context)."),
+    model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
+    resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
+    *,
+    engine: EngineOptions,
+):
+    """Matched compute: budget forcing at B against majority@k and oracle best-of-k at B/k, on
+    the same questions, with paired bootstrap differences, a table and a plot."""
+    from s1.evaluation.compute import ComputePlan, matched_compute, table
+    from s1.evaluation.config import _ints
+
+    plan = ComputePlan(tuple(_ints(budgets, "--budgets")), tuple(_ints(ks, "--ks")),
+                       temperature=temperature, num_ignore=num_ignore)
+    bench = B(name=benchmark, file=benchmark_file, limit=limit, subset=subset, protocol=protocol)
+    result = matched_compute(plan, engine, bench, out, max_answer=max_answer,
+                             model_config=model_config, resamples=resamples, quiet=quiet)
+    if json_out:
+        print(json.dumps({"cells": [c.to_dict() for c in result["cells"]],
+                          "model_shape": result["shape"],
+                          "files": [str(f) for f in result["files"]]}))
+        return
+    header, rows = table(result["cells"])
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(row))
+    for f in result["files"]:
+        print(f)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(engine_options(eval_))
     app.command()(compare)
     app.command()(report)
+    app.command("compare-compute")(engine_options(compare_compute))

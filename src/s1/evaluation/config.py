@@ -105,10 +105,12 @@ class MethodOptions:
 
 @dataclass(frozen=True)
 class BudgetOptions:
-    """What every generation of the sweep shares. temperature None: 0 for budget forcing and
-    conditional prompting, the method's own (1, as the paper) for the sampling methods."""
+    """What every generation of the sweep shares. max_answer: the answer cap in tokens, or
+    "auto" (the rest of the model's context, as the paper's harness: s1-32B writes 650-1,100
+    answer tokens on AIME); temperature None: 0 for budget forcing and conditional prompting,
+    the method's own (1, as the paper) for the sampling methods."""
 
-    max_answer: int = default(Budget, "max_answer_tokens")
+    max_answer: int | str = "auto"
     temperature: float | None = None
     top_p: float = default(Sampling, "top_p")
     top_k: int = default(Sampling, "top_k")
@@ -117,10 +119,27 @@ class BudgetOptions:
     require_answer: bool = default(Budget, "require_answer")
 
     def __post_init__(self) -> None:
-        self.base()    # every field checked where the Budget checks it
+        cap = self.max_answer
+        if isinstance(cap, str) and cap.strip().isdigit():
+            cap = int(cap)
+        if isinstance(cap, str):
+            cap = cap.strip().lower()
+        if cap != "auto" and not (isinstance(cap, int) and cap >= 1):
+            raise UserError(f"max answer must be a positive number of tokens or 'auto', not "
+                            f"{self.max_answer!r}")
+        object.__setattr__(self, "max_answer", cap)
+        self.base()    # every other field checked where the Budget checks it
 
-    def base(self) -> Budget:
-        return Budget(max_answer_tokens=self.max_answer, min_mode=self.min_mode,
+    def answer_cap(self, context_length: int | None) -> int:
+        """The answer cap in tokens: "auto" is the whole context, so the answer ends at EOS or
+        where the context ends (every engine stops there), whichever comes first."""
+        if self.max_answer != "auto":
+            return self.max_answer
+        return int(context_length) if context_length else default(Budget, "max_answer_tokens")
+
+    def base(self, context_length: int | None = None) -> Budget:
+        """The Budget every setting starts from (`context_length` resolves an "auto" cap)."""
+        return Budget(max_answer_tokens=self.answer_cap(context_length), min_mode=self.min_mode,
                       answer_reserve=self.answer_reserve, require_answer=self.require_answer,
                       sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
                                         top_k=self.top_k))
@@ -130,7 +149,9 @@ class BudgetOptions:
 class RunOptions:
     """out: the directory of the runs (re-run to resume); seeds: 0..N-1, one run each; judge:
     an OpenAI-compatible LLM equivalence judge; model_params: parameters for FLOPs when the
-    engine cannot tell (remote)."""
+    engine cannot tell (remote); allow_greedy_repeats: let --seeds > 1 (or several samples per
+question) run at temperature 0, where every repeat is the same greedy run (useful only to
+measure an engine's nondeterminism)."""
 
     out: str | None = None
     seeds: int = 1
@@ -138,12 +159,29 @@ class RunOptions:
     judge_model: str | None = None
     model_params: float | None = None
     quiet: bool = False
+    allow_greedy_repeats: bool = False
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise UserError("--seeds must be at least 1")
         if (self.judge_url is None) != (self.judge_model is None):
             raise UserError("give both --judge-url and --judge-model, or neither")
+
+
+def check_greedy_repeats(settings, seeds: int) -> None:
+    """Refuse repeats that greedy decoding makes identical: seeds are not more evidence there,
+    and an sd of 0 over them would pass for a stable result (vLLM likewise refuses n > 1 at
+    temperature 0 with best_of)."""
+    greedy = [s for s in settings if s.budget.greedy]
+    if seeds > 1 and greedy:
+        raise UserError(f"--seeds {seeds} at temperature 0 runs the same greedy generation "
+                        f"{seeds} times ({greedy[0].name}); sample with --temperature > 0, or "
+                        "give --allow-greedy-repeats to measure engine nondeterminism")
+    many = [s for s in greedy if s.samples > 1]
+    if many:
+        raise UserError(f"{many[0].samples} samples per question at temperature 0 are one greedy "
+                        f"sample repeated ({many[0].name}); give --temperature > 0 (the paper "
+                        "samples at 1), or --allow-greedy-repeats")
 
 
 SECTIONS = {"engine": EngineOptions, "benchmark": BenchmarkOptions, "method": MethodOptions,
@@ -172,7 +210,9 @@ class EvalConfig:
             raise UserError("give --benchmark (or benchmark.name in --config)")
         if not config.run.out:
             raise UserError("give --out (or run.out in --config)")
-        config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        method = config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        if not config.run.allow_greedy_repeats:
+            check_greedy_repeats(m.expand([method], config.budget.base()), config.run.seeds)
         return config
 
     def show(self) -> str:

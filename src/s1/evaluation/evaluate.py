@@ -40,6 +40,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         judge = Judge(cfg.run.judge_url, cfg.run.judge_model)
     engine = cfg.engine.load()
     try:
+        if cfg.budget.max_answer == "auto":   # the answer may use the rest of the model's context
+            settings = expand([cfg.method.build(cfg.budget.temperature)],
+                              cfg.budget.base(engine.describe().get("context_length")))
         runs = make_runs(out, engine, cfg.engine.label, bench, settings, range(cfg.run.seeds),
                          protocol=b.protocol, judge_model=cfg.run.judge_model,
                          n_params=cfg.run.model_params,

@@ -109,6 +109,9 @@ class RunSummary:
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
+    answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
+    loop_share: float | None = None        # samples where the loop guard saw a repeated n-gram
+    by_waits: dict[str, list[int]] | None = None   # Waits appended -> [correct, samples]
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,7 +124,7 @@ class RunSummary:
                     "expected_questions": self.expected_questions, "complete": False, **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k"):   # only where they apply
+                     "at_k", "answer_cut_share", "loop_share", "by_waits"):   # where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

@@ -1,9 +1,13 @@
 """`s1 report`: Markdown, a standalone HTML page (plots embedded as base64) and PNGs from runs.
 
-Sections: the runs; per benchmark the scaling curve (accuracy vs thinking tokens per question,
-log2 axis, Wilson 95% bars, one line per method), the Control / Scaling / Performance table,
-the matched-compute plot (accuracy vs FLOPs per question, sequential vs parallel methods);
-per-question outcomes. Everything is computed from the records on disk.
+Sections: the runs (answer-cut and loop shares among them) and their diagnostics (grading
+reasons, rejection tries, accuracy by Waits); per benchmark the scaling curve (accuracy vs
+thinking tokens per question, log2 axis, Wilson 95% bars, one line per curve), the Control /
+Scaling (with its bootstrap 95% interval) / Performance table, the matched-compute plot
+(accuracy vs FLOPs per question, sequential vs parallel methods), thinking histograms per
+budget, per-question thinking across budgets, the spread over ignore strings, and per-question
+outcomes. Incomplete runs are listed and left out of the curves. Everything is computed from the
+records on disk.
 
 The page is built once as a list of blocks and rendered twice (Markdown, HTML), so the two never
 disagree. Files are written into a temporary directory and renamed into place, so a failure
@@ -24,6 +28,8 @@ from typing import Sequence
 
 from s1.errors import UserError
 from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes
+from s1.evaluation.curves import incomplete_runs
+from s1.evaluation.diagnostics import benchmark_blocks, run_blocks
 
 PARALLEL = ("majority", "best-of-n")
 MAX_QUESTION_ROWS = 200
@@ -82,7 +88,7 @@ def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) ->
         # Clamped: at 0% or 100% the interval's edge can sit a rounding error past the point.
         err = [[max(0.0, 100 * (p.accuracy - p.low)) for p in pts],
                [max(0.0, 100 * (p.high - p.accuracy)) for p in pts]]
-        label = f"{c.label} · {c.model}" if multi_model else c.label
+        label = f"{c.name} · {c.model}" if multi_model else c.name
         ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
     _accuracy_axis(ax, max((100 * p.high for c in cs for p in c.points), default=0.0))
@@ -98,7 +104,7 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
         if not pts:
             continue
         parallel = c.label.startswith(("majority", "best-of"))
-        label = (f"{c.label} ({'parallel' if parallel else 'sequential'})"
+        label = (f"{c.name} ({'parallel' if parallel else 'sequential'})"
                  + (f" · {c.model}" if multi_model else ""))
         ax.plot([p.flops if use_flops else p.tokens for p in pts],
                 [100 * p.accuracy for p in pts], marker="s" if parallel else "o",
@@ -122,7 +128,7 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
     rows = []
     for s in summaries:
         if s.empty:
-            rows.append([s.name] + ["–"] * 11 + ["no records"])
+            rows.append([s.name] + ["–"] * 13 + ["no records"])
             continue
         c = s.compute
         rows.append([s.name, s.benchmark, s.model, s.engine, str(s.seed),
@@ -132,12 +138,21 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
                      f"{s.thinking['median']:.0f} / {s.thinking['p90']:.0f} / "
                      f"{s.thinking['max']:.0f}",
                      _num(s.waits_mean, "{:.2f}"), _pct(s.forced_end_share, 0),
+                     _pct(s.answer_cut_share, 0), _pct(s.loop_share, 0),
                      _num(c["flops"], "{:.3g}") if c["flops"] else str(c["generated_tokens"]),
                      "yes" if s.complete else f"no ({s.questions}/{s.expected_questions})"])
     blocks.append(("table", ["run", "benchmark", "model", "engine", "seed", "questions×samples",
                              "accuracy % [Wilson 95%]", "thinking tok/q",
                              "thinking per sample: median / p90 / max", "Waits/sample",
-                             "forced end %", "FLOPs total (or tokens)", "complete"], rows))
+                             "forced end %", "answer cut %", "loops %",
+                             "FLOPs total (or tokens)", "complete"], rows))
+    blocks.append(("p", "answer cut: samples whose answer ran into the answer cap (or the "
+                        "context) instead of ending; loops: samples where the loop guard saw a "
+                        "repeated n-gram in the thinking."))
+    left_out = incomplete_runs(runs)
+    if left_out:
+        blocks.append(("p", f"Incomplete, left out of the curves: {', '.join(left_out)} "
+                            "(re-run the same command to finish them)."))
     multi = [s for s in summaries if s.at_k]
     if multi:
         blocks.append(("h3", "Several samples per question"))
@@ -146,6 +161,11 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
                 for s in multi for k, a in s.at_k.items()]
         blocks.append(("table", ["run", "k", "pass@k %", "cov@k %", "maj@k / best-of-k %",
                                  "thinking tok/q"], rows))
+
+    diagnostics = run_blocks(runs)
+    if diagnostics:
+        blocks.append(("h2", "Diagnostics"))
+        blocks.extend(diagnostics)
 
     benches = sorted({c.benchmark for c in cs})
     for bench in benches:
@@ -158,18 +178,21 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
         blocks.append(("img", name, f"{bench} scaling curve"))
         blocks.append(("h3", "Control, Scaling, Performance (paper §3.2)"))
         blocks.append(("table", ["method", "model", "points", "Control %",
-                                 "Scaling (pp per doubling)", "Scaling (pp per 1k tokens)",
-                                 "Performance %"],
-                       [[c.label, c.model, str(len(c.points)), _pct(c.control, 0),
-                         _num(c.scaling_log2, "{:.2f}"),
-                         _num(None if c.scaling is None else 1000 * c.scaling, "{:.2f}"),
+                                 "Scaling (pp per doubling) [bootstrap 95%]",
+                                 "Scaling (pp per 1k tokens) [bootstrap 95%]", "Performance %"],
+                       [[c.name, c.model, str(len(c.points)), _pct(c.control, 0),
+                         _interval(c.scaling_log2, c.scaling_log2_low, c.scaling_log2_high),
+                         _interval(c.scaling, c.scaling_low, c.scaling_high, 1000),
                          _num(c.performance)] for c in bc]))
         blocks.append(("p", "Control: share of points whose mean thinking tokens stay within the "
                             "bound they asked for (points without a bound are left out). Scaling: "
-                            "mean slope over all pairs of points. Performance: best accuracy."))
+                            "mean slope over all pairs of points, with a 95% bootstrap interval "
+                            "resampling questions (the same draw for every point): an interval "
+                            "that spans 0 is a slope noise could give. Performance: best "
+                            "accuracy."))
         blocks.append(("table", ["method", "point", "thinking tok/q", "accuracy % (mean ± sd "
                                  "over seeds)", "Wilson 95%", "bound", "FLOPs/q"],
-                       [[c.label, p.name, f"{p.thinking:.0f}",
+                       [[c.name, p.name, f"{p.thinking:.0f}",
                          f"{_pct(p.accuracy)}" + (f" ± {_pct(p.sd)}" if p.seeds > 1 else ""),
                          f"[{_pct(p.low)}, {_pct(p.high)}]",
                          "–" if p.a_max is None else str(p.a_max), _num(p.flops, "{:.3g}")]
@@ -183,6 +206,10 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
         if not use_flops:
             blocks.append(("p", "FLOPs are unknown for some runs (give --model-params to s1 eval), "
                                 "so compute is counted in tokens."))
+
+        more, images = benchmark_blocks(bench, runs, bc, tmp, _slug(bench))
+        blocks.extend(more)
+        pngs.extend(images)
 
         blocks.append(("h3", "Per-question outcomes"))
         bruns = [r for r in runs if r.config["benchmark"]["name"] == bench and r.records]
@@ -206,6 +233,14 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
             blocks.append(("p", f"First {MAX_QUESTION_ROWS} of {len(ids)} questions; every "
                                 "record is in the runs' records.jsonl."))
     return blocks, pngs
+
+
+def _interval(value: float | None, low: float | None, high: float | None,
+              scale: float = 1.0) -> str:
+    if value is None:
+        return "–"
+    text = f"{scale * value:.2f}"
+    return text if low is None else f"{text} [{scale * low:.2f}, {scale * high:.2f}]"
 
 
 def _short(extracted: str | None, width: int = 24) -> str:
