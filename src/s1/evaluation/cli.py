@@ -161,7 +161,36 @@ def report(
         print(p)
 
 
+def regrade(
+    dirs: List[str] = typer.Argument(..., help="Run directories or sweep directories (from s1 eval --out)."),
+    judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge (none: the rules alone)."),
+    judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),
+    timeout: float = typer.Option(5.0, help="Seconds per math-verify call."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the changes as one JSON object."),
+):
+    """Grade stored answers again (a grader fix, a judge) without generating: records, manifests
+    and summaries are rewritten atomically; the runs still resume."""
+    from s1.evaluation.regrade import regrade as run_regrade
+
+    if timeout <= 0:
+        from s1.errors import UserError
+        raise UserError(f"--timeout must be positive, not {timeout}")
+    results = run_regrade(dirs, judge_url, judge_model, timeout=timeout, dry_run=dry_run)
+    if json_out:
+        print(json.dumps({"dry_run": dry_run, "runs": [r.to_dict() for r in results]}))
+        return
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"   # noqa: E731
+    for r in results:
+        print(f"{r.run}: {r.records} records · right→wrong {r.right_to_wrong} · wrong→right "
+              f"{r.wrong_to_right} · answers read differently {r.extracted_changed} · accuracy "
+              f"{pct(r.accuracy_before)} → {pct(r.accuracy_after)}")
+    print(f"{sum(r.flipped for r in results)} grades changed in {len(results)} runs"
+          + (" (dry run: nothing written)" if dry_run else ""))
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(engine_options(eval_))
+    app.command()(regrade)
     app.command()(compare)
     app.command()(report)
