@@ -58,6 +58,19 @@ def render_run(s: RunSummary) -> str:
             f"{s.compute['generated_tokens']} generated tokens")
 
 
+def render_table(summaries: List[RunSummary]) -> str:
+    """One row per run, grouped by benchmark (as lm-eval prints its task list)."""
+    head = ("benchmark", "run", "accuracy", "95% interval", "questions", "thinking/question")
+    rows = [(s.benchmark or "", s.name, f"{100 * s.accuracy:.1f}",
+             f"[{100 * s.wilson_low:.1f}, {100 * s.wilson_high:.1f}]",
+             f"{s.questions}/{s.expected_questions}", f"{s.thinking_per_question or 0:.0f}")
+            for s in sorted(summaries, key=lambda s: (s.benchmark or "", s.name)) if not s.empty]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *map(line, rows)])
+
+
 def render_curve(c: dict) -> str:
     ctrl = "n/a" if c["control"] is None else f"{100 * c['control']:.0f}%"
     slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
@@ -72,10 +85,10 @@ def eval_(
     overrides: Optional[List[str]] = typer.Argument(None, metavar="SECTION.FIELD=VALUE", help="Change any field of the config, e.g. method.max_thinking=64,128 budget.max_answer=8."),
     config: Optional[str] = typer.Option(None, "--config", help="Eval config: configs/eval/NAME or a .yaml path; flags and overrides change it."),
     show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
-    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
     out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
     method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority or best-of-n."),
-    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline)."),
+    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline); with several benchmarks NAME=PATH[,NAME=PATH]."),
     question_field: Optional[str] = typer.Option(None, help="Question field of a JSONL benchmark."),
     answer_field: Optional[str] = typer.Option(None, help="Answer field of a JSONL benchmark."),
     answer_type: Optional[str] = typer.Option(None, help="integer, math or choice (JSONL benchmarks)."),
@@ -119,9 +132,12 @@ def eval_(
         print(json.dumps({"out": str(result.out), "runs": [s.to_dict() for s in result.summaries],
                           "curves": result.curves}))
         return
-    for s in result.summaries:
-        if not s.empty:
-            print(render_run(s))
+    if len(cfg.benchmark.names()) > 1:
+        print(render_table(result.summaries))
+    else:
+        for s in result.summaries:
+            if not s.empty:
+                print(render_run(s))
     for c in result.curves:
         if len(c["points"]) >= 2:
             print(render_curve(c))

@@ -42,6 +42,36 @@ class BenchmarkOptions:
         if self.protocol not in PROTOCOLS:
             raise UserError(f"unknown prompt protocol {self.protocol!r}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
+        if isinstance(self.name, (list, tuple)):     # a YAML list of benchmarks
+            object.__setattr__(self, "name", ",".join(map(str, self.name)))
+        names = self.names()
+        if len(set(names)) != len(names):
+            raise UserError(f"--benchmark lists a benchmark twice ({self.name})")
+        self.files()   # checked now
+
+    def names(self) -> list[str]:
+        """The benchmarks of one command (`aime24,math500,gpqa-diamond`), each its own runs."""
+        return [n.strip() for n in str(self.name or "").split(",") if n.strip()]
+
+    def files(self) -> dict[str, str]:
+        """Local file per benchmark: `--benchmark-file PATH` for one benchmark, or
+        `NAME=PATH[,NAME=PATH]` when several are given."""
+        if not self.file:
+            return {}
+        names = self.names()
+        if "=" not in self.file:
+            if len(names) > 1:
+                raise UserError("with several benchmarks, give --benchmark-file NAME=PATH (e.g. "
+                                "gpqa-diamond=gpqa.csv), comma-separated")
+            return {names[0]: self.file} if names else {}
+        out = {}
+        for part in self.file.split(","):
+            name, _, path = part.partition("=")
+            if name.strip() not in names or not path.strip():
+                raise UserError(f"--benchmark-file {part!r}: give NAME=PATH with NAME one of "
+                                f"{', '.join(names)}")
+            out[name.strip()] = path.strip()
+        return out
 
 
 def _ints(text: str, what: str) -> list[int]:
