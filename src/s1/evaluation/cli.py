@@ -30,7 +30,8 @@ FLAGS = {
     "scorer": "method.scorer", "max_tries": "method.max_tries",
     "on_failure": "method.on_failure",
     "max_answer": "budget.max_answer", "temperature": "budget.temperature",
-    "top_p": "budget.top_p", "top_k": "budget.top_k",
+    "top_p": "budget.top_p", "top_k": "budget.top_k", "min_p": "budget.min_p",
+    "presence_penalty": "budget.presence_penalty", "system": "benchmark.system",
     "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
     "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
     **{f: f"engine.{f}" for f in ("model", "server", "engine", "format", "think_start",
@@ -52,6 +53,13 @@ def given_flags(ctx: typer.Context) -> dict[str, dict]:
 # --- renderers -------------------------------------------------------------------------------
 
 def render_run(s: RunSummary) -> str:
+    if s.pass_at_1 is not None:   # the R1 protocol: pass@1 over n samples, and the vote
+        c = s.cons_at_n
+        return (f"{s.name}: pass@1 {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
+                f"{100 * s.wilson_high:.1f}] ({s.questions} questions × "
+                f"{s.samples_per_question} samples) · cons@{c['n']} {100 * c['accuracy']:.1f}% "
+                f"({c['correct']}/{c['questions']}) · {s.thinking_per_question:.0f} thinking "
+                f"tokens/question")
     return (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
             f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · "
             f"{s.thinking_per_question:.0f} thinking tokens/question · "
@@ -87,7 +95,7 @@ def eval_(
     show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
     benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
     out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
-    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority or best-of-n."),
+    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority, best-of-n or r1 (DeepSeek-R1: n samples at T=0.6, top-p 0.95, boxed prompt; pass@1 and cons@n)."),
     benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline); with several benchmarks NAME=PATH[,NAME=PATH]."),
     question_field: Optional[str] = typer.Option(None, help="Question field of a JSONL benchmark."),
     answer_field: Optional[str] = typer.Option(None, help="Answer field of a JSONL benchmark."),
@@ -102,13 +110,16 @@ def eval_(
     prompt: Optional[str] = typer.Option(None, help="Conditional: prompts, comma-separated: tokens:N, steps:N, long, short."),
     forcing: bool = typer.Option(default(M, "forcing"), "--forcing/--no-forcing", help="Conditional: also budget-force the prompted bound."),
     tokens_per_step: int = typer.Option(default(M, "tokens_per_step"), help="Conditional steps:N with --forcing: token cap per step."),
-    samples: int = typer.Option(default(M, "samples"), help="Majority / best-of-n: samples per question."),
+    samples: Optional[int] = typer.Option(None, help="Majority / best-of-n (default 8) and r1 (default 16): samples per question."),
     scorer: str = typer.Option(default(M, "scorer"), help="Best-of-n: oracle, shortest or module:function(item, trace, grade)."),
     max_tries: int = typer.Option(default(M, "max_tries"), help="Rejection sampling: tries per question before giving up."),
     on_failure: str = typer.Option(default(M, "on_failure"), help="Rejection sampling, a question out of tries: wrong (the paper) or keep (grade the last, cut sample)."),
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
-    top_p: float = typer.Option(default(G, "top_p")),
+    top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass (default: 1; the R1 protocol 0.95)."),
     top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
+    min_p: float = typer.Option(default(G, "min_p"), help="Drop tokens below min_p × the likeliest token's probability (0 = off)."),
+    presence_penalty: float = typer.Option(default(G, "presence_penalty"), help="Subtracted from the logits of tokens already generated (0 = off; in-process engines)."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: the model's own, as the paper)."),
     max_answer: int = typer.Option(default(G, "max_answer"), help="Max answer tokens."),
     seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),

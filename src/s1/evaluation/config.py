@@ -37,6 +37,7 @@ class BenchmarkOptions:
     limit: int | None = None
     subset: str | None = None
     protocol: str = "s1"
+    system: str | None = None          # a system prompt (None: the model's default, as the paper)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -98,7 +99,7 @@ class MethodOptions:
     prompt: str | None = None
     forcing: bool = default(m.ConditionalPrompting, "forcing")
     tokens_per_step: int = default(m.ConditionalPrompting, "tokens_per_step")
-    samples: int = default(m.MajorityVoting, "samples")
+    samples: int | None = None         # None: the method's own (majority / best-of-n 8, r1 16)
     scorer: str = default(m.BestOfN, "scorer")
     max_tries: int = default(m.RejectionSampling, "max_tries")
     on_failure: str = default(m.RejectionSampling, "on_failure")
@@ -107,10 +108,12 @@ class MethodOptions:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
 
-    def build(self, temperature: float | None) -> m.Method:
-        """The method config; `temperature` None keeps the method's own default."""
+    def build(self, temperature: float | None, top_p: float | None = None) -> m.Method:
+        """The method config; `temperature` (and the R1 protocol's `top_p`) None keeps the
+        method's own default."""
         maxes = [parse_max_thinking(x, "--max-thinking") for x in str(self.max_thinking).split(",")]
         t = {} if temperature is None else {"temperature": temperature}
+        n = {} if self.samples is None else {"samples": self.samples}
         if self.name == "budget":
             return m.BudgetForcing(maxes, _ints(self.num_ignore, "--num-ignore"),
                                    self.ignore_strings, self.min_thinking)
@@ -129,8 +132,12 @@ class MethodOptions:
             raise UserError(f"--method {self.name} takes one --max-thinking (the cap of every "
                             "sample)")
         if self.name == "majority":
-            return m.MajorityVoting(self.samples, max_thinking=maxes[0], **t)
-        return m.BestOfN(self.samples, self.scorer, max_thinking=maxes[0], **t)
+            return m.MajorityVoting(**n, max_thinking=maxes[0], **t)
+        if self.name == "r1":
+            from s1.evaluation.r1 import R1Sampling
+            return R1Sampling(**n, max_thinking=maxes[0], **t,
+                              **({} if top_p is None else {"top_p": top_p}))
+        return m.BestOfN(**n, scorer=self.scorer, max_thinking=maxes[0], **t)
 
 
 @dataclass(frozen=True)
@@ -140,13 +147,20 @@ class BudgetOptions:
 
     max_answer: int = default(Budget, "max_answer_tokens")
     temperature: float | None = None
-    top_p: float = default(Sampling, "top_p")
+    top_p: float | None = None         # None: 1, or the R1 protocol's 0.95
     top_k: int = default(Sampling, "top_k")
+    min_p: float = default(Sampling, "min_p")
+    presence_penalty: float = default(Sampling, "presence_penalty")
+
+    def __post_init__(self) -> None:
+        self.base()   # every sampling value checked now
 
     def base(self) -> Budget:
         return Budget(max_answer_tokens=self.max_answer,
-                      sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
-                                        top_k=self.top_k))
+                      sampling=Sampling(temperature=self.temperature or 0.0,
+                                        top_p=1.0 if self.top_p is None else self.top_p,
+                                        top_k=self.top_k, min_p=self.min_p,
+                                        presence_penalty=self.presence_penalty))
 
 
 @dataclass(frozen=True)
@@ -190,12 +204,15 @@ class EvalConfig:
         for section, fields in (values or {}).items():
             raw[section] = {**(raw.get(section) or {}), **fields}
         apply_overrides(raw, overrides, SECTIONS, example="method.max_thinking=64,128")
+        if (raw.get("method") or {}).get("name") == "r1" and \
+                (raw.get("benchmark") or {}).get("protocol") is None:
+            raw.setdefault("benchmark", {})["protocol"] = "boxed"   # R1's own prompt
         config = cls(**build_sections(raw, SECTIONS, where=f"eval config {path or ''}".strip()))
         if not config.benchmark.name:
             raise UserError("give --benchmark (or benchmark.name in --config)")
         if not config.run.out:
             raise UserError("give --out (or run.out in --config)")
-        config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        config.method.build(config.budget.temperature, config.budget.top_p)   # the sweep, too
         return config
 
     def show(self) -> str:

@@ -29,7 +29,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     out = Path(cfg.run.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {cfg.run.out} exists and is not a directory")
-    settings = expand([cfg.method.build(cfg.budget.temperature)], cfg.budget.base())
+    settings = expand([cfg.method.build(cfg.budget.temperature, cfg.budget.top_p)],
+                      cfg.budget.base())
     b = cfg.benchmark
     files = b.files()
     # Every benchmark loads (and fails) before the model does; each gets its own runs, and all
@@ -48,6 +49,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         runs = [run for bench in benches for run in make_runs(
             out, engine, cfg.engine.label, bench, settings, range(cfg.run.seeds),
             protocol=b.protocol, judge_model=cfg.run.judge_model, n_params=cfg.run.model_params,
+            system=b.system,
             benchmark_args={"limit": b.limit, "subset": b.subset})]
         execute(runs, engine, judge=judge, progress=not cfg.run.quiet)
     finally:

@@ -109,6 +109,8 @@ class RunSummary:
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
+    pass_at_1: dict | None = None      # the R1 protocol: mean over samples, its interval
+    cons_at_n: dict | None = None      # the R1 protocol: majority over the n samples
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,7 +123,7 @@ class RunSummary:
                     "expected_questions": self.expected_questions, "complete": False, **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k"):   # only where they apply
+                     "at_k", "pass_at_1", "cons_at_n"):   # only where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

@@ -191,7 +191,8 @@ def run_name(bench: Benchmark, setting: Setting, seed: int) -> str:
 def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
               settings: Sequence[Setting], seeds: Sequence[int], protocol: str = "s1",
               judge_model: str | None = None, n_params: float | None = None,
-              command: Sequence[str] | None = None, benchmark_args: dict | None = None) -> list[Run]:
+              command: Sequence[str] | None = None, benchmark_args: dict | None = None,
+              system: str | None = None) -> list[Run]:
     """The runs of a sweep, their directories checked (nothing is generated yet)."""
     shape = model_shape(engine)
     if n_params:
@@ -207,6 +208,8 @@ def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
                       **(benchmark_args or {})},
         "protocol": protocol, "judge": judge_model,
     }
+    if system is not None:      # only when given: older runs (no key) still resume
+        common["system"] = system
     versions, rev = package_versions(), git_revision()
     runs = []
     for setting in settings:
@@ -246,7 +249,7 @@ class _Job:
         seed = (self.run.seed * 1_000_003 + self.sample * 10_007 + (self.tries - 1)
                 + zlib.crc32(self.item.id.encode()) * 101) % 2**63
         return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
-                       seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
+                       system=self.run.config.get("system"), seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
                        budget=s.budget.with_(seed=self.run.seed))
 
 

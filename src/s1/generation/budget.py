@@ -53,12 +53,17 @@ class Sampling:
     top_p: nucleus sampling mass
     top_k: sample among the k likeliest tokens (0 = all)
     seed: the default seed of a request that brings none of its own
+    min_p: drop tokens less likely than min_p × the likeliest one's probability (0 = off)
+    presence_penalty: subtracted from the logit of every token already generated (vLLM / OpenAI
+        semantics: the whole output so far; 0 = off; applies at temperature 0, too)
     """
 
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -67,6 +72,10 @@ class Sampling:
             raise UserError(f"top_p must be in (0, 1] ({self.top_p})")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise UserError(f"top_k must be a non-negative integer ({self.top_k!r})")
+        if not 0 <= self.min_p < 1:
+            raise UserError(f"min_p must be in [0, 1) ({self.min_p})")
+        if not -2 <= self.presence_penalty <= 2:
+            raise UserError(f"presence_penalty must be in [-2, 2] ({self.presence_penalty})")
 
     @property
     def greedy(self) -> bool:
@@ -93,13 +102,17 @@ class LoopGuard:
 # always had, so old run directories load and resume.
 _FLAT = {"temperature": ("sampling", "temperature"), "top_p": ("sampling", "top_p"),
          "top_k": ("sampling", "top_k"), "seed": ("sampling", "seed"),
+         "min_p": ("sampling", "min_p"), "presence_penalty": ("sampling", "presence_penalty"),
          "loop_guard": ("loop", "mode"), "loop_ngram": ("loop", "ngram"),
          "loop_repeats": ("loop", "repeats")}
 _FORCING = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "max_answer_tokens",
             "answer_reserve", "require_answer")
 _ON_DISK = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "ignore_strings",
             "max_answer_tokens", "answer_reserve", "temperature", "top_p", "top_k", "seed",
-            "require_answer", "loop_guard", "loop_ngram", "loop_repeats")
+            "require_answer", "loop_guard", "loop_ngram", "loop_repeats", "min_p",
+            "presence_penalty")
+# Newer than the schema: written only when used, so old runs resume.
+_WHEN_USED = ("top_k", "min_p", "presence_penalty")
 
 
 @dataclass(frozen=True)
@@ -167,8 +180,9 @@ class Budget:
         """The flat on-disk form (the schema manifests have always had)."""
         flat = {**{n: getattr(self, n) for n in _FORCING}, "ignore_strings": list(self.ignore_strings),
                 **{n: getattr(getattr(self, part), attr) for n, (part, attr) in _FLAT.items()}}
-        if not flat["top_k"]:
-            del flat["top_k"]   # newer than the schema: written only when used, so old runs resume
+        for name in _WHEN_USED:
+            if not flat[name]:
+                del flat[name]
         return {n: flat[n] for n in _ON_DISK if n in flat}
         return d
 

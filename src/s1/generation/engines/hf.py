@@ -201,9 +201,20 @@ class HFEngine(Engine):
         out = logits.argmax(dim=-1).tolist()
         for j, row in enumerate(rows):
             sampling = row.request.budget.sampling
-            if sampling.greedy or row.forcer.due():   # a forced row's proposal is thrown away
+            if row.forcer.due():   # a forced row's proposal is thrown away
+                continue
+            if sampling.greedy and not sampling.presence_penalty:
                 continue
             row_logits = logits[j].cpu()
+            if sampling.presence_penalty:   # every token generated so far (vLLM's semantics)
+                f = row.forcer
+                seen = sorted({*f.thinking_ids, *f.delimiter_ids, *f.answer_ids})
+                if seen:
+                    row_logits = row_logits.clone()
+                    row_logits[seen] -= sampling.presence_penalty
+                if sampling.greedy:
+                    out[j] = int(row_logits.argmax())
+                    continue
             if sampling.top_k and sampling.top_k < row_logits.shape[-1]:
                 kth = row_logits.topk(sampling.top_k).values[-1]
                 row_logits = row_logits.masked_fill(row_logits < kth, float("-inf"))
@@ -213,5 +224,7 @@ class HFEngine(Engine):
                 cut = sorted_p.cumsum(0) - sorted_p >= sampling.top_p
                 sorted_p[cut] = 0
                 probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+            if sampling.min_p:
+                probs = probs.masked_fill(probs < sampling.min_p * probs.max(), 0)
             out[j] = int(torch.multinomial(probs, 1, generator=row.gen))
         return out

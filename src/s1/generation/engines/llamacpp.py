@@ -139,7 +139,8 @@ class LlamaCppEngine(Engine):
                 forcer.stop("length")
                 break
             self.llm.eval(pending)
-            proposal = self._propose(request.budget.sampling, rng) if not forcer.due() else None
+            proposal = (self._propose(request.budget.sampling, rng, forcer)
+                        if not forcer.due() else None)
             token = forcer.step(proposal)
             pending = [] if token is None else [token]
             while forcer.due() and not forcer.done:   # forced tokens go in as one batch
@@ -174,8 +175,13 @@ class LlamaCppEngine(Engine):
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def _propose(self, sampling: Sampling, rng: np.random.Generator) -> int:
+    def _propose(self, sampling: Sampling, rng: np.random.Generator,
+                 forcer: Forcer | None = None) -> int:
         logits = self._logits()
+        if sampling.presence_penalty and forcer is not None:   # the whole output so far (vLLM)
+            seen = sorted({*forcer.thinking_ids, *forcer.delimiter_ids, *forcer.answer_ids})
+            logits = logits.astype(np.float64)
+            logits[seen] -= sampling.presence_penalty
         if sampling.greedy:
             return int(logits.argmax())
         z = logits.astype(np.float64) / sampling.temperature
@@ -189,6 +195,9 @@ class LlamaCppEngine(Engine):
             sp[np.cumsum(sp) - sp >= sampling.top_p] = 0
             p = np.zeros_like(p)
             p[order] = sp
+            p /= p.sum()
+        if sampling.min_p:
+            p[p < sampling.min_p * p.max()] = 0
             p /= p.sum()
         return int(rng.choice(len(p), p=p))
 
