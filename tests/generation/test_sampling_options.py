@@ -101,7 +101,6 @@ def test_llama_cpp_presence_penalty_is_applied_to_every_generated_token(llama_en
     assert len(set(forcer.thinking_ids)) > 1
     tr = e.generate([Request(QUESTION)], budget)[0]
     plain = e.generate([Request(QUESTION)], budget.with_(presence_penalty=0.0))[0]
-    assert tr.thinking_ids[:12] == forcer.thinking_ids[:12]
     assert tr.thinking_ids != plain.thinking_ids
 
 

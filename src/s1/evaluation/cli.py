@@ -216,8 +216,39 @@ def regrade(
           + (" (dry run: nothing written)" if dry_run else ""))
 
 
+def import_lm_eval(
+    samples: List[str] = typer.Argument(..., help="lm-eval --log_samples files (samples_TASK_DATE.jsonl), one run each."),
+    out: str = typer.Option(..., help="Directory of the runs (as s1 eval --out)."),
+    benchmark: Optional[str] = typer.Option(None, help="Match documents to this benchmark's questions (aime24, math500, ...) and grade against its golds; default: each document's own answer."),
+    model: str = typer.Option("imported", help="Model name the runs carry."),
+    format: str = typer.Option("s1", "--format", help="Thinking format of the outputs: s1, think-tags or none (all of it is the answer)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer of the generating model for exact token counts (default: the embedded model's, approximate)."),
+    name: Optional[str] = typer.Option(None, help="Task name (default: from the file name)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the imports as one JSON object."),
+):
+    """Import lm-evaluation-harness --log_samples outputs (the s1 paper's released outputs)
+    into run directories: graded by this package, with lm-eval's verdicts kept beside ours."""
+    from s1.evaluation.lmeval_import import import_samples
+
+    if name and len(samples) > 1:
+        from s1.errors import UserError
+        raise UserError("--name names one import; give one samples file with it")
+    done = [import_samples(p, out, benchmark=benchmark, model=model, fmt=format,
+                           tokenizer=tokenizer, name=name) for p in samples]
+    if json_out:
+        print(json.dumps({"out": out, "runs": [d.to_dict() for d in done]}))
+        return
+    for d in done:
+        print(f"{d.run}: {d.questions} questions, {d.samples} samples · agrees with lm-eval on "
+              f"{d.agree} · right here, wrong there {d.we_right_they_wrong} · wrong here, right "
+              f"there {d.we_wrong_they_right} · no lm-eval verdict {d.no_verdict}"
+              + (" · token counts approximate (give --tokenizer)" if d.approximate_tokens else ""))
+    print(f"runs in {out}; `s1 report {out}` draws them, `s1 regrade {out}` grades them again")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(engine_options(eval_))
     app.command()(regrade)
+    app.command("import-lm-eval")(import_lm_eval)
     app.command()(compare)
     app.command()(report)

@@ -108,6 +108,18 @@ class MethodOptions:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
 
+    def check_no_thinking(self) -> None:
+        """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""
+        why = None
+        if self.name in ("rejection", "conditional"):
+            why = f"--method {self.name} controls the thinking"
+        elif self.name == "budget" and (self.min_thinking or any(_ints(self.num_ignore, "x"))
+                                        or len(str(self.max_thinking).split(",")) > 1):
+            why = "budget forcing (several caps, --num-ignore, --min-thinking) acts on the thinking"
+        if why:
+            raise UserError(f"{why}, and --format none has none; use majority, best-of-n, r1 or "
+                            "one budget run (the answer is capped by --max-answer)")
+
     def build(self, temperature: float | None, top_p: float | None = None) -> m.Method:
         """The method config; `temperature` (and the R1 protocol's `top_p`) None keeps the
         method's own default."""
@@ -213,6 +225,8 @@ class EvalConfig:
         if not config.run.out:
             raise UserError("give --out (or run.out in --config)")
         config.method.build(config.budget.temperature, config.budget.top_p)   # the sweep, too
+        if config.engine.format == "none":
+            config.method.check_no_thinking()
         return config
 
     def show(self) -> str:

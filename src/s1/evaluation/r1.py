@@ -36,6 +36,10 @@ class R1Sampling:
 
         _check_positive(self.samples, "the number of samples")
         _check_temperature(self.temperature, "the R1 protocol")
+        if self.temperature == 0 and self.samples > 1:
+            from s1.errors import UserError
+            raise UserError("the R1 protocol at temperature 0 would draw the same sample n times; "
+                            "use a positive temperature (R1: 0.6) or --samples 1")
         object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
         Budget().with_(temperature=self.temperature, top_p=self.top_p)   # checks top_p
 

@@ -41,22 +41,23 @@ class FormatIds:
     decode: Callable[[Sequence[int]], str] = field(compare=False, repr=False)
 
     @property
-    def trigger(self) -> int:
-        """The token whose proposal means "the model wants to stop thinking"."""
-        return self.end[0]
+    def trigger(self) -> int | None:
+        """The token whose proposal means "the model wants to stop thinking" (None: the `none`
+        format, which never thinks)."""
+        return self.end[0] if self.end else None
 
     @property
     def stop_ids(self) -> list[int]:
         """Ids a remote engine should stop a thinking segment on."""
-        return sorted({self.trigger, *self.eos})
+        return sorted({self.trigger, *self.eos} - {None})
 
     @classmethod
     def build(cls, fmt: ThinkingFormat, encode: Callable[[str], list[int]],
               decode: Callable[[Sequence[int]], str], eos: Sequence[int],
               ignore_strings: Sequence[str]) -> "FormatIds":
         """`encode` must tokenize special tokens in text and add no BOS."""
-        end = tuple(encode(fmt.end))
-        if not end:
+        end = tuple(encode(fmt.end)) if fmt.end else ()
+        if not end and fmt.thinks:
             raise ValueError(f"the end delimiter {fmt.end!r} tokenizes to nothing")
         return cls(end=end, suffix=tuple(encode(fmt.forced_suffix)) if fmt.forced_suffix else (),
                    newline=tuple(encode("\n")), ignore=tuple(tuple(encode(s)) for s in ignore_strings),
@@ -87,6 +88,9 @@ class Forcer:
         self._loop_seen = False
         self._answer_nudged = False
         self._loop_stop = False            # the loop guard asked to end the thinking
+        if not ids.end:                    # the `none` format: the whole output is the answer
+            self.phase = Phase.ANSWER
+            self.thinking_finish = "none"
 
     # --- what the engine asks --------------------------------------------------------------
 

@@ -208,7 +208,7 @@ class RemoteEngine(Engine):
             # Special tokens all stream as "": the one that can occur is the trigger (the end of
             # thinking); EOS never streams, the server stops on it.
             trigger = self.format_ids(Budget()).trigger
-            if llm.detokenize([trigger], special=False) == b"":
+            if trigger is not None and llm.detokenize([trigger], special=False) == b"":
                 table[b""] = trigger
             self._pieces = table
         return self._pieces
