@@ -157,7 +157,6 @@ def import_samples(path: str | Path, out: str | Path, benchmark: str | None = No
     thinking = get_format(fmt)
     items = _match(samples, benchmark, task)
     bench_name = benchmark or task
-    counts = _token_counter(tokenizer)
     _, kwargs = _prompt_and_kwargs(samples[0])
     conts = [_continuations(s, n) for n, s in enumerate(samples, 1)]
     n = len(conts[0])
@@ -172,6 +171,7 @@ def import_samples(path: str | Path, out: str | Path, benchmark: str | None = No
         old = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
         if (old.get("imported_from") or {}).get("sha256") != source["sha256"]:
             raise UserError(f"{run_dir} holds another run; use another --out or delete it")
+    counts = _token_counter(tokenizer)
     pairs, meta = [], []
     for s, item, texts in zip(samples, items, conts):
         prompt, _ = _prompt_and_kwargs(s)
