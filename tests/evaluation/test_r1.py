@@ -51,7 +51,7 @@ def test_r1_protocol_end_to_end(tmp_path):
                         "--quiet", "--out", str(out)], capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stderr
-    run = out / "r1-n3-t0.6-p0.95-max8-s0"
+    run = out / "gsm8k-r1-n3-t0.6-p0.95-max8-s0"
     m = json.loads((run / "manifest.json").read_text())["config"]
     assert m["protocol"] == "boxed" and m["system"] == SYSTEM
     b = m["setting"]["budget"]
