@@ -5,6 +5,7 @@ report and regrade work on them."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -13,6 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from s1.evaluation.aggregate import load_run, summarize_run
+from s1.evaluation.metrics import question_interval
 
 S1 = [sys.executable, "-m", "s1.cli"]
 DATA = Path(__file__).parent / "data" / "lmeval"
@@ -80,6 +84,15 @@ def test_repeated_samples_become_a_majority_run(imported):
     assert s["method"] == "majority" and s["samples_per_question"] == 4
     assert s["at_k"]["1"]["pass"] == pytest.approx(0.75)
     assert s["at_k"]["4"]["prediction"] == 1.0 and s["complete"]
+    # Read as the R1 protocol: pass@1 is the mean over samples with the interval of the
+    # per-question means (n = 2 questions, not 8 samples); cons@4 is the equivalence vote.
+    run = load_run(d)
+    run.setting = dataclasses.replace(run.setting, method="r1")
+    r1 = summarize_run(run)
+    assert r1.accuracy == pytest.approx(0.75) and r1.pass_at_1["samples"] == 8
+    assert (r1.wilson_low, r1.wilson_high) == pytest.approx(question_interval([0.75, 0.75]))
+    assert r1.wilson_high - r1.wilson_low > 0.5       # two questions: a wide interval
+    assert r1.cons_at_n == {**r1.cons_at_n, "n": 4, "correct": 2, "questions": 2}
 
 
 @pytest.mark.slow
