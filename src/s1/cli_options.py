@@ -32,7 +32,7 @@ def _engine_flags() -> list[inspect.Parameter]:
              "embedded SmolLM2-135M-Instruct)"),
         flag("server", Optional[str], "Base URL of an OpenAI-compatible completions server."),
         flag("engine", str, "auto, transformers, llama.cpp or remote."),
-        flag("format", Optional[str], "Thinking format: s1 or think-tags (default: per model).",
+        flag("format", Optional[str], "Thinking format: s1, think-tags or none (no thinking: the whole output is the answer; default: per model).",
              "--format"),
         flag("think_start", Optional[str], "Custom thinking start string."),
         flag("think_end", Optional[str], "Custom thinking end string."),

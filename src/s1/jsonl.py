@@ -78,3 +78,16 @@ class JsonlAppender:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    """Rewrite a whole JSONL file through a temporary file and a rename (regrading, imports):
+    a kill leaves the old file or the new one, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

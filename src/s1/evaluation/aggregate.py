@@ -239,6 +239,9 @@ def summarize_run(run: RunData) -> RunSummary:
                 "correct": sum(o["correct"] for o in ok.values()), "total": len(ok),
             }
         summary.at_k = at_k
+    if s.method == "r1":   # the R1 protocol's headline is pass@1, not the vote
+        from s1.evaluation.r1 import r1_headline
+        r1_headline(summary, questions, outs)
     return summary
 
 

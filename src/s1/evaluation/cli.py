@@ -32,7 +32,8 @@ FLAGS = {
     "max_answer": "budget.max_answer", "temperature": "budget.temperature",
     "answer_reserve": "budget.answer_reserve", "require_answer": "budget.require_answer",
     "min_mode": "budget.min_mode",
-    "top_p": "budget.top_p", "top_k": "budget.top_k",
+    "top_p": "budget.top_p", "top_k": "budget.top_k", "min_p": "budget.min_p",
+    "presence_penalty": "budget.presence_penalty", "system": "benchmark.system",
     "out": "run.out", "seeds": "run.seeds", "judge_url": "run.judge_url",
     "judge_model": "run.judge_model", "model_params": "run.model_params", "quiet": "run.quiet",
     "allow_greedy_repeats": "run.allow_greedy_repeats",
@@ -54,10 +55,30 @@ def given_flags(ctx: typer.Context) -> dict[str, dict]:
 # --- renderers -------------------------------------------------------------------------------
 
 def render_run(s: RunSummary) -> str:
+    if s.pass_at_1 is not None:   # the R1 protocol: pass@1 over n samples, and the vote
+        c = s.cons_at_n
+        return (f"{s.name}: pass@1 {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
+                f"{100 * s.wilson_high:.1f}] ({s.questions} questions × "
+                f"{s.samples_per_question} samples) · cons@{c['n']} {100 * c['accuracy']:.1f}% "
+                f"({c['correct']}/{c['questions']}) · {s.thinking_per_question:.0f} thinking "
+                f"tokens/question")
     return (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
             f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · "
             f"{s.thinking_per_question:.0f} thinking tokens/question · "
             f"{s.compute['generated_tokens']} generated tokens")
+
+
+def render_table(summaries: List[RunSummary]) -> str:
+    """One row per run, grouped by benchmark (as lm-eval prints its task list)."""
+    head = ("benchmark", "run", "accuracy", "95% interval", "questions", "thinking/question")
+    rows = [(s.benchmark or "", s.name, f"{100 * s.accuracy:.1f}",
+             f"[{100 * s.wilson_low:.1f}, {100 * s.wilson_high:.1f}]",
+             f"{s.questions}/{s.expected_questions}", f"{s.thinking_per_question or 0:.0f}")
+            for s in sorted(summaries, key=lambda s: (s.benchmark or "", s.name)) if not s.empty]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *map(line, rows)])
 
 
 def render_curve(c: dict) -> str:
@@ -76,10 +97,10 @@ def eval_(
     overrides: Optional[List[str]] = typer.Argument(None, metavar="SECTION.FIELD=VALUE", help="Change any field of the config, e.g. method.max_thinking=64,128 budget.max_answer=8."),
     config: Optional[str] = typer.Option(None, "--config", help="Eval config: configs/eval/NAME or a .yaml path; flags and overrides change it."),
     show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
-    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
     out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
-    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority or best-of-n."),
-    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline)."),
+    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority, best-of-n or r1 (DeepSeek-R1: n samples at T=0.6, top-p 0.95, boxed prompt; pass@1 and cons@n)."),
+    benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline); with several benchmarks NAME=PATH[,NAME=PATH]."),
     question_field: Optional[str] = typer.Option(None, help="Question field of a JSONL benchmark."),
     answer_field: Optional[str] = typer.Option(None, help="Answer field of a JSONL benchmark."),
     answer_type: Optional[str] = typer.Option(None, help="integer, math or choice (JSONL benchmarks)."),
@@ -93,16 +114,19 @@ def eval_(
     prompt: Optional[str] = typer.Option(None, help="Conditional: prompts, comma-separated: tokens:N, steps:N, long, short."),
     forcing: bool = typer.Option(default(M, "forcing"), "--forcing/--no-forcing", help="Conditional: also budget-force the prompted bound."),
     tokens_per_step: int = typer.Option(default(M, "tokens_per_step"), help="Conditional steps:N with --forcing: token cap per step."),
-    samples: int = typer.Option(default(M, "samples"), help="Majority / best-of-n: samples per question."),
+    samples: Optional[int] = typer.Option(None, help="Majority / best-of-n (default 8) and r1 (default 16): samples per question."),
     scorer: str = typer.Option(default(M, "scorer"), help="Best-of-n: oracle, shortest or module:function(item, trace, grade)."),
     max_tries: int = typer.Option(default(M, "max_tries"), help="Rejection sampling: tries per question before giving up."),
     on_failure: str = typer.Option(default(M, "on_failure"), help="Rejection sampling, a question out of tries: wrong (the paper) or keep (grade the last, cut sample)."),
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
-    top_p: float = typer.Option(default(G, "top_p")),
+    top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass (default: 1; the R1 protocol 0.95)."),
     top_k: int = typer.Option(default(G, "top_k"), help="Sample among the k likeliest tokens (0 = all)."),
     min_mode: str = typer.Option(default(G, "min_mode"), help="How a minimum holds: wait (append the ignore string) or suppress (mask the end, vLLM min_tokens)."),
     answer_reserve: int = typer.Option(default(G, "answer_reserve"), help="Tokens 'auto' thinking leaves free for the answer (the s1 harness: 100)."),
     require_answer: bool = typer.Option(default(G, "require_answer"), "--require-answer/--no-require-answer", help="An empty answer gets the forced suffix once; --no-require-answer is the harness exactly."),
+    min_p: float = typer.Option(default(G, "min_p"), help="Drop tokens below min_p × the likeliest token's probability (0 = off)."),
+    presence_penalty: float = typer.Option(default(G, "presence_penalty"), help="Subtracted from the logits of tokens already generated (0 = off; in-process engines)."),
+    system: Optional[str] = typer.Option(None, help="System prompt (default: the model's own, as the paper)."),
     max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto: the rest of the model's context (the paper's harness)."),
     seeds: int = typer.Option(default(R, "seeds"), help="Seeds 0..N-1, one run each (accuracy reported as mean ± sd)."),
     judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge."),
@@ -127,9 +151,12 @@ def eval_(
         print(json.dumps({"out": str(result.out), "runs": [s.to_dict() for s in result.summaries],
                           "curves": result.curves}))
         return
-    for s in result.summaries:
-        if not s.empty:
-            print(render_run(s))
+    if len(cfg.benchmark.names()) > 1:
+        print(render_table(result.summaries))
+    else:
+        for s in result.summaries:
+            if not s.empty:
+                print(render_run(s))
     for c in result.curves:
         if len(c["points"]) >= 2:
             print(render_curve(c))
@@ -209,10 +236,68 @@ def compare_compute(
         print(" | ".join(row))
     for f in result["files"]:
         print(f)
+def regrade(
+    dirs: List[str] = typer.Argument(..., help="Run directories or sweep directories (from s1 eval --out)."),
+    judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM equivalence judge (none: the rules alone)."),
+    judge_model: Optional[str] = typer.Option(None, help="Model name of the judge (with --judge-url)."),
+    timeout: float = typer.Option(5.0, help="Seconds per math-verify call."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the changes as one JSON object."),
+):
+    """Grade stored answers again (a grader fix, a judge) without generating: records, manifests
+    and summaries are rewritten atomically; the runs still resume."""
+    from s1.evaluation.regrade import regrade as run_regrade
+
+    if timeout <= 0:
+        from s1.errors import UserError
+        raise UserError(f"--timeout must be positive, not {timeout}")
+    results = run_regrade(dirs, judge_url, judge_model, timeout=timeout, dry_run=dry_run)
+    if json_out:
+        print(json.dumps({"dry_run": dry_run, "runs": [r.to_dict() for r in results]}))
+        return
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"   # noqa: E731
+    for r in results:
+        print(f"{r.run}: {r.records} records · right→wrong {r.right_to_wrong} · wrong→right "
+              f"{r.wrong_to_right} · answers read differently {r.extracted_changed} · accuracy "
+              f"{pct(r.accuracy_before)} → {pct(r.accuracy_after)}")
+    print(f"{sum(r.flipped for r in results)} grades changed in {len(results)} runs"
+          + (" (dry run: nothing written)" if dry_run else ""))
+
+
+def import_lm_eval(
+    samples: List[str] = typer.Argument(..., help="lm-eval --log_samples files (samples_TASK_DATE.jsonl), one run each."),
+    out: str = typer.Option(..., help="Directory of the runs (as s1 eval --out)."),
+    benchmark: Optional[str] = typer.Option(None, help="Match documents to this benchmark's questions (aime24, math500, ...) and grade against its golds; default: each document's own answer."),
+    model: str = typer.Option("imported", help="Model name the runs carry."),
+    format: str = typer.Option("s1", "--format", help="Thinking format of the outputs: s1, think-tags or none (all of it is the answer)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer of the generating model for exact token counts (default: the embedded model's, approximate)."),
+    name: Optional[str] = typer.Option(None, help="Task name (default: from the file name)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the imports as one JSON object."),
+):
+    """Import lm-evaluation-harness --log_samples outputs (the s1 paper's released outputs)
+    into run directories: graded by this package, with lm-eval's verdicts kept beside ours."""
+    from s1.evaluation.lmeval_import import import_samples
+
+    if name and len(samples) > 1:
+        from s1.errors import UserError
+        raise UserError("--name names one import; give one samples file with it")
+    done = [import_samples(p, out, benchmark=benchmark, model=model, fmt=format,
+                           tokenizer=tokenizer, name=name) for p in samples]
+    if json_out:
+        print(json.dumps({"out": out, "runs": [d.to_dict() for d in done]}))
+        return
+    for d in done:
+        print(f"{d.run}: {d.questions} questions, {d.samples} samples · agrees with lm-eval on "
+              f"{d.agree} · right here, wrong there {d.we_right_they_wrong} · wrong here, right "
+              f"there {d.we_wrong_they_right} · no lm-eval verdict {d.no_verdict}"
+              + (" · token counts approximate (give --tokenizer)" if d.approximate_tokens else ""))
+    print(f"runs in {out}; `s1 report {out}` draws them, `s1 regrade {out}` grades them again")
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(engine_options(eval_))
+    app.command()(regrade)
+    app.command("import-lm-eval")(import_lm_eval)
     app.command()(compare)
     app.command()(report)
     app.command("compare-compute")(engine_options(compare_compute))

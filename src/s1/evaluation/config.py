@@ -37,11 +37,42 @@ class BenchmarkOptions:
     limit: int | None = None
     subset: str | None = None
     protocol: str = "s1"
+    system: str | None = None          # a system prompt (None: the model's default, as the paper)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise UserError(f"unknown prompt protocol {self.protocol!r}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
+        if isinstance(self.name, (list, tuple)):     # a YAML list of benchmarks
+            object.__setattr__(self, "name", ",".join(map(str, self.name)))
+        names = self.names()
+        if len(set(names)) != len(names):
+            raise UserError(f"--benchmark lists a benchmark twice ({self.name})")
+        self.files()   # checked now
+
+    def names(self) -> list[str]:
+        """The benchmarks of one command (`aime24,math500,gpqa-diamond`), each its own runs."""
+        return [n.strip() for n in str(self.name or "").split(",") if n.strip()]
+
+    def files(self) -> dict[str, str]:
+        """Local file per benchmark: `--benchmark-file PATH` for one benchmark, or
+        `NAME=PATH[,NAME=PATH]` when several are given."""
+        if not self.file:
+            return {}
+        names = self.names()
+        if "=" not in self.file:
+            if len(names) > 1:
+                raise UserError("with several benchmarks, give --benchmark-file NAME=PATH (e.g. "
+                                "gpqa-diamond=gpqa.csv), comma-separated")
+            return {names[0]: self.file} if names else {}
+        out = {}
+        for part in self.file.split(","):
+            name, _, path = part.partition("=")
+            if name.strip() not in names or not path.strip():
+                raise UserError(f"--benchmark-file {part!r}: give NAME=PATH with NAME one of "
+                                f"{', '.join(names)}")
+            out[name.strip()] = path.strip()
+        return out
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -68,7 +99,7 @@ class MethodOptions:
     prompt: str | None = None
     forcing: bool = default(m.ConditionalPrompting, "forcing")
     tokens_per_step: int = default(m.ConditionalPrompting, "tokens_per_step")
-    samples: int = default(m.MajorityVoting, "samples")
+    samples: int | None = None         # None: the method's own (majority / best-of-n 8, r1 16)
     scorer: str = default(m.BestOfN, "scorer")
     max_tries: int = default(m.RejectionSampling, "max_tries")
     on_failure: str = default(m.RejectionSampling, "on_failure")
@@ -77,10 +108,24 @@ class MethodOptions:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
 
-    def build(self, temperature: float | None) -> m.Method:
-        """The method config; `temperature` None keeps the method's own default."""
+    def check_no_thinking(self) -> None:
+        """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""
+        why = None
+        if self.name in ("rejection", "conditional"):
+            why = f"--method {self.name} controls the thinking"
+        elif self.name == "budget" and (self.min_thinking or any(_ints(self.num_ignore, "x"))
+                                        or len(str(self.max_thinking).split(",")) > 1):
+            why = "budget forcing (several caps, --num-ignore, --min-thinking) acts on the thinking"
+        if why:
+            raise UserError(f"{why}, and --format none has none; use majority, best-of-n, r1 or "
+                            "one budget run (the answer is capped by --max-answer)")
+
+    def build(self, temperature: float | None, top_p: float | None = None) -> m.Method:
+        """The method config; `temperature` (and the R1 protocol's `top_p`) None keeps the
+        method's own default."""
         maxes = [parse_max_thinking(x, "--max-thinking") for x in str(self.max_thinking).split(",")]
         t = {} if temperature is None else {"temperature": temperature}
+        n = {} if self.samples is None else {"samples": self.samples}
         if self.name == "budget":
             return m.BudgetForcing(maxes, _ints(self.num_ignore, "--num-ignore"),
                                    self.ignore_strings, self.min_thinking)
@@ -99,8 +144,12 @@ class MethodOptions:
             raise UserError(f"--method {self.name} takes one --max-thinking (the cap of every "
                             "sample)")
         if self.name == "majority":
-            return m.MajorityVoting(self.samples, max_thinking=maxes[0], **t)
-        return m.BestOfN(self.samples, self.scorer, max_thinking=maxes[0], **t)
+            return m.MajorityVoting(**n, max_thinking=maxes[0], **t)
+        if self.name == "r1":
+            from s1.evaluation.r1 import R1Sampling
+            return R1Sampling(**n, max_thinking=maxes[0], **t,
+                              **({} if top_p is None else {"top_p": top_p}))
+        return m.BestOfN(**n, scorer=self.scorer, max_thinking=maxes[0], **t)
 
 
 @dataclass(frozen=True)
@@ -112,11 +161,13 @@ class BudgetOptions:
 
     max_answer: int | str = "auto"
     temperature: float | None = None
-    top_p: float = default(Sampling, "top_p")
+    top_p: float | None = None         # None: 1, or the R1 protocol's 0.95
     top_k: int = default(Sampling, "top_k")
     min_mode: str = default(Budget, "min_mode")
     answer_reserve: int = default(Budget, "answer_reserve")
     require_answer: bool = default(Budget, "require_answer")
+    min_p: float = default(Sampling, "min_p")
+    presence_penalty: float = default(Sampling, "presence_penalty")
 
     def __post_init__(self) -> None:
         cap = self.max_answer
@@ -141,8 +192,10 @@ class BudgetOptions:
         """The Budget every setting starts from (`context_length` resolves an "auto" cap)."""
         return Budget(max_answer_tokens=self.answer_cap(context_length), min_mode=self.min_mode,
                       answer_reserve=self.answer_reserve, require_answer=self.require_answer,
-                      sampling=Sampling(temperature=self.temperature or 0.0, top_p=self.top_p,
-                                        top_k=self.top_k))
+                      sampling=Sampling(temperature=self.temperature or 0.0,
+                                        top_p=1.0 if self.top_p is None else self.top_p,
+                                        top_k=self.top_k, min_p=self.min_p,
+                                        presence_penalty=self.presence_penalty))
 
 
 @dataclass(frozen=True)
@@ -205,14 +258,19 @@ class EvalConfig:
         for section, fields in (values or {}).items():
             raw[section] = {**(raw.get(section) or {}), **fields}
         apply_overrides(raw, overrides, SECTIONS, example="method.max_thinking=64,128")
+        if (raw.get("method") or {}).get("name") == "r1" and \
+                (raw.get("benchmark") or {}).get("protocol") is None:
+            raw.setdefault("benchmark", {})["protocol"] = "boxed"   # R1's own prompt
         config = cls(**build_sections(raw, SECTIONS, where=f"eval config {path or ''}".strip()))
         if not config.benchmark.name:
             raise UserError("give --benchmark (or benchmark.name in --config)")
         if not config.run.out:
             raise UserError("give --out (or run.out in --config)")
-        method = config.method.build(config.budget.temperature)   # the sweep is checked now, too
+        method = config.method.build(config.budget.temperature, config.budget.top_p)  # checked now
         if not config.run.allow_greedy_repeats:
             check_greedy_repeats(m.expand([method], config.budget.base()), config.run.seeds)
+        if config.engine.format == "none":
+            config.method.check_no_thinking()
         return config
 
     def show(self) -> str:

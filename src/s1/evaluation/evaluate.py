@@ -29,11 +29,17 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     out = Path(cfg.run.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {cfg.run.out} exists and is not a directory")
-    settings = expand([cfg.method.build(cfg.budget.temperature)], cfg.budget.base())
+    settings = expand([cfg.method.build(cfg.budget.temperature, cfg.budget.top_p)],
+                      cfg.budget.base())
     b = cfg.benchmark
-    bench = load_benchmark(b.name, limit=b.limit, subset=b.subset, path=b.file,
-                           question_field=b.question_field, answer_field=b.answer_field,
-                           answer_type=b.answer_type)
+    files = b.files()
+    # Every benchmark loads (and fails) before the model does; each gets its own runs, and all
+    # of them go to the engine in one call.
+    benches = [load_benchmark(name, limit=b.limit, subset=b.subset, path=files.get(name),
+                              question_field=b.question_field, answer_field=b.answer_field,
+                              answer_type=b.answer_type) for name in b.names()]
+    if len({bench.name for bench in benches}) != len(benches):
+        raise UserError(f"--benchmark {b.name} names one benchmark twice")
     judge = None
     if cfg.run.judge_url:
         from s1.evaluation.judge import Judge
@@ -41,12 +47,13 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     engine = cfg.engine.load()
     try:
         if cfg.budget.max_answer == "auto":   # the answer may use the rest of the model's context
-            settings = expand([cfg.method.build(cfg.budget.temperature)],
+            settings = expand([cfg.method.build(cfg.budget.temperature, cfg.budget.top_p)],
                               cfg.budget.base(engine.describe().get("context_length")))
-        runs = make_runs(out, engine, cfg.engine.label, bench, settings, range(cfg.run.seeds),
-                         protocol=b.protocol, judge_model=cfg.run.judge_model,
-                         n_params=cfg.run.model_params,
-                         benchmark_args={"limit": b.limit, "subset": b.subset})
+        runs = [run for bench in benches for run in make_runs(
+            out, engine, cfg.engine.label, bench, settings, range(cfg.run.seeds),
+            protocol=b.protocol, judge_model=cfg.run.judge_model, n_params=cfg.run.model_params,
+            system=b.system,
+            benchmark_args={"limit": b.limit, "subset": b.subset})]
         execute(runs, engine, judge=judge, progress=not cfg.run.quiet)
     finally:
         engine.close()

@@ -29,7 +29,7 @@ from s1.evaluation.records import Record
 from s1.evaluation.verifier import cluster_answers
 from s1.generation.budget import DEFAULT_IGNORE, Budget, parse_max_thinking
 
-METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n")
+METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n", "r1")
 SAMPLED_TEMPERATURE = 1.0   # the sampling methods' default: the paper samples at T=1
 
 MaxThinking = Union[int, str, None]
@@ -88,7 +88,7 @@ class Setting:
         samples = list(samples)[:k] if k else list(samples)
         if not samples:
             raise UserError("a prediction needs at least one sample")
-        if self.method == "majority":
+        if self.method in ("majority", "r1"):   # r1: cons@k (its pass@1 is in the summary)
             return _majority(samples, answer_type)
         if self.method == "best-of-n":
             best = max(range(len(samples)), key=lambda i: (samples[i].score or 0.0, -i))

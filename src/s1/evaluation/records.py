@@ -112,6 +112,8 @@ class RunSummary:
     answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
     loop_share: float | None = None        # samples where the loop guard saw a repeated n-gram
     by_waits: dict[str, list[int]] | None = None   # Waits appended -> [correct, samples]
+    pass_at_1: dict | None = None      # the R1 protocol: mean over samples, its interval
+    cons_at_n: dict | None = None      # the R1 protocol: majority over the n samples
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,7 +126,8 @@ class RunSummary:
                     "expected_questions": self.expected_questions, "complete": False, **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k", "answer_cut_share", "loop_share", "by_waits"):   # where they apply
+                     "at_k", "answer_cut_share", "loop_share", "by_waits", "pass_at_1",
+                     "cons_at_n"):   # only where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

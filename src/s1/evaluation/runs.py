@@ -89,6 +89,20 @@ def _sha(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# How a run is graded, not what it generated: `s1 regrade` changes these without a token generated
+# again, so they are no part of which run a directory holds.
+GRADING = ("judge",)
+SCORING = ("on_failure",)   # of the setting: how a question that gave up scores
+
+
+def generation_identity(config: dict) -> dict:
+    """A run's config without its grading and scoring choices: what resuming must match."""
+    ident = {k: v for k, v in config.items() if k not in GRADING}
+    if isinstance(ident.get("setting"), dict):
+        ident["setting"] = {k: v for k, v in ident["setting"].items() if k not in SCORING}
+    return ident
+
+
 def is_gpqa(bench_name: str, item: Item | None = None) -> bool:
     return "gpqa" in bench_name.lower() or (item is not None and item.id.startswith("gpqa"))
 
@@ -125,14 +139,22 @@ class Run:
                 old = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 raise UserError(f"{path} is unreadable; move the run directory away") from None
-            if old.get("config") != self.config:
-                diff = sorted(k for k in set(old.get("config", {})) | set(self.config)
-                              if old.get("config", {}).get(k) != self.config.get(k))
+            was, now = generation_identity(old.get("config", {})), generation_identity(self.config)
+            if was != now:
+                diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
                 raise UserError(f"{self.dir} holds a run with a different configuration "
                                 f"({', '.join(diff)} differ); use another --out directory or "
                                 f"delete it")
+            graded_by = old.get("config", {}).get("judge")
+            if graded_by != self.config.get("judge") and read_records(self.dir / RECORDS):
+                # Mixed graders in one run would be worse than either: regrade, then resume.
+                raise UserError(f"{self.dir} was graded with judge {graded_by!r}, not "
+                                f"{self.config.get('judge')!r}; run `s1 regrade {self.dir}` with "
+                                "the judge you want first, then resume")
             self.manifest["created"] = old.get("created", self.manifest["created"])
             self.manifest["resumed"] = old.get("resumed", 0) + 1
+            if "regraded" in old:
+                self.manifest["regraded"] = old["regraded"]
 
     def open(self) -> None:
         """Load the finished records (cutting a torn last line) and write the manifest."""
@@ -169,7 +191,8 @@ def run_name(bench: Benchmark, setting: Setting, seed: int) -> str:
 def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
               settings: Sequence[Setting], seeds: Sequence[int], protocol: str = "s1",
               judge_model: str | None = None, n_params: float | None = None,
-              command: Sequence[str] | None = None, benchmark_args: dict | None = None) -> list[Run]:
+              command: Sequence[str] | None = None, benchmark_args: dict | None = None,
+              system: str | None = None) -> list[Run]:
     """The runs of a sweep, their directories checked (nothing is generated yet)."""
     shape = model_shape(engine)
     if n_params:
@@ -185,6 +208,8 @@ def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
                       **(benchmark_args or {})},
         "protocol": protocol, "judge": judge_model,
     }
+    if system is not None:      # only when given: older runs (no key) still resume
+        common["system"] = system
     versions, rev = package_versions(), git_revision()
     runs = []
     for setting in settings:
@@ -224,7 +249,7 @@ class _Job:
         seed = (self.run.seed * 1_000_003 + self.sample * 10_007 + (self.tries - 1)
                 + zlib.crc32(self.item.id.encode()) * 101) % 2**63
         return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
-                       seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
+                       system=self.run.config.get("system"), seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
                        budget=s.budget.with_(seed=self.run.seed))
 
 

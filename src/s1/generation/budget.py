@@ -68,12 +68,17 @@ class Sampling:
     top_k: sample among the k likeliest tokens (0 = all)
     seed: the default seed of a request that brings none of its own (a negative one wraps
           modulo 2**64, see `seed_bits`)
+    min_p: drop tokens less likely than min_p × the likeliest one's probability (0 = off)
+    presence_penalty: subtracted from the logit of every token already generated (vLLM / OpenAI
+        semantics: the whole output so far; 0 = off; applies at temperature 0, too)
     """
 
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -83,6 +88,10 @@ class Sampling:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise UserError(f"top_k must be a non-negative integer ({self.top_k!r})")
         seed_bits(self.seed)
+        if not 0 <= self.min_p < 1:
+            raise UserError(f"min_p must be in [0, 1) ({self.min_p})")
+        if not -2 <= self.presence_penalty <= 2:
+            raise UserError(f"presence_penalty must be in [-2, 2] ({self.presence_penalty})")
 
     @property
     def greedy(self) -> bool:
@@ -120,6 +129,7 @@ class LoopGuard:
 # always had, so old run directories load and resume.
 _FLAT = {"temperature": ("sampling", "temperature"), "top_p": ("sampling", "top_p"),
          "top_k": ("sampling", "top_k"), "seed": ("sampling", "seed"),
+         "min_p": ("sampling", "min_p"), "presence_penalty": ("sampling", "presence_penalty"),
          "loop_guard": ("loop", "mode"), "loop_ngram": ("loop", "ngram"),
          "loop_repeats": ("loop", "repeats"), "loop_window": ("loop", "window")}
 _FORCING = ("max_thinking_tokens", "min_thinking_tokens", "min_mode", "num_ignore",
@@ -127,10 +137,11 @@ _FORCING = ("max_thinking_tokens", "min_thinking_tokens", "min_mode", "num_ignor
 _ON_DISK = ("max_thinking_tokens", "min_thinking_tokens", "min_mode", "num_ignore",
             "ignore_strings", "max_answer_tokens", "answer_reserve", "temperature", "top_p",
             "top_k", "seed", "require_answer", "loop_guard", "loop_ngram", "loop_repeats",
-            "loop_window")
+            "loop_window", "min_p", "presence_penalty")
 # Fields newer than the schema, written only when they differ from their default so the
 # manifests of older runs still match and resume.
-_NEWER = {"top_k": 0, "min_mode": "wait", "loop_window": 512}
+_NEWER = {"top_k": 0, "min_mode": "wait", "loop_window": 512, "min_p": 0.0,
+          "presence_penalty": 0.0}
 MIN_MODES = ("wait", "suppress")
 
 

@@ -52,20 +52,21 @@ class FormatIds:
     whole: bool = False                  # False: its first token alone ends the thinking
 
     @property
-    def trigger(self) -> int:
+    def trigger(self) -> int | None:
         """The delimiter's first token: its proposal means "the model wants to stop thinking"
-        (when not `whole`); banned after an ignore string in any case."""
-        return self.end[0]
+        (when not `whole`); banned after an ignore string in any case. None: the `none` format,
+        which never thinks."""
+        return self.end[0] if self.end else None
 
     @property
     def stop_ban(self) -> frozenset[int]:
         """What `banned()` forbids: the delimiter's first token and EOS."""
-        return frozenset({self.trigger, *self.eos})
+        return frozenset({self.trigger, *self.eos} - {None})
 
     @property
     def stop_ids(self) -> list[int]:
         """Ids a remote engine should stop a thinking segment on."""
-        return sorted({self.trigger, *self.eos})
+        return sorted({self.trigger, *self.eos} - {None})
 
     @classmethod
     def build(cls, fmt: ThinkingFormat, encode: Callable[[str], list[int]],
@@ -75,8 +76,8 @@ class FormatIds:
         tokenizer's control tokens. A delimiter whose first token is one (s1's `<|im_start|>`)
         ends the thinking on that token, as the s1 harness stops on it; any other multi-token
         delimiter must appear whole."""
-        end = tuple(encode(fmt.end))
-        if not end:
+        end = tuple(encode(fmt.end)) if fmt.end else ()
+        if not end and fmt.thinks:
             raise ValueError(f"the end delimiter {fmt.end!r} tokenizes to nothing")
         return cls(end=end, suffix=tuple(encode(fmt.forced_suffix)) if fmt.forced_suffix else (),
                    newline=tuple(encode("\n")), ignore=tuple(tuple(encode(s)) for s in ignore_strings),
@@ -128,6 +129,9 @@ class Forcer:
         self._loop_stop = False            # the loop guard asked to end the thinking
         self._ban_next = False             # an ignore string was just appended (harness min_tokens=1)
         self._rewind = 0                   # emitted tokens the engine must take back (a partial delimiter)
+        if not ids.end:                    # the `none` format: the whole output is the answer
+            self.phase = Phase.ANSWER
+            self.thinking_finish = "none"
 
     # --- what the engine asks --------------------------------------------------------------
 

@@ -26,10 +26,16 @@ class ThinkingFormat:
     forced_suffix: str = ""
 
     def __post_init__(self) -> None:
-        if not self.start or not self.end:
+        if self.thinks and (not self.start or not self.end):
             raise UserError("a thinking format needs a non-empty start and end string")
-        if self.start == self.end:
+        if self.thinks and self.start == self.end:
             raise UserError(f"thinking start and end must differ (both are {self.start!r})")
+
+    @property
+    def thinks(self) -> bool:
+        """False for `none`: a model that answers straight away (a base or instruct model), whose
+        whole output is the answer."""
+        return self.name != "none"
 
     @property
     def forced_end(self) -> str:
@@ -50,6 +56,9 @@ FORMATS: dict[str, ThinkingFormat] = {
     "s1": ThinkingFormat("s1", "<|im_start|>think", "<|im_start|>answer", "\nFinal Answer:"),
     # R1 distills, QwQ, Qwen3.
     "think-tags": ThinkingFormat("think-tags", "<think>\n", "</think>", "\n\nFinal Answer:"),
+    # No thinking at all: nothing prefilled, no delimiter, the whole output graded (the paper's
+    # Fig. 4b majority voting on Qwen2.5-32B-Instruct).
+    "none": ThinkingFormat("none", "", ""),
 }
 
 # Substrings of a model id that tell which built-in format it was trained on.
@@ -93,6 +102,9 @@ def resolve_format(model: str | None, name: str | None = None, start: str | None
     fmt = get_format(name) if name else format_for_model(model)
     if start is None and end is None and forced_suffix is None:
         return fmt
+    if not fmt.thinks:
+        raise UserError("the none format has no thinking delimiters: drop --think-start/"
+                        "--think-end, or pick a thinking format")
     return ThinkingFormat("custom", start if start is not None else fmt.start,
                           end if end is not None else fmt.end,
                           forced_suffix if forced_suffix is not None else fmt.forced_suffix)

@@ -221,6 +221,7 @@ class HFEngine(Engine):
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
         """Banned ids masked; every row's choice made on the device in one batch: argmax for
         greedy rows, `sample_rows` for sampled ones (each with its own seeded uniform)."""
+        self._penalize_presence(logits, rows)
         self._mask_banned(logits, rows)
         out = logits.argmax(dim=-1)
         drawn = [j for j, row in enumerate(rows)   # a forced row's proposal is thrown away
@@ -233,8 +234,21 @@ class HFEngine(Engine):
                 logits[at], torch.tensor([s.temperature for s in params], device=dev),
                 torch.tensor([s.top_p for s in params], device=dev),
                 torch.tensor([s.top_k for s in params], device=dev),
-                torch.cat([torch.rand(1, generator=rows[j].gen) for j in drawn]).to(dev))
+                torch.cat([torch.rand(1, generator=rows[j].gen) for j in drawn]).to(dev),
+                torch.tensor([s.min_p for s in params], device=dev))
         return out.tolist()
+
+    @staticmethod
+    def _penalize_presence(logits: torch.Tensor, rows: list[_Row]) -> None:
+        """Presence penalty (vLLM / OpenAI semantics): subtracted once from the logit of every
+        token the row has generated so far, thinking, delimiter and answer; greedy rows too."""
+        for j, row in enumerate(rows):
+            penalty = row.request.budget.sampling.presence_penalty
+            if penalty and not row.forcer.due():   # a forced row's proposal is thrown away
+                f = row.forcer
+                seen = sorted({*f.thinking_ids, *f.delimiter_ids, *f.answer_ids})
+                if seen:
+                    logits[j, torch.tensor(seen, device=logits.device)] -= penalty
 
     @staticmethod
     def _mask_banned(logits: torch.Tensor, rows: list[_Row]) -> None:

@@ -158,7 +158,7 @@ class LlamaCppEngine(Engine):
                 forcer.stop("length")
                 break
             self.llm.eval(pending)
-            proposal = (self._propose(request.budget.sampling, rng, forcer.banned())
+            proposal = (self._propose(request.budget.sampling, rng, forcer)
                         if not forcer.due() else None)
             token = forcer.step(proposal)
             back = forcer.take_rewind()
@@ -200,10 +200,17 @@ class LlamaCppEngine(Engine):
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
     def _propose(self, sampling: Sampling, rng: np.random.Generator,
-                 banned: frozenset[int] = frozenset()) -> int:
+                 forcer: Forcer | None = None) -> int:
+        """The next token from llama.cpp's logits: presence penalty (the whole output so far,
+        as vLLM), the Forcer's banned ids masked, then greedy or temperature/top-k/top-p/min-p."""
         logits = self._logits()
+        banned = forcer.banned() if forcer is not None else frozenset()
+        if banned or (sampling.presence_penalty and forcer is not None):
+            logits = logits.astype(np.float64)     # a copy: the view is llama.cpp's own buffer
+        if sampling.presence_penalty and forcer is not None:
+            seen = sorted({*forcer.thinking_ids, *forcer.delimiter_ids, *forcer.answer_ids})
+            logits[seen] -= sampling.presence_penalty
         if banned:
-            logits = logits.copy()            # the view is llama.cpp's own buffer
             logits[[i for i in banned if i < len(logits)]] = -np.inf
         if sampling.greedy:
             return int(logits.argmax())
@@ -218,6 +225,9 @@ class LlamaCppEngine(Engine):
             sp[np.cumsum(sp) - sp >= sampling.top_p] = 0
             p = np.zeros_like(p)
             p[order] = sp
+            p /= p.sum()
+        if sampling.min_p:
+            p[p < sampling.min_p * p.max()] = 0
             p /= p.sum()
         return int(rng.choice(len(p), p=p))
 

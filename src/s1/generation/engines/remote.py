@@ -146,6 +146,8 @@ class RemoteEngine(Engine):
         if self.dialect == "ids":
             if sampling.top_k:
                 body["top_k"] = sampling.top_k
+            if sampling.min_p:
+                body["min_p"] = sampling.min_p
             body.update(prompt=seq, stop_token_ids=stop_ids, return_token_ids=True,
                         skip_special_tokens=False, spaces_between_special_tokens=False,
                         include_stop_str_in_output=True, repetition_penalty=1.0)
@@ -206,7 +208,7 @@ class RemoteEngine(Engine):
             # Special tokens all stream as "": the one that can occur is the trigger (the end of
             # thinking); EOS never streams, the server stops on it.
             trigger = self.format_ids(Budget()).trigger
-            if llm.detokenize([trigger], special=False) == b"":
+            if trigger is not None and llm.detokenize([trigger], special=False) == b"":
                 table[b""] = trigger
             self._pieces = table
         return self._pieces
@@ -285,7 +287,22 @@ class RemoteEngine(Engine):
     def _generate(self, requests: list[Request],
                   on_trace: Callable[[int, Trace], None] | None,
                   on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
+        for r in requests:
+            self._check_sampling(r.budget.sampling)
         return asyncio.run(self._generate_all(requests, on_trace, on_step))
+
+    def _check_sampling(self, sampling: Sampling) -> None:
+        """Refuse what a server cannot do as the in-process engines do, rather than ignore it."""
+        if sampling.presence_penalty:
+            # Each segment after a forced token re-sends the earlier ones as prompt, and servers
+            # penalize only the current reply's tokens.
+            raise UserError("presence_penalty is not supported by the remote engine (a server "
+                            "would not count tokens of earlier segments); use the transformers "
+                            "or llama.cpp engine")
+        if sampling.min_p and self.dialect != "ids":
+            raise UserError("min_p is not supported with the llama-cpp-python server (it applies "
+                            "min_p before the temperature); use a vLLM server or an in-process "
+                            "engine")
 
     async def _generate_all(self, requests: list[Request],
                             on_trace: Callable[[int, Trace], None] | None,

@@ -7,7 +7,7 @@ drawn by inverting its cumulative distribution at that uniform. Nucleus rows are
 the `CANDIDATES` likeliest tokens first (one `topk`, no full-vocabulary sort); only a row whose
 nucleus reaches further looks 8 times further, then at the whole (sorted) vocabulary. Semantics as vLLM: top-k first, then
 top-p on the renormalised top-k distribution, keeping every token whose preceding mass is below
-top-p.
+top-p; min-p then keeps, of those, the tokens at least min_p times as likely as the likeliest.
 """
 
 from __future__ import annotations
@@ -18,30 +18,34 @@ CANDIDATES = 256
 
 
 def sample_rows(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
-                top_k: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+                top_k: torch.Tensor, uniform: torch.Tensor,
+                min_p: torch.Tensor | None = None) -> torch.Tensor:
     """One token id per row. `logits` [n, V] (banned ids already at −inf); the others [n], on
-    the same device (top_k 0 = off, top_p 1 = off, temperature > 0, uniform in [0, 1))."""
+    the same device (top_k 0 = off, top_p 1 = off, min_p 0 = off, temperature > 0, uniform in
+    [0, 1))."""
     z = logits.float() / temperature[:, None]
+    if min_p is None:
+        min_p = torch.zeros_like(top_p)
     out = torch.empty(len(z), dtype=torch.long, device=z.device)
-    cut = (top_p < 1) | (top_k > 0)
+    cut = (top_p < 1) | (top_k > 0) | (min_p > 0)
     if (~cut).any():
         # Plain temperature: the whole vocabulary in its own order, no sort needed.
         plain = z[~cut]
         c = torch.softmax(plain, dim=-1).cumsum(-1)
         out[~cut] = _invert(c, uniform[~cut])
     if cut.any():
-        out[cut] = _truncated(z[cut], top_p[cut], top_k[cut], uniform[cut])
+        out[cut] = _truncated(z[cut], top_p[cut], top_k[cut], uniform[cut], min_p[cut])
     return out
 
 
-def _truncated(z, top_p, top_k, uniform):
+def _truncated(z, top_p, top_k, uniform, min_p):
     vocab = z.shape[-1]
     out = torch.empty(len(z), dtype=torch.long, device=z.device)
     todo = torch.arange(len(z), device=z.device)
     width = max(CANDIDATES, int(top_k.max()))
     while len(todo):
         w = min(width, vocab)
-        zz, pp, kk = z[todo], top_p[todo], top_k[todo]
+        zz, pp, kk, mp = z[todo], top_p[todo], top_k[todo], min_p[todo]
         vals, idx = zz.sort(dim=-1, descending=True) if w == vocab else zz.topk(w, dim=-1)
         pos = torch.arange(w, device=z.device)
         vals = vals.masked_fill((kk[:, None] > 0) & (pos >= kk[:, None]), float("-inf"))
@@ -49,10 +53,12 @@ def _truncated(z, top_p, top_k, uniform):
         norm = torch.where(kk > 0, vals.logsumexp(-1), zz.logsumexp(-1))
         p = (vals - norm[:, None]).exp()
         cum = p.cumsum(-1)
-        done = (kk > 0) | (cum[:, -1] >= pp) | (w == vocab)
+        floor = mp[:, None] * p[:, :1]          # min-p: relative to the likeliest token
+        done = ((kk > 0) | (cum[:, -1] >= pp) | (w == vocab)
+                | ((mp > 0) & (p[:, -1] < floor[:, 0])))   # the floor is crossed in the window
         if bool(done.any()):
             p, cum = p[done], cum[done]
-            p = p * ((cum - p) < pp[done, None])
+            p = p * ((cum - p) < pp[done, None]) * (p >= floor[done])
             pick = _invert(p.cumsum(-1), uniform[todo[done]])
             out[todo[done]] = idx[done].gather(1, pick[:, None]).squeeze(1)
         todo = todo[~done]       # a wider nucleus: look further (8x, then everything)
