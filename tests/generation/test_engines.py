@@ -137,26 +137,26 @@ def test_the_model_cannot_end_right_after_a_wait(which, request):
     """The harness's min_tokens=1 per round: after each "Wait" at least one token of the model's
     own comes before the next end, so no "WaitWaitWait" runs."""
     engine = request.getfixturevalue(f"{which}_engine")
-    budget = Budget(max_thinking_tokens=100, min_thinking_tokens=80, max_answer_tokens=4)
+    budget = Budget(max_thinking_tokens=60, min_thinking_tokens=50, max_answer_tokens=2)
     traces = engine.generate([Request(q) for q in MIN_QUESTIONS], budget)
     assert sum(t.waits for t in traces) >= 2                  # the minimum was really enforced
     for tr in traces:
         assert all(g >= 1 for g in gaps_after_waits(engine, tr)), tr.events
         assert "WaitWait" not in tr.thinking
-        assert tr.thinking_tokens >= 80
+        assert tr.thinking_tokens >= 50
 
 
 @pytest.mark.parametrize("which", ["llama", "hf"])
 def test_suppress_mode_holds_the_minimum_without_waits(which, request):
     engine = request.getfixturevalue(f"{which}_engine")
-    budget = Budget(max_thinking_tokens=60, min_thinking_tokens=40, min_mode="suppress",
-                    max_answer_tokens=4)
+    budget = Budget(max_thinking_tokens=40, min_thinking_tokens=30, min_mode="suppress",
+                    max_answer_tokens=2)
     for tr in engine.generate([Request(q) for q in MIN_QUESTIONS[:2]], budget):
-        assert tr.thinking_tokens >= 40 and tr.waits == 0 and "Wait" not in tr.thinking
+        assert tr.thinking_tokens >= 30 and tr.waits == 0 and "Wait" not in tr.thinking
 
 
 def test_sampled_rows_obey_the_ban_too(hf_engine, llama_engine):
-    budget = Budget(max_thinking_tokens=70, min_thinking_tokens=60, max_answer_tokens=4,
+    budget = Budget(max_thinking_tokens=40, min_thinking_tokens=30, max_answer_tokens=2,
                     sampling=Sampling(temperature=1.0, top_p=0.95))
     for engine in (hf_engine, llama_engine):
         traces = engine.generate([Request(q, seed=s) for s, q in enumerate(MIN_QUESTIONS)], budget)

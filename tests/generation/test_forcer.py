@@ -371,3 +371,8 @@ def test_back_to_back_repetition_of_any_period_is_a_loop(period):
 def test_loop_guard_window_must_hold_the_copies():
     with pytest.raises(UserError, match="window"):
         LoopGuard("record", 16, 4, window=32)
+
+
+def test_a_remote_segment_stops_on_the_trigger_only_when_it_alone_ends_thinking():
+    assert make(Budget()).ids.stop_ids == [START, EOS]
+    assert make_tags(Budget()).ids.stop_ids == [EOS]

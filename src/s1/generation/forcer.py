@@ -65,8 +65,9 @@ class FormatIds:
 
     @property
     def stop_ids(self) -> list[int]:
-        """Ids a remote engine should stop a thinking segment on."""
-        return sorted({self.trigger, *self.eos} - {None})
+        """Ids a remote engine should stop a thinking segment on (a whole-matched delimiter is
+        cut client-side: its first token alone may be ordinary text)."""
+        return sorted(self.eos if self.whole else {self.trigger, *self.eos} - {None})
 
     @classmethod
     def build(cls, fmt: ThinkingFormat, encode: Callable[[str], list[int]],
