@@ -116,6 +116,9 @@ def test_greedy_remote_equals_in_process_llama_cpp(name, local, remote, llama_se
     for a, b in zip(expected, got):
         assert_same_greedy_path(local, a, b)
         assert b.meta["guessed_ids"] == 0
+        # about one request per forcing event, not one per token
+        forcings = sum(e.kind != "loop" for e in b.events)
+        assert b.meta["requests"] <= forcings + 3, (b.meta, b.events)
     # the forcing itself, whatever path the tokens took
     kinds = {e.kind for t in got for e in t.events}
     cap = budget.max_thinking_tokens if isinstance(budget.max_thinking_tokens, int) else None
@@ -186,7 +189,8 @@ class Flaky:
     """A real HTTP server on loopback that fails the first `failures` completions with
     `status`, then forwards to `upstream`."""
 
-    def __init__(self, upstream: str, failures: int, status: int = 503):
+    def __init__(self, upstream: str, failures: int, status: int = 503,
+                 headers: dict | None = None):
         self.calls = 0
         outer = self
 
@@ -196,11 +200,13 @@ class Flaky:
 
             def _relay(self, method):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if method == "POST":
+                if method == "POST" and self.path.endswith("/completions"):
                     outer.calls += 1
                     if outer.calls <= failures:
                         msg = b'{"error": {"message": "busy, try later"}}'
                         self.send_response(status)
+                        for k, v in (headers or {}).items():
+                            self.send_header(k, v)
                         self.send_header("Content-Length", str(len(msg)))
                         self.end_headers()
                         self.wfile.write(msg)
@@ -228,27 +234,47 @@ class Flaky:
         self.server.server_close()
 
 
-def test_retries_after_server_errors_give_the_same_result(llama_server, remote):
+@pytest.mark.parametrize("status", [503, 429, 408])
+def test_retries_after_server_errors_give_the_same_result(llama_server, remote, status):
     budget = Budget(max_thinking_tokens=16, max_answer_tokens=8)
     request = Request(QUESTIONS[0])
     direct = remote.generate([request], budget)[0]
-    flaky = Flaky(llama_server, failures=2)
+    flaky = Flaky(llama_server, failures=2, status=status, headers={"Retry-After": "0"})
     try:
         engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, retries=3)
         got = engine.generate([request], budget)[0]
     finally:
         flaky.close()
-    assert got.meta["failed_requests"] == 2
-    assert flaky.calls == got.meta["requests"] + got.meta["rewinds"] + 2
+    assert got.meta["failed_requests"] == 2 and not got.error
+    assert flaky.calls == got.meta["requests"]          # every POST counted, failed ones too
     assert outcome(got) == outcome(direct)
 
 
-def test_server_refusal_is_a_user_error_with_its_message(llama_server):
-    flaky = Flaky(llama_server, failures=10, status=400)
+def test_a_refused_sequence_is_a_failed_trace_and_the_batch_goes_on(llama_server):
+    """A 4xx other than 408/429 fails that sequence only (not retried); the others complete."""
+    flaky = Flaky(llama_server, failures=1, status=400)
     try:
         engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
-        with pytest.raises(UserError, match=r"rejected a completion \(HTTP 400\): busy, try later"):
+        traces = engine.generate([Request(QUESTIONS[0], id="a"), Request(QUESTIONS[2], id="b")],
+                                 Budget(max_thinking_tokens=8, max_answer_tokens=8))
+    finally:
+        flaky.close()
+    bad, good = traces
+    assert bad.finish_reason == "error" and bad.meta["requests"] == 1
+    assert bad.error == ("the server at " + flaky.url + " failed a completion: "
+                         "HTTP 400: busy, try later")
+    assert bad.to_dict()["error"] == bad.error
+    assert good.error == "" and "error" not in good.to_dict()
+    assert good.finish_reason in ("stop", "length") and good.end
+
+
+def test_a_refused_api_key_stops_the_batch_with_one_clear_error(llama_server):
+    flaky = Flaky(llama_server, failures=10, status=401)
+    try:
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
+        with pytest.raises(UserError, match=r"refused a completion \(HTTP 401: busy, try later\) "
+                                            r"\(give it with --api-key"):
             engine.generate([Request(QUESTIONS[0])], Budget(max_thinking_tokens=8))
     finally:
         flaky.close()
-    assert flaky.calls == 1          # a 4xx is not retried
+    assert flaky.calls == 1
