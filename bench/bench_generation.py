@@ -125,7 +125,7 @@ def batched_throughput(hf, llama, T: int, batch: int) -> tuple[float, float]:
     return ours / theirs, ours / single
 
 
-def remote_vs_in_process(T: int, questions: int = 4, threads: int = 2) -> tuple[float, float]:
+def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[float, float]:
     """Same GGUF, same threads, greedy, one sequence at a time: in-process llama.cpp vs the
     remote engine against `python -m llama_cpp.server` on loopback."""
     import os
@@ -172,6 +172,7 @@ def remote_vs_in_process(T: int, questions: int = 4, threads: int = 2) -> tuple[
             for name, eng in (("in-process", local), ("remote", remote)):
                 trs, s = timed(lambda: eng.generate(reqs))
                 rates[name] = max(rates[name], sum(t.generated_tokens for t in trs) / s)
+                print(f"    {name}: {sum(t.generated_tokens for t in trs) / s:.1f} tok/s", flush=True)
                 if name == "remote":
                     traces = trs
         per = [t.meta["requests"] for t in traces]
@@ -203,7 +204,7 @@ def main() -> None:
     ap.add_argument("--remote-only", action="store_true", help="only [4], the remote engine")
     args = ap.parse_args()
     if args.remote_only:
-        remote_vs_in_process(64 if args.quick else 256)
+        remote_vs_in_process(64 if args.quick else 256, questions=1 if args.quick else 4)
         return
     torch.set_num_threads(torch.get_num_threads())
     hf = load_engine(engine="transformers", batch_size=16)

@@ -15,6 +15,7 @@ from s1.generation.budget import Budget
 from s1.generation.engines import Request
 from s1.generation.engines.llamacpp import LlamaCppEngine
 from s1.generation.engines.remote import RemoteEngine, load_remote_engine
+from s1.generation.forcer import Forcer
 from s1.generation.formats import FORMATS, ThinkingFormat
 from s1.generation.models import embedded_gguf
 
@@ -278,3 +279,38 @@ def test_a_refused_api_key_stops_the_batch_with_one_clear_error(llama_server):
     finally:
         flaky.close()
     assert flaky.calls == 1
+
+
+class BansAfterWait(Forcer):
+    """The contract's `banned()` (issue 11 part 3), for testing the engine's side alone: the
+    end delimiter's first token and EOS are banned at the step right after an ignore string."""
+
+    def banned(self) -> frozenset[int]:
+        if self._queue or not self.events or self.events[-1].kind != "wait":
+            return frozenset()
+        wait = self.ids.ignore[(self._waits - 1) % len(self.ids.ignore)]
+        if self.thinking_tokens != self.events[-1].at + len(wait):
+            return frozenset()
+        return frozenset({self.ids.trigger, *self.ids.eos})
+
+
+def with_bans(prepare):
+    """An engine's `prepare` whose Forcers ban as BansAfterWait does."""
+    def prepare_with_bans(self, request):
+        prompt, ids, f = prepare(self, request)
+        return prompt, ids, BansAfterWait(f.budget, f.ids, f.max_thinking_tokens)
+    return prepare_with_bans
+
+
+def test_a_banned_id_the_server_samples_is_asked_again_with_logit_bias(llama_server, monkeypatch):
+    """llama-cpp-python has no min_tokens for our ids: when it samples an end right after
+    "Wait", the stream is cut there and that position asked again with the ids biased out."""
+    engine = load_remote_engine(llama_server, concurrency=1)
+    monkeypatch.setattr(type(engine), "prepare", with_bans(type(engine).prepare))
+    budget = Budget(max_thinking_tokens=60, min_thinking_tokens=40, max_answer_tokens=4)
+    [tr] = engine.generate([Request(QUESTIONS[0])], budget)
+    ats = [e.at for e in tr.events if e.kind == "wait"]
+    assert ats and not tr.error
+    assert all(b - a > 1 for a, b in zip(ats, ats[1:]))     # never "WaitWait"
+    assert tr.meta["banned_segments"] >= 1                  # the model did try (it does here)
+    assert tr.meta["requests"] <= len(ats) + tr.meta["banned_segments"] + 3

@@ -14,11 +14,10 @@ from s1.generation.budget import Budget, Sampling
 from s1.generation.engines import Request
 from s1.generation.engines.llamacpp import LlamaCppEngine
 from s1.generation.engines.remote import _ban_window, load_remote_engine
-from s1.generation.forcer import Forcer
 from s1.generation.formats import FORMATS
 from s1.generation.models import embedded_gguf
 from tests.fakes.vllm_server import FakeVLLM
-from tests.generation.test_remote import QUESTIONS, assert_same_greedy_path
+from tests.generation.test_remote import QUESTIONS, BansAfterWait, assert_same_greedy_path, with_bans
 
 pytestmark = pytest.mark.slow
 
@@ -164,27 +163,8 @@ def test_an_unknown_served_model_needs_a_tokenizer(fake):
         fake.served_name, fake.root = name, root
 
 
-class BansAfterWait(Forcer):
-    """The contract's `banned()` (issue 11 part 3), for testing the engine's side alone: the
-    end delimiter's first token and EOS are banned at the step right after an ignore string."""
-
-    def banned(self) -> frozenset[int]:
-        if self._queue or not self.events or self.events[-1].kind != "wait":
-            return frozenset()
-        wait = self.ids.ignore[(self._waits - 1) % len(self.ids.ignore)]
-        if self.thinking_tokens != self.events[-1].at + len(wait):
-            return frozenset()
-        return frozenset({self.ids.trigger, *self.ids.eos})
-
-
 def test_banned_ids_go_as_min_tokens_and_stop_the_wait_wait_runs(fake, engine, monkeypatch):
-    prepare = type(engine).prepare
-
-    def with_bans(self, request):
-        prompt, ids, f = prepare(self, request)
-        return prompt, ids, BansAfterWait(f.budget, f.ids, f.max_thinking_tokens)
-
-    monkeypatch.setattr(type(engine), "prepare", with_bans)
+    monkeypatch.setattr(type(engine), "prepare", with_bans(type(engine).prepare))
     budget = Budget(max_thinking_tokens=60, min_thinking_tokens=40, max_answer_tokens=4)
     first = len(fake.bodies)
     [tr] = engine.generate([Request(QUESTIONS[0])], budget)

@@ -28,11 +28,13 @@ import asyncio
 import copy
 import os
 import time
+from dataclasses import replace
 from typing import Callable
 
 import httpx
 
 from s1.errors import UserError
+from s1.generation.budget import Budget
 from s1.generation.engines import served
 from s1.generation.engines.base import Engine, Request, Tokenizer
 from s1.generation.engines.dialects import (DIALECTS, IdsDialect, LlamaCppPythonDialect,
@@ -107,14 +109,10 @@ class RemoteEngine(Engine):
         self._masked: set[int] = set(served.padded_vocab(source, tokenizer) if source else ())
         self.dialect = dialect
         self._wire = (IdsDialect() if dialect == "ids"
-                      else LlamaCppPythonDialect(tokenizer, self.format_ids_default().trigger))
+                      else LlamaCppPythonDialect(tokenizer, self.format_ids(Budget()).trigger))
         self.tokenizer_checked = (served.check_tokenizer(
             self.base_url, self.model, tokenizer, self.headers, timeout,
             served.SAMPLE + fmt.start + fmt.end) if check_tokenizer else None)
-
-    def format_ids_default(self):
-        from s1.generation.budget import Budget
-        return self.format_ids(Budget())
 
     def describe(self) -> dict:   # what the server tells (llama.cpp's: parameters and width)
         return {"n_params": self._meta.get("n_params"), "n_layers": None,
@@ -339,6 +337,8 @@ def _ban_window(forcer: Forcer, limit: int) -> tuple[int, set[int]]:
         return 0, set(now)
     ids = forcer.ids
     probe = copy.deepcopy(forcer, {id(ids): ids, id(forcer.budget): forcer.budget})
+    # the neutral token repeats: the copy's loop guard must not read it as a loop
+    probe.budget = replace(forcer.budget, loop=replace(forcer.budget.loop, mode="off"))
     neutral = next(t for t in (*ids.newline, 0, 1, 2, 3) if t != ids.trigger and t not in ids.eos)
     steps, union = 0, set()
     while steps < limit and not probe.done and not probe.due():
