@@ -165,7 +165,10 @@ def test_an_unknown_served_model_needs_a_tokenizer(fake):
 
 def test_banned_ids_go_as_min_tokens_and_stop_the_wait_wait_runs(fake, engine, monkeypatch):
     monkeypatch.setattr(type(engine), "prepare", with_bans(type(engine).prepare))
-    budget = Budget(max_thinking_tokens=60, min_thinking_tokens=40, max_answer_tokens=4)
+    # after "The end." the embedded model ends at once, every time (unbanned: ends at 2, 5, 8...)
+    budget = Budget(max_thinking_tokens=30, min_thinking_tokens=12, max_answer_tokens=4,
+                    ignore_strings=["The end."])
+    n = len(engine.tokenizer.encode("The end."))
     first = len(fake.bodies)
     [tr] = engine.generate([Request(QUESTIONS[0])], budget)
     waits = [e for e in tr.events if e.kind == "wait"]
@@ -175,9 +178,10 @@ def test_banned_ids_go_as_min_tokens_and_stop_the_wait_wait_runs(fake, engine, m
     fids = engine.format_ids(budget)
     ends = {fids.trigger, *fids.eos}
     assert all(b["min_tokens"] == 1 and ends <= set(b["stop_token_ids"]) for b in after_wait)
-    # no end attempt right after a "Wait": each Wait is followed by a model token
+    # no end right after the ignore string: a model token follows each
     ats = [e.at for e in waits]
-    assert all(b - a > 1 for a, b in zip(ats, ats[1:]))
+    assert all(b - a > n for a, b in zip(ats, ats[1:]))
+    assert tr.meta["banned_segments"] == 0          # min_tokens held them back server-side
 
 
 def test_ban_window_counts_the_banned_steps(engine):

@@ -300,6 +300,8 @@ class RemoteEngine(Engine):
         elif finish == "stop" and not forcer.done and (not received or seq[-1] not in stops):
             # the server stopped on an id it did not return (llama.cpp never returns EOS)
             t = stop_reason if isinstance(stop_reason, int) else min(forcer.ids.eos)
+            if t in _banned(forcer):
+                return True
             out = forcer.step(t)
             if out is not None:
                 seq.append(out)
