@@ -9,8 +9,11 @@ the same run (the machine is shared and noisy; absolute times mean little).
    also against llama.cpp's single-stream tokens/s on the same GGUF.
 4. Sampling at T=1, top-p 0.95, batch 16 vs greedy, same engine, same rows, same token count
    (the choice is made on the device for the whole batch).
+5. The remote engine against a llama.cpp server (llama-cpp-python) on loopback serving the same
+   GGUF: requests per generation against its forcing events (target ≤ events + 3), throughput
+   against the in-process llama.cpp engine (target ≥ 0.5x), streams closed early.
 
-Usage: .venv/bin/python bench/bench_generation.py [--quick] [--part overhead,sampling,...]
+Usage: .venv/bin/python -u bench/bench_generation.py [--quick] [--part overhead,sampling,remote,...]
 """
 
 from __future__ import annotations
@@ -139,29 +142,108 @@ def sampling_ratio(hf, T: int, batch: int) -> float:
     return ratio
 
 
-PARTS = ("overhead", "naive", "batched", "sampling")
+
+
+def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[float, float]:
+    """Same GGUF, same threads, greedy, one sequence at a time: in-process llama.cpp vs the
+    remote engine against `python -m llama_cpp.server` on loopback."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    import httpx
+
+    from s1.generation.engines.llamacpp import LlamaCppEngine
+    from s1.generation.engines.remote import load_remote_engine
+    from s1.generation.formats import FORMATS
+    from s1.generation.models import embedded_gguf
+
+    gguf = str(embedded_gguf())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.NamedTemporaryFile("w+", prefix="bench_llama_server_", suffix=".log")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        local = LlamaCppEngine(gguf, FORMATS["s1"], n_threads=threads)
+        remote = load_remote_engine(url, concurrency=1)
+        # a mix of forcing: plain, a forced end at the cap, ignored ends ("Wait" appended)
+        budgets = [Budget(max_thinking_tokens=T, max_answer_tokens=32),
+                   Budget(max_thinking_tokens=T // 4, max_answer_tokens=32),
+                   Budget(max_thinking_tokens=T, num_ignore=2, max_answer_tokens=32),
+                   Budget(max_thinking_tokens=T, min_thinking_tokens=T // 2, max_answer_tokens=32)]
+        reqs = [Request(SHORT.format(i=i + 3), id=f"{i}/{j}", budget=b)
+                for i in range(questions) for j, b in enumerate(budgets)]
+        rates = {"in-process": 0.0, "remote": 0.0}
+        aborted = 0
+        for _ in range(2):       # best of two, alternating (a shared, noisy machine)
+            for name, eng in (("in-process", local), ("remote", remote)):
+                trs, s = timed(lambda: eng.generate(reqs))
+                rates[name] = max(rates[name], sum(t.generated_tokens for t in trs) / s)
+                print(f"    {name}: {sum(t.generated_tokens for t in trs) / s:.1f} tok/s", flush=True)
+                if name == "remote":
+                    traces = trs
+                    aborted += sum(t.meta["aborted_streams"] for t in trs)
+        per = [t.meta["requests"] for t in traces]
+        events = [sum(e.kind != "loop" for e in t.events) for t in traces]
+        over = max(r - e for r, e in zip(per, events))
+        log.flush()
+        text = open(log.name).read()
+        disconnects, asgi = text.count("Disconnected from client"), text.count("ASGI callable returned")
+        local.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()
+    ratio = rates["remote"] / rates["in-process"]
+    print(f"[5] remote engine vs in-process llama.cpp, same GGUF, {threads} threads, {len(reqs)} "
+          f"generations (caps {T}/{T // 4}, num_ignore 2, min {T // 2}): in-process "
+          f"{rates['in-process']:.1f} tok/s, remote {rates['remote']:.1f} tok/s → ratio {ratio:.2f} "
+          f"(target ≥ 0.5)")
+    print(f"    requests per generation: mean {sum(per) / len(per):.1f}, max {max(per)}; forcing events "
+          f"mean {sum(events) / len(events):.1f}; max(requests − events) = {over} (target ≤ 3); "
+          f"streams closed early {aborted} (both passes), server log: "
+          f"{disconnects} disconnects, {asgi} 'ASGI callable returned without completing response'")
+    return ratio, over
+
+
+PARTS = ("overhead", "naive", "batched", "sampling", "remote")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
     ap.add_argument("--part", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
+    ap.add_argument("--remote-only", action="store_true", help="only [5] (= --part remote)")
     args = ap.parse_args()
+    if args.remote_only:
+        args.part = "remote"
     parts = set(args.part.split(","))
     if parts - set(PARTS):
         ap.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
     torch.set_num_threads(torch.get_num_threads())
-    hf = load_engine(engine="transformers", batch_size=16)
+    hf = load_engine(engine="transformers", batch_size=16) if parts - {"remote"} else None
     llama = load_engine(engine="llama.cpp") if parts & {"naive", "batched"} else None
     T = 64 if args.quick else 256
-    if "overhead" in parts:
-        forcing_overhead(hf, T, 16)
-    if "naive" in parts:
-        naive_rounds(hf, llama, 200 if args.quick else 1000, 4)
-    if "batched" in parts:
-        batched_throughput(hf, llama, T, 16)
-    if "sampling" in parts:
-        sampling_ratio(hf, T, 16)
+    for name, run in (("overhead", lambda: forcing_overhead(hf, T, 16)),
+                      ("naive", lambda: naive_rounds(hf, llama, 200 if args.quick else 1000, 4)),
+                      ("batched", lambda: batched_throughput(hf, llama, T, 16)),
+                      ("sampling", lambda: sampling_ratio(hf, T, 16)),
+                      ("remote", lambda: remote_vs_in_process(T, questions=1 if args.quick else 4))):
+        if name in parts:
+            run()
 
 
 if __name__ == "__main__":

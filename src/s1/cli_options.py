@@ -6,7 +6,8 @@ defaults read from the config dataclasses, and comma-separated lists.
     def serve(port: int = 8000, *, engine: EngineOptions): ...
 
 adds --model/--server/--engine/--format/--think-start/--think-end/--final-answer/
---context-length/--device/--threads/--batch-size to the command and calls it with `engine=EngineOptions(...)`, validated.
+--context-length/--device/--threads/--batch-size/--tokenizer/--concurrency/--api-key/--timeout/
+--dialect to the command and calls it with `engine=EngineOptions(...)`, validated.
 """
 
 from __future__ import annotations
@@ -45,11 +46,19 @@ def _engine_flags() -> list[inspect.Parameter]:
         flag("threads", Optional[int], "CPU threads of the in-process engines (default: one "
              "per core)."),
         flag("batch_size", int, "Rows decoded together (transformers engine)."),
+        flag("tokenizer", Optional[str], "Remote engine: the served model's tokenizer (hub id, "
+             "directory or .gguf; default: --model, else the server's /v1/models)."),
+        flag("concurrency", int, "Remote engine: sequences in flight on the server."),
+        flag("api_key", Optional[str], "Remote engine: the server's API key (or "
+             "$S1_SERVER_API_KEY).", "--api-key"),
+        flag("timeout", float, "Remote engine: seconds to wait for the server's next byte."),
+        flag("dialect", str, "Remote engine: auto, ids (vLLM) or llama-cpp-python."),
     ]
 
 
 ENGINE_FIELDS = ("model", "server", "engine", "format", "think_start", "think_end",
-                 "final_answer", "context_length", "device", "threads", "batch_size")
+                 "final_answer", "context_length", "device", "threads", "batch_size",
+                 "tokenizer", "concurrency", "api_key", "timeout", "dialect")
 
 
 def engine_options(command: Callable) -> Callable:

@@ -15,6 +15,7 @@ from s1.generation.budget import Budget
 from s1.generation.engines import Request
 from s1.generation.engines.llamacpp import LlamaCppEngine
 from s1.generation.engines.remote import RemoteEngine, load_remote_engine
+from s1.generation.forcer import Forcer
 from s1.generation.formats import FORMATS, ThinkingFormat
 from s1.generation.models import embedded_gguf
 
@@ -116,6 +117,9 @@ def test_greedy_remote_equals_in_process_llama_cpp(name, local, remote, llama_se
     for a, b in zip(expected, got):
         assert_same_greedy_path(local, a, b)
         assert b.meta["guessed_ids"] == 0
+        # about one request per forcing event, not one per token
+        forcings = sum(e.kind != "loop" for e in b.events)
+        assert b.meta["requests"] <= forcings + 3, (b.meta, b.events)
     # the forcing itself, whatever path the tokens took
     kinds = {e.kind for t in got for e in t.events}
     cap = budget.max_thinking_tokens if isinstance(budget.max_thinking_tokens, int) else None
@@ -186,7 +190,8 @@ class Flaky:
     """A real HTTP server on loopback that fails the first `failures` completions with
     `status`, then forwards to `upstream`."""
 
-    def __init__(self, upstream: str, failures: int, status: int = 503):
+    def __init__(self, upstream: str, failures: int, status: int = 503,
+                 headers: dict | None = None):
         self.calls = 0
         outer = self
 
@@ -196,11 +201,13 @@ class Flaky:
 
             def _relay(self, method):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if method == "POST":
+                if method == "POST" and self.path.endswith("/completions"):
                     outer.calls += 1
                     if outer.calls <= failures:
                         msg = b'{"error": {"message": "busy, try later"}}'
                         self.send_response(status)
+                        for k, v in (headers or {}).items():
+                            self.send_header(k, v)
                         self.send_header("Content-Length", str(len(msg)))
                         self.end_headers()
                         self.wfile.write(msg)
@@ -228,27 +235,85 @@ class Flaky:
         self.server.server_close()
 
 
-def test_retries_after_server_errors_give_the_same_result(llama_server, remote):
+@pytest.mark.parametrize("status", [503, 429, 408])
+def test_retries_after_server_errors_give_the_same_result(llama_server, remote, status):
     budget = Budget(max_thinking_tokens=16, max_answer_tokens=8)
     request = Request(QUESTIONS[0])
     direct = remote.generate([request], budget)[0]
-    flaky = Flaky(llama_server, failures=2)
+    flaky = Flaky(llama_server, failures=2, status=status, headers={"Retry-After": "0"})
     try:
         engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, retries=3)
         got = engine.generate([request], budget)[0]
     finally:
         flaky.close()
-    assert got.meta["failed_requests"] == 2
-    assert flaky.calls == got.meta["requests"] + got.meta["rewinds"] + 2
+    assert got.meta["failed_requests"] == 2 and not got.error
+    assert flaky.calls == got.meta["requests"]          # every POST counted, failed ones too
     assert outcome(got) == outcome(direct)
 
 
-def test_server_refusal_is_a_user_error_with_its_message(llama_server):
-    flaky = Flaky(llama_server, failures=10, status=400)
+def test_a_refused_sequence_is_a_failed_trace_and_the_batch_goes_on(llama_server):
+    """A 4xx other than 408/429 fails that sequence only (not retried); the others complete."""
+    flaky = Flaky(llama_server, failures=1, status=400)
     try:
         engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
-        with pytest.raises(UserError, match=r"rejected a completion \(HTTP 400\): busy, try later"):
+        traces = engine.generate([Request(QUESTIONS[0], id="a"), Request(QUESTIONS[2], id="b")],
+                                 Budget(max_thinking_tokens=8, max_answer_tokens=8))
+    finally:
+        flaky.close()
+    bad, good = traces
+    assert bad.finish_reason == "error" and bad.meta["requests"] == 1
+    assert bad.error == ("the server at " + flaky.url + " failed a completion: "
+                         "HTTP 400: busy, try later")
+    assert bad.to_dict()["error"] == bad.error
+    assert good.error == "" and "error" not in good.to_dict()
+    assert good.finish_reason in ("stop", "length") and good.end
+
+
+def test_a_refused_api_key_stops_the_batch_with_one_clear_error(llama_server):
+    flaky = Flaky(llama_server, failures=10, status=401)
+    try:
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
+        with pytest.raises(UserError, match=r"refused a completion \(HTTP 401: busy, try later\) "
+                                            r"\(give it with --api-key"):
             engine.generate([Request(QUESTIONS[0])], Budget(max_thinking_tokens=8))
     finally:
         flaky.close()
-    assert flaky.calls == 1          # a 4xx is not retried
+    assert flaky.calls == 1
+
+
+class BansAfterWait(Forcer):
+    """The contract's `banned()` (issue 11 part 3), for testing the engine's side alone: the
+    end delimiter's first token and EOS are banned at the step right after an ignore string."""
+
+    def banned(self) -> frozenset[int]:
+        if self._queue or not self.events or self.events[-1].kind != "wait":
+            return frozenset()
+        wait = self.ids.ignore[(self._waits - 1) % len(self.ids.ignore)]
+        if self.thinking_tokens != self.events[-1].at + len(wait):
+            return frozenset()
+        return frozenset({self.ids.trigger, *self.ids.eos})
+
+
+def with_bans(prepare):
+    """An engine's `prepare` whose Forcers ban as BansAfterWait does."""
+    def prepare_with_bans(self, request):
+        prompt, ids, f = prepare(self, request)
+        return prompt, ids, BansAfterWait(f.budget, f.ids, f.max_thinking_tokens)
+    return prepare_with_bans
+
+
+def test_a_banned_id_the_server_samples_is_asked_again_with_logit_bias(llama_server, monkeypatch):
+    """llama-cpp-python has no min_tokens for our ids: when it samples an end right after
+    "Wait", the stream is cut there and that position asked again with the ids biased out."""
+    engine = load_remote_engine(llama_server, concurrency=1)
+    monkeypatch.setattr(type(engine), "prepare", with_bans(type(engine).prepare))
+    # after "The end." the embedded model ends at once, every time (unbanned: ends at 2, 5, 8...)
+    budget = Budget(max_thinking_tokens=30, min_thinking_tokens=12, max_answer_tokens=4,
+                    ignore_strings=["The end."])
+    n = len(engine.tokenizer.encode("The end."))
+    [tr] = engine.generate([Request(QUESTIONS[0])], budget)
+    ats = [e.at for e in tr.events if e.kind == "wait"]
+    assert ats and not tr.error
+    assert all(b - a > n for a, b in zip(ats, ats[1:]))     # never an end right after it
+    assert tr.meta["banned_segments"] >= 1                  # the model did try
+    assert tr.meta["requests"] <= len(ats) + tr.meta["banned_segments"] + 3

@@ -219,7 +219,7 @@ def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
             manifest = {
                 "name": run_name(bench, setting, seed), "config": config,
                 "model_shape": shape, "versions": versions, "git_revision": rev,
-                "command": list(command) if command is not None else sys.argv,
+                "command": _redacted(list(command) if command is not None else sys.argv),
                 "benchmark_source": bench.source, "python": sys.version.split()[0],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
@@ -251,6 +251,17 @@ class _Job:
         return Request(format_prompt(self.item, self.run.config["protocol"], s.suffix),
                        system=self.run.config.get("system"), seed=seed, id=f"{self.run.name}/{self.run.key(self.item, self.sample)}",
                        budget=s.budget.with_(seed=self.run.seed))
+
+
+def _redacted(argv: list[str]) -> list[str]:
+    """The command line with secrets (--api-key) masked: manifests are shared."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--api-key" and i + 1 < len(out):
+            out[i + 1] = "***"
+        elif arg.startswith("--api-key="):
+            out[i] = "--api-key=***"
+    return out
 
 
 def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace], None]) -> None:

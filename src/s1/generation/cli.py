@@ -44,6 +44,7 @@ def render_trace(trace: Trace, engine_name: str) -> str:
         f"({trace.thinking_finish}) · {trace.answer_tokens} answer tokens "
         f"({trace.finish_reason}) · {trace.tokens_per_s:.1f} tok/s",
         f"events: {events or 'none'}",
+        *([f"error: {trace.error}"] if trace.error else []),
         "[thinking]",
         trace.thinking,
         f"[answer] {trace.end!r}",
@@ -113,6 +114,10 @@ def generate(
               file=sys.stderr)
     for tr in traces:
         print(json.dumps(tr.to_dict(), ensure_ascii=False) if json_out else render_trace(tr, eng.name))
+    failed = [tr for tr in traces if tr.error]
+    if failed:
+        print(f"{len(failed)} of {len(traces)} sequences failed (first: {failed[0].id}: "
+              f"{failed[0].error})", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,13 @@ class EngineOptions:
     device: cpu, cuda or cuda:N for the transformers engine (None: cuda if present)
     threads: CPU threads of the in-process engines (None: one per core)
     batch_size: rows decoded together (transformers engine)
+    tokenizer: the served model's tokenizer for the remote engine: hub id, directory or .gguf
+        (None: --model, else what the server's /v1/models names)
+    concurrency: sequences in flight on the server (remote engine)
+    api_key: Bearer key of the server (remote engine; None: $S1_SERVER_API_KEY); never written
+        to manifests
+    timeout: seconds the remote engine waits for the server's next byte before retrying
+    dialect: how token ids cross the wire: auto, ids (vLLM) or llama-cpp-python
     """
 
     model: str | None = None
@@ -39,6 +46,11 @@ class EngineOptions:
     device: str | None = None
     threads: int | None = None
     batch_size: int = 16
+    tokenizer: str | None = None
+    concurrency: int = 8
+    api_key: str | None = None
+    timeout: float = 600.0
+    dialect: str = "auto"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -51,6 +63,13 @@ class EngineOptions:
             raise UserError("--batch-size must be at least 1")
         if self.engine == "remote" and not self.server:
             raise UserError("the remote engine needs --server URL")
+        if self.concurrency < 1:
+            raise UserError(f"--concurrency must be at least 1 ({self.concurrency})")
+        if not self.timeout > 0:
+            raise UserError(f"--timeout must be a positive number of seconds ({self.timeout})")
+        from s1.generation.engines.dialects import DIALECTS
+        if self.dialect not in DIALECTS:
+            raise UserError(f"unknown --dialect {self.dialect!r}; choose one of {', '.join(DIALECTS)}")
 
     @property
     def label(self) -> str:
@@ -67,7 +86,12 @@ class EngineOptions:
     def load(self) -> Engine:
         return load_engine(self.model, self.server, self.engine, fmt=self.thinking_format(),
                            batch_size=self.batch_size, device=self.device, threads=self.threads,
-                           context_length=self.context_length)
+                           context_length=self.context_length,
+                           tokenizer=self.tokenizer, concurrency=self.concurrency,
+                           api_key=self.api_key, timeout=self.timeout, dialect=self.dialect)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["api_key"]:
+            d["api_key"] = "***"     # a secret: never on disk
+        return d

@@ -30,13 +30,14 @@ class Trace:
     end: str                          # the delimiter text that closed the thinking ("" if none)
     events: list[Event] = field(default_factory=list)
     thinking_finish: str = ""         # "end" (model ended), "max" (forced), "loop", "context"
-    finish_reason: str = ""           # "stop" (EOS) or "length" (answer budget reached)
+    finish_reason: str = ""           # "stop" (EOS), "length" (answer budget reached), "error"
     wall_s: float = 0.0
     engine: str = ""
     seed: int | None = None
     max_thinking_tokens: int | None = None   # the thinking cap this sequence ran under ("auto" resolved)
     context_length: int | None = None        # the context that cap was resolved against
     meta: dict[str, Any] = field(default_factory=dict)
+    error: str = ""                   # why the sequence failed (finish_reason "error"); "" = it did not
 
     @property
     def thinking_tokens(self) -> int:
@@ -68,6 +69,8 @@ class Trace:
         d = asdict(self)
         d.update(thinking_tokens=self.thinking_tokens, answer_tokens=self.answer_tokens,
                  tokens_per_s=round(self.tokens_per_s, 2), waits=self.waits)
+        if not self.error:
+            del d["error"]            # written only for a failed sequence
         return d
 
     @classmethod

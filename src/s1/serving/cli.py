@@ -19,7 +19,7 @@ def serve(
     model: str = typer.Option(None, help="HF id, local directory or .gguf file (default: the embedded "
                                          "SmolLM2-135M-Instruct); with --upstream, the upstream's model name."),
     upstream: str = typer.Option(None, help="Proxy mode: base URL of an OpenAI-compatible completions "
-                                            "server (vLLM, SGLang, llama.cpp) to budget-force."),
+                                            "server (vLLM, llama-cpp-python) to budget-force."),
     upstream_api_key: str = typer.Option(None, envvar="S1_UPSTREAM_API_KEY",
                                          help="API key of the upstream (or $S1_UPSTREAM_API_KEY)."),
     tokenizer: str = typer.Option(None, help="Proxy mode: the upstream model's tokenizer (.gguf, directory "
@@ -35,6 +35,8 @@ def serve(
                                                      "smollm2-135m, or the upstream's)."),
     batch_size: int = typer.Option(16, help="Sequences decoded together (transformers engine)."),
     concurrency: int = typer.Option(8, help="Proxy mode: requests in flight upstream."),
+    timeout: float = typer.Option(600.0, help="Proxy mode: seconds to wait for the upstream's next byte."),
+    dialect: str = typer.Option("auto", help="Proxy mode: auto, ids (vLLM) or llama-cpp-python."),
     max_queue: int = typer.Option(256, help="Requests waiting beyond the running ones; more get 429."),
     max_body_bytes: int = typer.Option(2 * 2**20, help="Larger request bodies get 413."),
     max_thinking: str = typer.Option("auto", help="Default max thinking tokens: N, 'auto' or 'none'."),
@@ -71,7 +73,8 @@ def serve(
     if upstream:
         from s1.serving.proxy import load_upstream
         eng = load_upstream(upstream, model=model, tokenizer=tokenizer, fmt=fmt,
-                            concurrency=concurrency, api_key=upstream_api_key)
+                            concurrency=concurrency, api_key=upstream_api_key,
+                            timeout=timeout, dialect=dialect)
         config.model_name = served_model_name or eng.model
     else:
         from s1.generation.engines import load_engine

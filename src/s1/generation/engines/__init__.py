@@ -16,7 +16,8 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
                 fmt: ThinkingFormat | None = None, batch_size: int = 16,
                 device: str | None = None, context_length: int | None = None,
                 tokenizer: str | None = None, concurrency: int = 8,
-                threads: int | None = None) -> Engine:
+                threads: int | None = None, api_key: str | None = None,
+                timeout: float = 600.0, dialect: str = "auto") -> Engine:
     """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers.
 
     `device`: cpu, cuda, cuda:N (transformers engine; default cuda when there is one).
@@ -35,9 +36,9 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
         if not server:
             raise UserError("the remote engine needs --server URL")
         from s1.generation.engines.remote import load_remote_engine
-        return load_remote_engine(server, model=model, tokenizer=tokenizer,
-                                  fmt=fmt or format_for_model(model), concurrency=concurrency,
-                                  context_length=context_length)
+        return load_remote_engine(server, model=model, tokenizer=tokenizer, fmt=fmt,
+                                  concurrency=concurrency, context_length=context_length,
+                                  api_key=api_key, timeout=timeout, dialect=dialect)
     ref = resolve_model(model)
     fmt = fmt or format_for_model(ref.path if not ref.is_gguf else model)
     has_llama = importlib.util.find_spec("llama_cpp") is not None
