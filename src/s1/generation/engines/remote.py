@@ -179,9 +179,7 @@ class RemoteEngine(Engine):
         try:
             while not forcer.done:
                 while forcer.due() and not forcer.done:      # forced tokens join the prompt
-                    out = forcer.step(None)
-                    if out is not None:
-                        seq.append(out)
+                    _feed(forcer, seq, None)
                 if forcer.done:
                     break
                 room = self._room(forcer, len(seq))
@@ -289,10 +287,8 @@ class RemoteEngine(Engine):
                         elif t in _banned(forcer):
                             cut = sampled_banned = True
                         else:
-                            out = forcer.step(t)
-                            if out is not None:
-                                seq.append(out)
-                            cut = out != t or forcer.done
+                            out, rewound = _feed(forcer, seq, t)
+                            cut = out != t or rewound or forcer.done
                         if cut:
                             break
                     if on_step and chunk.ids:
@@ -317,9 +313,7 @@ class RemoteEngine(Engine):
             t = stop_reason if isinstance(stop_reason, int) else min(forcer.ids.eos)
             if t in _banned(forcer):
                 return True
-            out = forcer.step(t)
-            if out is not None:
-                seq.append(out)
+            _feed(forcer, seq, t)
             if on_step:
                 on_step(forcer)
         return False
@@ -339,6 +333,19 @@ class RemoteEngine(Engine):
     def _seed(request: Request, meta: dict) -> int:
         # a new seed per segment: one seed for all would replay the same random stream
         return (request.seed * 1_000_003 + meta["requests"]) % 2**31
+
+
+def _feed(forcer: Forcer, seq: list[int], proposal: int | None) -> tuple[int | None, int]:
+    """Step the Forcer and keep `seq` (what the server is sent next) equal to what it emitted:
+    tokens it takes back (an ignored multi-token delimiter) leave `seq` too. Returns the emitted
+    token and how many were taken back (then the stream must be cut: the server has them)."""
+    out = forcer.step(proposal)
+    back = forcer.take_rewind()
+    if back:
+        del seq[len(seq) - back:]
+    if out is not None:
+        seq.append(out)
+    return out, back
 
 
 def _banned(forcer: Forcer) -> frozenset[int]:
