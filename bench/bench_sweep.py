@@ -58,9 +58,9 @@ def main() -> None:
         t = time.perf_counter()
         execute(runs, engine, progress=False)
         shared = time.perf_counter() - t
-        together = {(r.setting.name, rec["id"]): rec["trace"]["thinking_ids"] + rec["trace"]["answer_ids"]
+        together = {(r.setting.name, rec.id): rec.trace["thinking_ids"] + rec.trace["answer_ids"]
                     for r in runs for rec in r.done.values()}
-        gen_shared = sum(rec["compute"]["generated_tokens"] for r in runs for rec in r.done.values())
+        gen_shared = sum(rec.compute.generated_tokens for r in runs for rec in r.done.values())
 
     # Alone: one question per call, the same budgets and prompts, graded the same way.
     from s1.evaluation.grading import grade
