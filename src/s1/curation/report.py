@@ -11,15 +11,13 @@ withheld GPQA rows, its domain counts from the paper's Table 5). Rendering is sh
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from s1.curation.pool import load_reference
 from s1.curation.steps import DATA_FILE, read_table
 from s1.errors import UserError
+from s1.pages import figure, save, write_pages
 
 #: s1K rows that are GPQA questions (withheld from the shipped reference: counted, never shown).
 S1K_GPQA_ROWS = 107
@@ -49,33 +47,11 @@ def family(source_type: str | None) -> str:
     return "/".join((source_type or "other").split("/")[:2])
 
 
-def _figure():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(7.2, 4.2), dpi=110)
-
-
-def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
-    import matplotlib.pyplot as plt
-
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _bars(path: Path, title: str, ours: Counter, ref: Counter | None, top: int = 25) -> None:
     import numpy as np
 
     names = [n for n, _ in (ours + (ref or Counter())).most_common(top)]
-    fig, ax = _figure()
+    fig, ax = figure(7.2)
     x = np.arange(len(names))
     width = 0.4 if ref is not None else 0.8
     ax.barh(x - (width / 2 if ref is not None else 0), [ours.get(n, 0) for n in names], width,
@@ -84,7 +60,7 @@ def _bars(path: Path, title: str, ours: Counter, ref: Counter | None, top: int =
         ax.barh(x + width / 2, [ref.get(n, 0) for n in names], width, label="s1K")
     ax.set_yticks(x, [n[:28] for n in names], fontsize=7)
     ax.invert_yaxis()
-    _save(fig, ax, path, title, "questions", "")
+    save(fig, ax, path, title, "questions", "")
 
 
 def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]],
@@ -92,7 +68,7 @@ def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]],
     """Overlaid histograms, each series in % of its own size; `log`: log-spaced bins of counts."""
     import numpy as np
 
-    fig, ax = _figure()
+    fig, ax = figure(7.2)
     keep = (lambda v: v > 0) if log else (lambda v: True)
     values = [v for vs in series.values() for v in vs if keep(v)]
     if values:
@@ -105,7 +81,7 @@ def _hist(path: Path, title: str, xlabel: str, series: dict[str, list[float]],
                         weights=np.full(len(kept), 100.0 / len(vs)))
         if log:
             ax.set_xscale("log")
-    _save(fig, ax, path, title, xlabel, ylabel)
+    save(fig, ax, path, title, xlabel, ylabel)
 
 
 def _stage_rows(stages: list[dict]) -> list[list]:
@@ -236,22 +212,7 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
 
 
 def write_report(out: str | Path) -> list[Path]:
-    from s1.evaluation.report import render_html, render_markdown
-
     out = Path(out)
     if not (out / "pipeline.json").exists():
         raise UserError(f"{out} holds no curation run (no pipeline.json); run `s1 curate run` first")
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
-    try:
-        blocks, pngs = blocks_for(out, tmp)
-        (tmp / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
-        images = {name: (tmp / name).read_bytes() for name in pngs}
-        page = render_html(blocks, images).replace("s1 evaluation report", "s1 curation report", 1)
-        (tmp / "report.html").write_text(page, encoding="utf-8")
-        written = []
-        for name in pngs + ["report.md", "report.html"]:
-            os.replace(tmp / name, out / name)
-            written.append(out / name)
-        return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return write_pages(out, lambda tmp: blocks_for(out, tmp), "s1 curation report")

@@ -227,16 +227,14 @@ def table(cells: Sequence[Cell]) -> tuple[list[str], list[list[str]]]:
 def plot(path: Path, title: str, cells: Sequence[Cell]) -> None:
     """Accuracy against FLOPs (tokens where FLOPs are unknown) per question: budget forcing
     over B, majority@k and oracle best-of-k over B for each k."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from s1.pages import figure, save
 
     use_flops = all(c.flops["budget forcing"] and c.flops["majority"] for c in cells)
 
     def x(c: Cell, m: str) -> float:
         return c.flops[m] if use_flops else c.thinking[m]
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = figure()
     seq = {c.budget: c for c in cells}
     ax.plot([x(c, "budget forcing") for c in seq.values()],
             [100 * _mean(list(c.scores["budget forcing"].values())) for c in seq.values()],
@@ -250,21 +248,16 @@ def plot(path: Path, title: str, cells: Sequence[Cell]) -> None:
                     color=color, label=f"{method.replace('-k', f'-{k}')}" if "oracle" in method
                     else f"majority@{k}", alpha=0.85)
     ax.set_xscale("log")
-    ax.set_xlabel("estimated FLOPs per question" if use_flops else "thinking tokens per question")
-    ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-1, max(10.0, min(101.0, 5 + max(
         100 * _mean(list(s.values())) for c in cells for s in c.scores.values()))))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path, title,
+         "estimated FLOPs per question" if use_flops else "thinking tokens per question",
+         "accuracy (%)", legend_size=7)
 
 
 def write(out: Path, bench: str, cells: Sequence[Cell], shape: dict | None) -> list[Path]:
     """compute.json, compute.md and compute-matched-BENCH.png in `out`, each written whole."""
-    from s1.evaluation.report import render_markdown
+    from s1.pages import render_markdown
     from s1.evaluation.runs import write_json_atomic
 
     png = out / f"compute-matched-{bench}.png"

@@ -126,10 +126,9 @@ def benchmark_blocks(bench: str, runs: list["RunData"], cs: list[Curve], tmp: Pa
 
 
 def _plot_histograms(path: Path, bench: str, runs: list["RunData"]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from s1.pages import figure, save
 
     groups: dict[str, tuple[str, list[int]]] = {}
     for r in runs:
@@ -140,15 +139,9 @@ def _plot_histograms(path: Path, bench: str, runs: list["RunData"]) -> None:
     dupes = {lab for lab in labels if labels.count(lab) > 1}
     top = max((max(v) for _, v in groups.values() if v), default=1)
     bins = np.linspace(0, max(1, top), 31)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = figure()
     for i, (label, values) in enumerate(groups.values()):
         ax.hist(values, bins=bins, histtype="step", linewidth=1.4,
                 label=f"{label} #{i}" if label in dupes else label)
-    ax.set_xlabel("thinking tokens per sample")
-    ax.set_ylabel("samples")
-    ax.set_title(f"{bench}: thinking length per budget")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path, f"{bench}: thinking length per budget", "thinking tokens per sample",
+         "samples", legend_size=7)

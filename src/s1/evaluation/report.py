@@ -17,12 +17,7 @@ never a question (GPQA must stay out of anything that could be published).
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +25,7 @@ from s1.errors import UserError
 from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes
 from s1.evaluation.curves import incomplete_runs
 from s1.evaluation.diagnostics import benchmark_blocks, run_blocks
+from s1.pages import figure, render_html, render_markdown, save, write_pages  # noqa: F401 (re-exported)
 
 PARALLEL = ("majority", "best-of-n")
 MAX_QUESTION_ROWS = 200
@@ -57,29 +53,8 @@ def _accuracy_axis(ax, highest: float) -> None:
     ax.set_ylim(-1, max(10.0, min(101.0, highest + 5)))
 
 
-def _figure():
-    import matplotlib
-    matplotlib.use("Agg")   # no display: files only
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(6.4, 4.2), dpi=110)
-
-
-def _finish(fig, ax, path: Path, xlabel: str, title: str) -> None:
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) -> None:
-    fig, ax = _figure()
+    fig, ax = figure()
     for c in cs:
         pts = [p for p in c.points if p.thinking > 0]
         if not pts:
@@ -92,13 +67,13 @@ def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) ->
         ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
     _accuracy_axis(ax, max((100 * p.high for c in cs for p in c.points), default=0.0))
-    _finish(fig, ax, path, "average thinking tokens per question (log2)",
-            f"{bench}: test-time scaling (bars: Wilson 95%)")
+    save(fig, ax, path, f"{bench}: test-time scaling (bars: Wilson 95%)",
+         "average thinking tokens per question (log2)", "accuracy (%)")
 
 
 def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
                   multi_model: bool) -> None:
-    fig, ax = _figure()
+    fig, ax = figure()
     for c in cs:
         pts = [p for p in c.points if (p.flops if use_flops else p.tokens)]
         if not pts:
@@ -111,8 +86,8 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
                 linestyle="--" if parallel else "-", label=label)
     ax.set_xscale("log")
     _accuracy_axis(ax, max((100 * p.accuracy for c in cs for p in c.points), default=0.0))
-    _finish(fig, ax, path, "estimated FLOPs per question" if use_flops else "tokens per question",
-            f"{bench}: accuracy at matched compute")
+    save(fig, ax, path, f"{bench}: accuracy at matched compute",
+         "estimated FLOPs per question" if use_flops else "tokens per question", "accuracy (%)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,57 +229,6 @@ def _short(extracted: str | None, width: int = 24) -> str:
 # rendering
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: list) -> str:
-    out = []
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + b[1])
-        elif kind == "p":
-            out.append(b[1])
-        elif kind == "img":
-            out.append(f"![{b[2]}]({b[1]})")
-        elif kind == "table":
-            header, rows = b[1], b[2]
-            lines = ["| " + " | ".join(map(_md_cell, header)) + " |",
-                     "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
-            out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
-        "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-        "th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}"
-        "img{max-width:100%}p{color:#555;font-size:14px}")
-
-
-def render_html(blocks: list, images: dict[str, bytes]) -> str:
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>s1 evaluation report"
-             f"</title><style>{_CSS}</style></head><body>"]
-    esc = html.escape
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            parts.append(f"<{kind}>{esc(b[1])}</{kind}>")
-        elif kind == "p":
-            parts.append(f"<p>{esc(b[1])}</p>")
-        elif kind == "img":
-            data = base64.b64encode(images[b[1]]).decode("ascii")
-            parts.append(f"<img alt='{esc(b[2])}' src='data:image/png;base64,{data}'>")
-        elif kind == "table":
-            head = "".join(f"<th>{esc(str(h))}</th>" for h in b[1])
-            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>"
-                           for r in b[2])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 def write_report(dirs: Sequence[str], out: str | None = None) -> list[Path]:
     """Write report.md, report.html and the PNGs; returns their paths."""
     if not dirs:
@@ -317,16 +241,4 @@ def write_report(dirs: Sequence[str], out: str | None = None) -> list[Path]:
         raise UserError(f"--out {out_dir} is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     cs = curves(runs)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
-    try:
-        blocks, pngs = _blocks(runs, cs, tmp)
-        (tmp / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
-        images = {name: (tmp / name).read_bytes() for name in pngs}
-        (tmp / "report.html").write_text(render_html(blocks, images), encoding="utf-8")
-        written = []
-        for name in pngs + ["report.md", "report.html"]:
-            os.replace(tmp / name, out_dir / name)
-            written.append(out_dir / name)
-        return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return write_pages(out_dir, lambda tmp: _blocks(runs, cs, tmp), "s1 evaluation report")
