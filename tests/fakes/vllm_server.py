@@ -55,19 +55,9 @@ class FakeVLLM:
     # --- the model -----------------------------------------------------------------------------
 
     def _eval_prompt(self, ids: list[int]) -> None:
-        llm = self.llm
-        common = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)       # a prefix-cache hit, as vLLM's
-        if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
-            llm.n_tokens = common
-        else:
-            llm.reset()
-            common = 0
-        llm.eval(ids[common:])
+        from s1.generation.engines.llamacpp import reuse_prefix
+
+        self.llm.eval(reuse_prefix(self.llm, ids))   # a prefix-cache hit, as vLLM's
 
     def _logits(self) -> np.ndarray:
         import llama_cpp

@@ -67,6 +67,24 @@ def trained_context(gguf_path: str) -> int | None:
         vocab.close()
 
 
+def reuse_prefix(llm, ids: list[int]) -> list[int]:
+    """Keep the cached prefix `ids` shares with the last sequence a `Llama` evaluated (as a
+    server's prefix cache does); return what is left to evaluate, at least one token so that
+    fresh logits come out."""
+    common = 0
+    for a, b in zip(llm.input_ids[: llm.n_tokens], ids):
+        if a != b:
+            break
+        common += 1
+    common = min(common, len(ids) - 1)
+    if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
+        llm.n_tokens = common
+    else:
+        llm.reset()
+        common = 0
+    return ids[common:]
+
+
 def load_vocab(gguf_path: str):
     """Only the tokenizer of a GGUF (no weights): what a remote llama.cpp server of it uses."""
     return _llama(gguf_path, vocab_only=True)
@@ -151,7 +169,7 @@ class LlamaCppEngine(Engine):
         started = time.perf_counter()
         prompt, ids, forcer = self.prepare(request)
         rng = np.random.default_rng(seed_bits(request.seed))   # numpy takes no negative seed
-        pending = self._reuse_prefix(ids)
+        pending = reuse_prefix(self.llm, ids)
         length = len(ids)
         while not forcer.done:
             if length >= self.context_length:
@@ -176,22 +194,6 @@ class LlamaCppEngine(Engine):
             if forcer.done or not pending:
                 break
         return self.trace(request, prompt, ids, forcer, started)
-
-    def _reuse_prefix(self, ids: list[int]) -> list[int]:
-        """Keep the cached prefix this prompt shares with the last sequence; return what to eval."""
-        llm = self.llm
-        common = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)   # at least one token is evaluated for fresh logits
-        if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
-            llm.n_tokens = common
-        else:
-            llm.reset()
-            common = 0
-        return ids[common:]
 
     def _logits(self) -> np.ndarray:
         import llama_cpp
