@@ -12,6 +12,12 @@ the same run (the machine is shared and noisy; absolute times mean little).
 5. The remote engine against a llama.cpp server (llama-cpp-python) on loopback serving the same
    GGUF: requests per generation against its forcing events (target ≤ events + 3), throughput
    against the in-process llama.cpp engine (target ≥ 0.5x), streams closed early.
+6. The llama.cpp engine at batch 16 against itself one sequence at a time (target ≥ 3x), beside
+   the ceiling of this machine's kernels: 16 tokens of one sequence in one decode against 16
+   decodes of one token (no Python, no sampling, no attention over other rows).
+7. A 4-cap greedy sweep over 16 questions on llama.cpp with branching (the largest cap decoded
+   once, the smaller ones forked off it) against the same sweep with each cap decoded on its own
+   (target ≥ 1.6x); the tokens must be the same.
 
 Usage: .venv/bin/python -u bench/bench_generation.py [--quick] [--part overhead,sampling,remote,...]
 """
@@ -145,7 +151,7 @@ def sampling_ratio(hf, T: int, batch: int) -> float:
 
 
 def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[float, float]:
-    """Same GGUF, same threads, greedy, one sequence at a time: in-process llama.cpp vs the
+    """Same GGUF, same threads, greedy, one sequence at a time (the server's one slot): in-process llama.cpp vs the
     remote engine against `python -m llama_cpp.server` on loopback."""
     import os
     import socket
@@ -167,7 +173,7 @@ def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_llama_server_", suffix=".log")
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads)],
+         "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads), "--flash_attn", "true"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -177,7 +183,7 @@ def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
-        local = LlamaCppEngine(gguf, FORMATS["s1"], n_threads=threads)
+        local = LlamaCppEngine(gguf, FORMATS["s1"], n_threads=threads, batch_size=1)
         remote = load_remote_engine(url, concurrency=1)
         # a mix of forcing: plain, a forced end at the cap, ignored ends ("Wait" appended)
         budgets = [Budget(max_thinking_tokens=T, max_answer_tokens=32),
@@ -219,7 +225,59 @@ def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[
     return ratio, over
 
 
-PARTS = ("overhead", "naive", "batched", "sampling", "remote")
+def llama_batched(llama, T: int, batch: int) -> float:
+    """The llama.cpp engine decoding `batch` rows at once against itself one row at a time."""
+    reqs = [Request(f"{QUESTION} (case {i})", id=str(i)) for i in range(batch)]
+    budget = exact(T)
+    rates = {}
+    for rows in (1, batch, 1, batch):            # best of two, alternating
+        llama.batch_size = rows
+        trs, s = timed(lambda: llama.generate(reqs if rows > 1 else reqs[:4], budget))
+        rates[rows] = max(rates.get(rows, 0.0), sum(t.generated_tokens for t in trs) / s)
+    ratio = rates[batch] / rates[1]
+    llm, ids = llama.llm, llama.tokenizer.encode(QUESTION)[:batch]
+    one = many = float("inf")
+    for _ in range(3):
+        llm.reset()
+        llm.eval(ids[:1])
+        t = time.perf_counter()
+        for i in ids:
+            llm.eval([i])
+        one = min(one, time.perf_counter() - t)
+        llm.reset()
+        llm.eval(ids[:1])
+        many = min(many, timed(lambda: llm.eval(ids))[1])
+    print(f"[6] llama.cpp, {T} thinking tokens/row: one sequence at a time {rates[1]:.1f} tok/s, "
+          f"batch {batch} {rates[batch]:.1f} tok/s → ratio {ratio:.2f} (target ≥ 3); this machine's "
+          f"kernels: {len(ids)} tokens in one decode {one / many:.2f}x faster than one by one")
+    return ratio
+
+
+def branching_sweep(llama, caps: tuple[int, ...], questions: int) -> float:
+    """A greedy sweep of thinking caps: decode the largest once and branch the smaller caps off
+    it, against the same sweep with each cap decoded on its own; the tokens must be the same."""
+    reqs = [Request(f"{QUESTION} (case {i})", id=f"{i}@{c}",
+                    budget=Budget(max_thinking_tokens=c, max_answer_tokens=8,
+                                  loop=LoopGuard("off")))
+            for i in range(questions) for c in caps]
+    llama.batch_size = 16
+    out, times, fed = {}, {}, {}
+    for branching in (False, True):
+        llama.branching = branching
+        before = llama.tokens_fed
+        out[branching], times[branching] = timed(lambda: llama.generate(reqs))
+        fed[branching] = llama.tokens_fed - before
+    same = sum(a.thinking_ids == b.thinking_ids and a.answer_ids == b.answer_ids
+               and a.finish_reason == b.finish_reason for a, b in zip(out[False], out[True]))
+    ratio = times[False] / times[True]
+    print(f"[7] greedy sweep of caps {'/'.join(map(str, caps))} × {questions} questions on llama.cpp, "
+          f"batch 16: each cap on its own {times[False]:.1f} s ({fed[False]} tokens evaluated), "
+          f"branching {times[True]:.1f} s ({fed[True]}) → ratio {ratio:.2f} (target ≥ 1.6); "
+          f"{same}/{len(reqs)} traces token-identical")
+    return ratio
+
+
+PARTS = ("overhead", "naive", "batched", "sampling", "remote", "llama-batch", "branching")
 
 
 def main() -> None:
@@ -234,14 +292,19 @@ def main() -> None:
     if parts - set(PARTS):
         ap.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
     torch.set_num_threads(torch.get_num_threads())
-    hf = load_engine(engine="transformers", batch_size=16) if parts - {"remote"} else None
-    llama = load_engine(engine="llama.cpp") if parts & {"naive", "batched"} else None
+    hf = (load_engine(engine="transformers", batch_size=16)
+          if parts & {"overhead", "naive", "batched", "sampling"} else None)
+    llama = (load_engine(engine="llama.cpp", batch_size=1)
+             if parts & {"naive", "batched", "llama-batch", "branching"} else None)
     T = 64 if args.quick else 256
     for name, run in (("overhead", lambda: forcing_overhead(hf, T, 16)),
                       ("naive", lambda: naive_rounds(hf, llama, 200 if args.quick else 1000, 4)),
                       ("batched", lambda: batched_throughput(hf, llama, T, 16)),
                       ("sampling", lambda: sampling_ratio(hf, T, 16)),
-                      ("remote", lambda: remote_vs_in_process(T, questions=1 if args.quick else 4))):
+                      ("remote", lambda: remote_vs_in_process(T, questions=1 if args.quick else 4)),
+                      ("llama-batch", lambda: llama_batched(llama, T, 16)),
+                      ("branching", lambda: branching_sweep(
+                          llama, (16, 32, 64, 128) if args.quick else (64, 128, 256, 512), 16))):
         if name in parts:
             run()
 

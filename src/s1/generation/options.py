@@ -25,7 +25,7 @@ class EngineOptions:
     context_length: the context "auto" thinking fills (None: min(the model's, 32768))
     device: cpu, cuda or cuda:N for the transformers engine (None: cuda if present)
     threads: CPU threads of the in-process engines (None: one per core)
-    batch_size: rows decoded together (transformers engine)
+    batch_size: rows decoded together (the in-process engines)
     tokenizer: the served model's tokenizer for the remote engine: hub id, directory or .gguf
         (None: --model, else what the server's /v1/models names)
     concurrency: sequences in flight on the server (remote engine)

@@ -46,7 +46,8 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
         if not has_llama:
             raise UserError("llama.cpp is not installed: pip install 'llama-cpp-python[server]'")
         from s1.generation.engines.llamacpp import LlamaCppEngine
-        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=context_length, n_threads=threads)
+        return LlamaCppEngine(str(ref.gguf_path), fmt, n_ctx=context_length, n_threads=threads,
+                              batch_size=batch_size)
     import torch
 
     from s1.generation.engines.hf import HFEngine

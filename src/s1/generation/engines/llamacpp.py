@@ -1,24 +1,25 @@
 """In-process llama.cpp engine (llama-cpp-python): the fastest CPU path for GGUF models.
 
-One sequence at a time. The KV cache is kept across forced tokens: tokens the Forcer emits are
-evaluated in one batch before the next proposal, exactly the batches an OpenAI-compatible
-llama.cpp server evaluates when the remote engine appends the same forced tokens to a cached
-prompt — so under greedy decoding both give the same tokens. Consecutive prompts reuse their
-common prefix (the system prompt) the way the server's cache does. Ids the Forcer bans are masked
-before the greedy or sampled choice; tokens it takes back are removed from the KV cache.
+Up to `batch_size` sequences are decoded together, one llama.cpp sequence (and KV stream) each
+(llamacpp_batch.py); greedy requests with the same prompt share one sequence until their Forcers
+part. Tokens the Forcer emits are evaluated in one chunk before the next proposal; ids it bans are
+masked before the greedy or sampled choice; tokens it takes back are removed from the KV cache.
+With flash attention on, the logits do not depend on batch shapes, so the tokens are the same at
+any batch size and the same as an OpenAI-compatible llama.cpp server's with the settings of
+`load_llama`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 
 from s1.errors import UserError
-from s1.generation.budget import Sampling, seed_bits
+from s1.generation.budget import Sampling
 from s1.generation.engines.base import Engine, Request, resolve_context_length
+from s1.generation.engines.llamacpp_batch import BatchLoop, Pool
 from s1.generation.forcer import Forcer
 from s1.generation.formats import ThinkingFormat
 from s1.generation.trace import Trace
@@ -51,9 +52,17 @@ def _llama(gguf_path: str, **kwargs):
     return Llama(model_path=gguf_path, verbose=False, **kwargs)
 
 
+#: llama.cpp's LLAMA_MAX_SEQ: the sequence ids one context can hold.
+MAX_SEQUENCES = 256
+
+
 def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
-    """A llama_cpp.Llama with the settings the project's llama.cpp server also uses."""
-    return _llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed)
+    """A llama_cpp.Llama with the settings the project's llama.cpp server also uses (serve it
+    with `--flash_attn true`). Flash attention makes llama.cpp's floats independent of how the
+    tokens are split into batches: a prompt fed at once or token by token, a sequence decoded
+    alone or beside others (llamacpp_batch.py), give the same logits."""
+    return _llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed,
+                  flash_attn=True)
 
 
 def trained_context(gguf_path: str) -> int | None:
@@ -128,20 +137,32 @@ class LlamaTokenizer:
 
 
 class LlamaCppEngine(Engine):
+    """`batch_size` sequences are decoded together (llamacpp_batch.py); `branching`: greedy
+    requests with the same prompt share their common tokens (a sweep of caps decodes once)."""
+
     name = "llama.cpp"
 
     def __init__(self, gguf_path: str, fmt: ThinkingFormat, n_ctx: int | None = None,
-                 n_threads: int | None = None):
-        """`n_ctx`: the context (None: min(the GGUF's trained context, 32768))."""
+                 n_threads: int | None = None, batch_size: int = 16, branching: bool = True):
+        """`n_ctx`: the context of each sequence (None: min(the GGUF's trained context, 32768))."""
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1 ({batch_size})")
         self.gguf_path = str(gguf_path)
         self.fmt = fmt
         if not os.path.isfile(self.gguf_path):
             raise UserError(f"GGUF file not found: {self.gguf_path}")
         n_ctx = resolve_context_length(n_ctx, trained_context(self.gguf_path))
+        # `llm` is the single-sequence context llama-cpp-python builds (the tokenizer, the
+        # metadata, and what a llama.cpp server of this GGUF runs); generation runs on `pool`.
         self.llm = load_llama(self.gguf_path, n_ctx=n_ctx, n_threads=n_threads)
         self.tokenizer = LlamaTokenizer(self.llm)
         self.context_length = self.llm.n_ctx()
         self._n_vocab = self.llm.n_vocab()
+        self.batch_size = min(batch_size, MAX_SEQUENCES - 1)
+        self.branching = branching
+        self.pool: Pool | None = None
+        self.cached = None            # the last finished sequence, kept for its prefix
+        self.tokens_fed = 0           # tokens the model has evaluated (what branching saves)
 
     def describe(self) -> dict:
         import llama_cpp
@@ -156,46 +177,75 @@ class LlamaCppEngine(Engine):
 
     def _generate(self, requests: list[Request],
                   on_trace: Callable[[int, Trace], None] | None,
-                  on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
-        traces = []
-        for i, request in enumerate(requests):
-            tr = self._one(request, (lambda f, i=i: on_step(i, f)) if on_step else None)
-            traces.append(tr)
-            if on_trace:
-                on_trace(i, tr)
-        return traces
+                  on_step: Callable[[int, Forcer], None] | None = None,
+                  incoming: Callable[[int], Sequence[Request]] | None = None) -> list[Trace]:
+        """`incoming(free)` (a server) is asked before each step for up to `free` more requests
+        to join the running batch; they are numbered after `requests` and reach `on_trace` only."""
+        return BatchLoop(self, requests, on_trace, on_step, incoming).run()
 
-    def _one(self, request: Request, on_step: Callable[[Forcer], None] | None = None) -> Trace:
-        started = time.perf_counter()
-        prompt, ids, forcer = self.prepare(request)
-        rng = np.random.default_rng(seed_bits(request.seed))   # numpy takes no negative seed
-        pending = reuse_prefix(self.llm, ids)
-        length = len(ids)
-        while not forcer.done:
-            if length >= self.context_length:
-                forcer.stop("length")
-                break
-            self.llm.eval(pending)
-            proposal = (self._propose(request.budget.sampling, rng, forcer)
-                        if not forcer.due() else None)
-            token = forcer.step(proposal)
-            back = forcer.take_rewind()
-            if back:   # a multi-token delimiter taken back: drop it from the cache
-                self.llm._ctx.kv_cache_seq_rm(-1, self.llm.n_tokens - back, -1)
-                self.llm.n_tokens -= back
-                length -= back
-            pending = [] if token is None else [token]
-            while forcer.due() and not forcer.done:   # forced tokens go in as one batch
-                pending.append(forcer.step(None))
-            pending = [t for t in pending if t is not None]
-            length += len(pending)
-            if on_step:
-                on_step(forcer)
-            if forcer.done or not pending:
-                break
-        return self.trace(request, prompt, ids, forcer, started)
+    # --- what the batch loop asks ------------------------------------------------------------
+
+    def reach(self, n_prompt: int, forcer: Forcer) -> int:
+        """The most positions a sequence can fill: prompt, thinking cap, the forced delimiter
+        and answer suffix (twice: a cut thinking, then an empty answer), the answer budget."""
+        if forcer.max_thinking_tokens is None:
+            return self.context_length
+        ids, budget = forcer.ids, forcer.budget
+        most = (n_prompt + forcer.max_thinking_tokens + len(ids.newline) + len(ids.end)
+                + 2 * len(ids.suffix) + budget.max_answer_tokens + 2)
+        return min(most, self.context_length)
+
+    def ensure_pool(self, cells: int) -> None:
+        """Streams of at least `cells` cells for `batch_size` rows and the cached sequence
+        (called only while no sequence is live)."""
+        cells = -(-min(cells, self.context_length) // 256) * 256      # whole pages
+        n_seq = self.batch_size + 1
+        if self.pool is None or self.pool.cells < cells or self.pool.n_seq != n_seq:
+            if self.pool is not None:
+                self.pool.close()
+            self.cached = None
+            self.pool = Pool(self.llm, cells, n_seq)
+
+    def forget_cache(self) -> None:
+        """Drop the cached last sequence (the next prompt is evaluated from its first token)."""
+        if self.cached is not None:
+            self.pool.drop(self.cached.seq)
+            self.cached = None
+
+    def propose(self, logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | None,
+                forcer: Forcer | None = None) -> int:
+        """The next token from one row of llama.cpp's logits: presence penalty (the whole output
+        so far, as vLLM), the Forcer's banned ids masked, then greedy or temperature/top-k/
+        top-p/min-p with the row's own generator."""
+        banned = forcer.banned() if forcer is not None else frozenset()
+        if banned or (sampling.presence_penalty and forcer is not None):
+            logits = logits.astype(np.float64)     # a copy: the view is llama.cpp's own buffer
+        if sampling.presence_penalty and forcer is not None:
+            seen = sorted({*forcer.thinking_ids, *forcer.delimiter_ids, *forcer.answer_ids})
+            logits[seen] -= sampling.presence_penalty
+        if banned:
+            logits[[i for i in banned if i < len(logits)]] = -np.inf
+        if sampling.greedy or rng is None:
+            return int(logits.argmax())
+        z = logits.astype(np.float64) / sampling.temperature
+        if sampling.top_k and sampling.top_k < len(z):
+            z[z < np.partition(z, -sampling.top_k)[-sampling.top_k]] = -np.inf
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        if sampling.top_p < 1.0:
+            order = np.argsort(-p)
+            sp = p[order]
+            sp[np.cumsum(sp) - sp >= sampling.top_p] = 0
+            p = np.zeros_like(p)
+            p[order] = sp
+            p /= p.sum()
+        if sampling.min_p:
+            p[p < sampling.min_p * p.max()] = 0
+            p /= p.sum()
+        return int(rng.choice(len(p), p=p))
 
     def _logits(self) -> np.ndarray:
+        """The last logits of the single-sequence context `llm` (after `llm.eval`)."""
         import llama_cpp
 
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
@@ -234,4 +284,7 @@ class LlamaCppEngine(Engine):
         return int(rng.choice(len(p), p=p))
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool, self.cached = None, None
         self.llm.close()
