@@ -195,12 +195,12 @@ class LlamaCppEngine(Engine):
                 + 2 * len(ids.suffix) + budget.max_answer_tokens + 2)
         return min(most, self.context_length)
 
-    def ensure_pool(self, cells: int) -> None:
-        """Streams of at least `cells` cells for `batch_size` rows and the cached sequence
-        (called only while no sequence is live)."""
+    def ensure_pool(self, cells: int, spare: int = 0) -> None:
+        """Streams of at least `cells` cells for `batch_size` sequences, `spare` forks and the
+        cached last sequence (called only while no sequence is live)."""
         cells = -(-min(cells, self.context_length) // 256) * 256      # whole pages
-        n_seq = self.batch_size + 1
-        if self.pool is None or self.pool.cells < cells or self.pool.n_seq != n_seq:
+        n_seq = min(self.batch_size + spare + 1, MAX_SEQUENCES)
+        if self.pool is None or self.pool.cells < cells or self.pool.n_seq < n_seq:
             if self.pool is not None:
                 self.pool.close()
             self.cached = None

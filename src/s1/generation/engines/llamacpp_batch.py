@@ -36,9 +36,9 @@ from s1.generation.engines.base import Request
 from s1.generation.forcer import Forcer
 from s1.generation.trace import Trace
 
-#: A new prompt copies a live branch's stream when they share at least this many tokens (the copy
-#: moves the whole stream; a short prefix is cheaper to evaluate again).
-COPY_PREFIX = 64
+#: A new sequence copies a live branch's stream when they share at least this many tokens: the
+#: copy moves the whole stream, a few tokens are cheaper to evaluate again.
+COPY_PREFIX = 16
 
 
 @dataclass
@@ -63,10 +63,18 @@ class Branch:
     tokens: list[int]               # every token of the sequence: fed, then pending
     fed: int                        # tokens[:fed] are in the KV cache (positions 0..fed-1)
     rows: list[Row] = field(default_factory=list)
+    source: tuple["Branch", int] | None = None   # copy (branch, n) when that one has fed n
 
     @property
     def pending(self) -> int:
         return len(self.tokens) - self.fed
+
+    def shared(self, ids: Sequence[int]) -> int:
+        """How many leading tokens `ids` has in common with this sequence (fed or not)."""
+        n, limit = 0, min(len(self.tokens), len(ids))
+        while n < limit and self.tokens[n] == ids[n]:
+            n += 1
+        return n
 
 
 class Pool:
@@ -145,7 +153,12 @@ class Pool:
 
 
 class BatchLoop:
-    """One `generate` call on the engine: admits requests, steps all branches, emits traces."""
+    """One `generate` call on the engine: admits requests, steps all branches, emits traces.
+
+    `batch_size` bounds the sequences decoded together (branches, not requests: the rows of a
+    sweep on one branch cost one). New prompts join while fewer branches are live; a fork takes a
+    spare stream if there is one, else its rows wait (`parked`) and start again from a copy of
+    the longest live prefix as soon as a stream is free."""
 
     def __init__(self, engine, requests: list[Request],
                  on_trace: Callable[[int, Trace], None] | None,
@@ -153,11 +166,11 @@ class BatchLoop:
                  incoming: Callable[[int], Sequence[Request]] | None):
         self.engine = engine
         self.waiting = deque(enumerate(requests))
+        self.parked: deque[tuple[list[int], list[Row]]] = deque()
         self.traces: list[Trace | None] = [None] * len(requests)
         self.joined = len(requests)
         self.on_trace, self.on_step, self.incoming = on_trace, on_step, incoming
         self.branches: list[Branch] = []
-        self.rows = 0
         self._prepared: dict[int, tuple] = {}
 
     # --- admission ---------------------------------------------------------------------------
@@ -170,38 +183,49 @@ class BatchLoop:
 
     def _admit(self) -> None:
         eng = self.engine
-        free = eng.batch_size - self.rows
+        free = eng.batch_size - len(self.branches) - len(self.parked)
         if self.incoming and free > len(self.waiting):
             for r in self.incoming(free - len(self.waiting)):
                 self.waiting.append((self.joined, r.resolve()))
                 self.joined += 1
-        if not self.branches and self.waiting:
-            # Idle: streams as long as the longest sequence of what waits may grow.
-            eng.ensure_pool(max(self._prep(i, r)[3] for i, r in self.waiting))
-        while self.waiting and self.rows < eng.batch_size:
+        if not self.branches and not self.parked and self.waiting:
+            # Idle: streams as long as the longest sequence of what waits may grow, and spare
+            # streams for forks where requests share a prompt.
+            prepared = [self._prep(i, r) for i, r in self.waiting]
+            prompts = [tuple(p[1]) for p in prepared]
+            forks = eng.branching and len(set(prompts)) < len(prompts)
+            eng.ensure_pool(max(p[3] for p in prepared), spare=eng.batch_size if forks else 0)
+        pool = eng.pool
+        while self.parked and self._stream():
+            tokens, rows = self.parked.popleft()
+            self._start(tokens, rows)
+        while (self.waiting and not self.parked and len(self.branches) < eng.batch_size
+               and self._stream()):
             index, request = self.waiting[0]
             prompt, ids, forcer, reach = self._prep(index, request)
-            if reach > eng.pool.cells:
+            if reach > pool.cells:
                 break                      # a longer stream: wait until the pool is idle
-            if not eng.pool.free_seqs:
-                eng.forget_cache()
             self.waiting.popleft()
             group = [self._row(index, request)]
             if eng.branching and request.budget.sampling.greedy:
                 group += self._same_prompt(ids)
             self._start(ids, group)
 
+    def _stream(self) -> bool:
+        """Whether a stream is free (the cached sequence's is given up if need be)."""
+        if not self.engine.pool.free_seqs:
+            self.engine.forget_cache()
+        return bool(self.engine.pool.free_seqs)
+
     def _same_prompt(self, ids: list[int]) -> list[Row]:
         """Waiting greedy requests with the same prompt ids: they join the same branch."""
-        eng, out = self.engine, []
+        out = []
         for item in list(self.waiting):
-            if self.rows >= eng.batch_size:
-                break
             index, request = item
             if not request.budget.sampling.greedy:
                 continue
             _, other, _, reach = self._prep(index, request)
-            if other == ids and reach <= eng.pool.cells:
+            if other == ids and reach <= self.engine.pool.cells:
                 self.waiting.remove(item)
                 out.append(self._row(index, request))
         return out
@@ -209,37 +233,40 @@ class BatchLoop:
     def _row(self, index: int, request: Request) -> Row:
         prompt, ids, forcer, reach = self._prepared.pop(index)
         rng = None if request.budget.sampling.greedy else np.random.default_rng(seed_bits(request.seed))
-        self.rows += 1
         return Row(index, request, prompt, ids, forcer, time.perf_counter(), rng, reach)
 
     def _start(self, ids: list[int], rows: list[Row]) -> None:
-        """A branch for a new prompt: on the cached last sequence where it shares a prefix with
-        it (its stream, kept), else on a copy of a live branch that shares at least
-        `COPY_PREFIX` tokens, else fresh. At least the prompt's last token is fed here."""
-        eng = self.engine
-        pool = eng.pool
-
-        def shared(b: Branch) -> int:
-            n, limit = 0, min(b.fed, len(ids) - 1)
-            while n < limit and b.tokens[n] == ids[n]:
-                n += 1
-            return n
-
+        """A branch for the token sequence `ids` (a prompt, or a parked fork's whole sequence):
+        on the cached last sequence's stream where they share a prefix (a server slot's prompt
+        cache), else on a copy of the live branch that shares the longest one (at least
+        `COPY_PREFIX` tokens; once it has fed them), else fresh. At least the last token of
+        `ids` is fed here, for its logits."""
+        eng, pool = self.engine, self.engine.pool
+        last = len(ids) - 1
         cached = eng.cached
-        if cached is not None and shared(cached) > 0:
-            n = shared(cached)
+        if cached is not None and min(cached.shared(ids), cached.fed, last) > 0:
+            n = min(cached.shared(ids), cached.fed, last)
             eng.cached = None
             pool.drop(cached.seq, n)
             self.branches.append(Branch(cached.seq, list(ids), n, rows))
             return
-        best, src = max(((shared(b), b) for b in self.branches), default=(0, None),
-                        key=lambda x: x[0])
         seq = pool.take_seq()
+        best, src = max(((min(b.shared(ids), last), b) for b in self.branches),
+                        default=(0, None), key=lambda x: x[0])
+        branch = Branch(seq, list(ids), 0, rows)
         if best >= COPY_PREFIX:
-            pool.copy(src.seq, seq, best)
-        else:
-            best = 0
-        self.branches.append(Branch(seq, list(ids), best, rows))
+            branch.source = (src, best)
+            self._copy_when_ready(branch)
+        self.branches.append(branch)
+
+    def _copy_when_ready(self, branch: Branch) -> bool:
+        """Copy the source's prefix once the source has fed it; False while it has not."""
+        src, n = branch.source
+        if src.fed < n:
+            return False
+        self.engine.pool.copy(src.seq, branch.seq, n)
+        branch.fed, branch.source = n, None
+        return True
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -247,7 +274,7 @@ class BatchLoop:
         while True:
             self._admit()
             if not self.branches:
-                if self.waiting:
+                if self.waiting or self.parked:
                     raise RuntimeError("a request does not fit the KV pool")   # reach ≤ context
                 break
             fed = self._feed()
@@ -261,8 +288,12 @@ class BatchLoop:
         prompt chunks in what is left of the batch. Returns branches with fresh logits and their
         batch positions."""
         pool = self.engine.pool
+        # Copies first: `fed` counts only what earlier decodes have put in the cache.
+        waiting = {id(b) for b in self.branches
+                   if b.source is not None and not self._copy_when_ready(b)}
         room, chunks, ready = pool.n_batch, [], []
-        for b in sorted((b for b in self.branches if b.pending), key=lambda b: b.pending):
+        for b in sorted((b for b in self.branches if b.pending and id(b) not in waiting),
+                        key=lambda b: b.pending):
             take = min(b.pending, room)
             if take <= 0:
                 break
@@ -319,12 +350,13 @@ class BatchLoop:
             return
         base = branch.fed
         for (back, chunk), rows in groups[1:]:       # forks copy the branch before it changes
-            if not eng.pool.free_seqs:
-                eng.forget_cache()
-            seq = eng.pool.take_seq()
-            eng.pool.copy(branch.seq, seq, base - back)
-            self.branches.append(Branch(seq, branch.tokens[: base - back] + list(chunk),
-                                        base - back, rows))
+            tokens = branch.tokens[: base - back] + list(chunk)
+            if self._stream():
+                seq = eng.pool.take_seq()
+                eng.pool.copy(branch.seq, seq, base - back)
+                self.branches.append(Branch(seq, tokens, base - back, rows))
+            else:
+                self.parked.append((tokens, rows))
         (back, chunk), rows = groups[0]
         if back:
             eng.pool.drop(branch.seq, base - back)
@@ -345,6 +377,5 @@ class BatchLoop:
         tr = self.engine.trace(row.request, row.prompt, row.prompt_ids, row.forcer, row.started)
         if row.index < len(self.traces):
             self.traces[row.index] = tr
-        self.rows -= 1
         if self.on_trace:
             self.on_trace(row.index, tr)
