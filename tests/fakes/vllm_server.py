@@ -36,7 +36,9 @@ class FakeVLLM:
                  root: str | None = None, n_ctx: int = 2048, tokenizer_shift: int = 0):
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(model_path=gguf, n_ctx=n_ctx, n_threads=2, verbose=False)
+        from s1.generation.engines.llamacpp import load_llama
+
+        self.llm = load_llama(gguf, n_ctx=n_ctx)     # the in-process engine's settings
         self.n_vocab = self.llm.n_vocab()
         vocab = self.llm._model.vocab
         self.eos = {i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)}

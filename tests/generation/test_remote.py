@@ -37,7 +37,7 @@ BUDGETS = {
 
 @pytest.fixture(scope="module")
 def local():
-    engine = LlamaCppEngine(str(embedded_gguf()), FORMATS["s1"])
+    engine = LlamaCppEngine(str(embedded_gguf()), FORMATS["s1"], batch_size=1)   # the server's one slot
     yield engine
     engine.close()
 
@@ -102,7 +102,7 @@ def assert_same_greedy_path(local, expected, got) -> None:
 def fresh_start(local, url):
     """Give both engines a cache that shares nothing with the questions (other tests use the
     server too), so both evaluate the first prompt in the same batches."""
-    local.llm.reset()
+    local.forget_cache()
     httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 1}, timeout=60)
 
 
@@ -146,7 +146,7 @@ def test_trigger_inside_a_segment_is_cut(llama_server):
     fmt = ThinkingFormat("is", start="<|im_start|>think", end=" is: so", forced_suffix="")
     budget = Budget(max_thinking_tokens=24, max_answer_tokens=12)
     requests = [Request(QUESTIONS[0])]
-    local = LlamaCppEngine(str(embedded_gguf()), fmt)
+    local = LlamaCppEngine(str(embedded_gguf()), fmt, batch_size=1)
     remote = load_remote_engine(llama_server, fmt=fmt, concurrency=1)
     try:
         fresh_start(local, llama_server)

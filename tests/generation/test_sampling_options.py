@@ -94,7 +94,7 @@ def test_llama_cpp_presence_penalty_is_applied_to_every_generated_token(llama_en
         logits = e._logits().astype("float64").copy()
         seen = sorted({*forcer.thinking_ids})
         logits[seen] -= 2.0
-        proposal = e._propose(budget.sampling, None, forcer)
+        proposal = e.propose(e._logits(), budget.sampling, None, forcer)
         assert proposal == int(logits.argmax())
         token = forcer.step(proposal)
         e.llm.eval([token])

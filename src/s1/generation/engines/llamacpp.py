@@ -163,6 +163,7 @@ class LlamaCppEngine(Engine):
         self.pool: Pool | None = None
         self.cached = None            # the last finished sequence, kept for its prefix
         self.tokens_fed = 0           # tokens the model has evaluated (what branching saves)
+        self.parked_forks = 0         # forks that waited for a free stream
 
     def describe(self) -> dict:
         import llama_cpp
@@ -205,7 +206,7 @@ class LlamaCppEngine(Engine):
                 self.pool.close()
             self.cached = None
             self.pool = Pool(self.llm, cells, n_seq)
-
+        self.pool.limit = n_seq
     def forget_cache(self) -> None:
         """Drop the cached last sequence (the next prompt is evaluated from its first token)."""
         if self.cached is not None:

@@ -95,9 +95,13 @@ class Pool:
         self.n_batch = llama_cpp.llama_n_batch(self.ctx.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.free_seqs = list(range(n_seq - 1, -1, -1))
+        self.limit = n_seq            # how many sequences the current call may hold
         self.n_vocab = llm.n_vocab()
         self._free_batch = llama_cpp.llama_batch_free    # for close() at interpreter exit
         llm._stack.callback(self.close)   # freed before the model, however the Llama goes
+
+    def available(self) -> bool:
+        return len(self.free_seqs) > self.n_seq - self.limit
 
     def take_seq(self) -> int:
         return self.free_seqs.pop()
@@ -213,9 +217,9 @@ class BatchLoop:
 
     def _stream(self) -> bool:
         """Whether a stream is free (the cached sequence's is given up if need be)."""
-        if not self.engine.pool.free_seqs:
+        if not self.engine.pool.available():
             self.engine.forget_cache()
-        return bool(self.engine.pool.free_seqs)
+        return self.engine.pool.available()
 
     def _same_prompt(self, ids: list[int]) -> list[Row]:
         """Waiting greedy requests with the same prompt ids: they join the same branch."""
@@ -305,6 +309,9 @@ class BatchLoop:
             room -= take
         pool.decode(chunks)
         self.engine.tokens_fed += pool.n_batch - room
+        for b in self.branches:       # before a source can finish and its stream be reused
+            if b.source is not None:
+                self._copy_when_ready(b)
         return ready
 
     def _advance(self, branch: Branch, at: int) -> None:
@@ -357,6 +364,7 @@ class BatchLoop:
                 self.branches.append(Branch(seq, tokens, base - back, rows))
             else:
                 self.parked.append((tokens, rows))
+                eng.parked_forks += 1
         (back, chunk), rows = groups[0]
         if back:
             eng.pool.drop(branch.seq, base - back)
