@@ -200,12 +200,16 @@ def test_llama_cpp_ignored_whole_delimiter_is_taken_back_from_the_cache(llama_en
     budget = Budget(max_thinking_tokens=24, num_ignore=1, max_answer_tokens=2)
     tr = llama_engine.generate([Request("What is 2+2?", fmt=EARLY_END)], budget)[0]
     assert tr.events and tr.events[0].kind == "wait"
-    llm = llama_engine.llm
-    cached = list(llm.input_ids[: llm.n_tokens])
+    import llama_cpp
+
+    seq = llama_engine.cached                 # the finished sequence, kept as a prefix cache
+    cached = seq.tokens[: seq.fed]
     whole = llama_engine.tokenizer.encode(tr.prompt) + tr.thinking_ids + \
         llama_engine.tokenizer.encode(tr.end) + tr.answer_ids
-    # The cache holds exactly the sequence the trace tells (the last token need not be fed).
+    # The cache holds exactly the sequence the trace tells (the last token need not be fed),
+    # and llama.cpp's KV sequence ends where it does: the taken-back tokens are gone.
     assert cached == whole[: len(cached)] and len(cached) >= len(whole) - 1
+    assert llama_cpp.llama_memory_seq_pos_max(llama_engine.pool.ctx.memory, seq.seq) == seq.fed - 1
 
 
 def test_auto_cap_is_stored_in_each_trace_and_follows_the_context(llama_engine):

@@ -24,8 +24,8 @@ def serve(
                                          help="API key of the upstream (or $S1_UPSTREAM_API_KEY)."),
     tokenizer: str = typer.Option(None, help="Proxy mode: the upstream model's tokenizer (.gguf, directory "
                                              "or hub id; default: --model, else the embedded GGUF's)."),
-    engine: str = typer.Option("transformers", help="In-process engine: transformers (continuous "
-                                                    "batching) or llama.cpp (one sequence at a time)."),
+    engine: str = typer.Option("transformers", help="In-process engine: transformers or llama.cpp "
+                                                    "(both batch continuously)."),
     format: str = typer.Option(None, "--format", help="Thinking format: s1 or think-tags (default: per model)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes the server: set an API key)."),
     port: int = typer.Option(8000),

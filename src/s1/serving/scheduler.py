@@ -1,9 +1,9 @@
 """The queue between HTTP requests and an engine, and the thread that drives the engine.
 
-An engine whose `generate` takes `incoming` (transformers) runs one long batched loop: waiting
-requests join the running batch whenever rows free up (continuous batching). Other engines
-(llama.cpp: one sequence at a time; the remote engine of proxy mode) run one request per call
-on a pool of worker threads, as many as the engine serves at once.
+An engine whose `generate` takes `incoming` (transformers, llama.cpp) runs one long batched loop:
+waiting requests join the running batch whenever rows free up (continuous batching). Other
+engines (the remote engine of proxy mode) run one request per call on a pool of worker threads,
+as many as the engine serves at once.
 
 Everything the HTTP side needs crosses threads through `Job` (written by the engine thread)
 and `Group.wake` (thread-safe): the engine thread never touches the event loop otherwise.
