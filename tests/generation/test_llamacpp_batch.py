@@ -180,3 +180,27 @@ def test_rows_equal_the_single_sequence_context(engine):
         for t in tr.thinking_ids:
             assert int(engine._logits().argmax()) == t
             llm.eval([t])
+
+
+def test_the_kv_budget_bounds_the_sequences_decoded_together(engine, monkeypatch):
+    """Streams are as long as the longest sequence may grow; where `batch_size` of them do not
+    fit the KV budget, fewer sequences are decoded together, with the same results."""
+    from s1.generation.engines import llamacpp
+
+    budget = Budget(max_thinking_tokens=16, max_answer_tokens=4)
+    requests = [Request(q, id=str(i)) for i, q in enumerate(QUESTIONS)]
+    alone = run(engine, requests, budget, 1)
+    stream = 256 * engine.kv_bytes_per_token               # one page: these sequences fit in it
+    monkeypatch.setattr(llamacpp, "KV_BUDGET_BYTES", 3 * stream)
+    engine.pool.close()
+    engine.pool, engine.cached = None, None
+    widths, decode = [], lb.Pool.decode
+    monkeypatch.setattr(lb.Pool, "decode",
+                        lambda pool, chunks: (widths.append(len(chunks)), decode(pool, chunks)))
+    engine.batch_size = 16
+    traces = engine.generate(requests, budget)
+    assert engine.pool.n_seq == 3 and engine.pool.cells == 256
+    assert max(widths) == 2          # two sequences at a time, the third stream for the cache
+    assert_same(alone, traces)
+    engine.pool.close()
+    engine.pool = None

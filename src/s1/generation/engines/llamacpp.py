@@ -54,6 +54,10 @@ def _llama(gguf_path: str, **kwargs):
 
 #: llama.cpp's LLAMA_MAX_SEQ: the sequence ids one context can hold.
 MAX_SEQUENCES = 256
+#: The most memory the batched engine's KV streams take (F16 keys and values). Each stream holds
+#: the longest sequence a call may grow to (the whole context under `--max-answer auto`): where
+#: `batch_size` streams do not fit, fewer sequences are decoded together.
+KV_BUDGET_BYTES = 4 << 30
 
 
 def load_llama(gguf_path: str, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0):
@@ -198,15 +202,31 @@ class LlamaCppEngine(Engine):
 
     def ensure_pool(self, cells: int, spare: int = 0) -> None:
         """Streams of at least `cells` cells for `batch_size` sequences, `spare` forks and the
-        cached last sequence (called only while no sequence is live)."""
+        cached last sequence, as many as `KV_BUDGET_BYTES` holds (called only while no sequence
+        is live)."""
         cells = -(-min(cells, self.context_length) // 256) * 256      # whole pages
-        n_seq = min(self.batch_size + spare + 1, MAX_SEQUENCES)
+        fit = max(2, KV_BUDGET_BYTES // (cells * self.kv_bytes_per_token))
+        n_seq = min(self.batch_size + spare + 1, fit, MAX_SEQUENCES)
         if self.pool is None or self.pool.cells < cells or self.pool.n_seq < n_seq:
             if self.pool is not None:
                 self.pool.close()
             self.cached = None
             self.pool = Pool(self.llm, cells, n_seq)
         self.pool.limit = n_seq
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """F16 keys and values of one token in every layer (from the GGUF's metadata)."""
+        meta = self.llm.metadata
+        arch = meta.get("general.architecture", "llama")
+        get = lambda key, default=None: int(meta.get(f"{arch}.{key}", default))
+        layers, width = get("block_count"), get("embedding_length")
+        heads = get("attention.head_count")
+        kv_heads = get("attention.head_count_kv", heads)
+        k = get("attention.key_length", width // heads)
+        v = get("attention.value_length", width // heads)
+        return 2 * layers * kv_heads * (k + v)
+
     def forget_cache(self) -> None:
         """Drop the cached last sequence (the next prompt is evaluated from its first token)."""
         if self.cached is not None:

@@ -203,7 +203,8 @@ class BatchLoop:
         while self.parked and self._stream():
             tokens, rows = self.parked.popleft()
             self._start(tokens, rows)
-        while (self.waiting and not self.parked and len(self.branches) < eng.batch_size
+        rows = min(eng.batch_size, pool.limit - 1)     # as many as the KV budget holds
+        while (self.waiting and not self.parked and len(self.branches) < rows
                and self._stream()):
             index, request = self.waiting[0]
             prompt, ids, forcer, reach = self._prep(index, request)
