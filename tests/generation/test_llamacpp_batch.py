@@ -111,7 +111,9 @@ def sweep(q):
 
 
 def test_branching_sweep_decodes_the_shared_thinking_once(engine):
-    requests = [r for q in QUESTIONS[:3] for r in sweep(q)]
+    # cap by cap, question by question (as a sweep submits them): requests on one prompt need
+    # not be neighbours to share a branch
+    requests = [sweep(q)[c] for c in range(len(CAPS)) for q in QUESTIONS[:3]]
     before = engine.tokens_fed
     plain = run(engine, requests, None, 16, branching=False)
     fed_plain = engine.tokens_fed - before

@@ -176,26 +176,38 @@ class BatchLoop:
         self.on_trace, self.on_step, self.incoming = on_trace, on_step, incoming
         self.branches: list[Branch] = []
         self._prepared: dict[int, tuple] = {}
+        self._same: dict[tuple, list[int]] = {}   # greedy prompts → their waiting indices
+        self._taken: set[int] = set()             # joined a branch ahead of their turn
 
     # --- admission ---------------------------------------------------------------------------
 
     def _prep(self, index: int, request: Request):
         if index not in self._prepared:
             prompt, ids, forcer = self.engine.prepare(request)
-            self._prepared[index] = (prompt, ids, forcer, self.engine.reach(len(ids), forcer))
+            self._prepared[index] = (prompt, ids, forcer, self.engine.reach(len(ids), forcer),
+                                     request)
+            if request.budget.sampling.greedy:
+                self._same.setdefault(tuple(ids), []).append(index)
         return self._prepared[index]
+
+    def _next(self):
+        """The first waiting request that has not joined a branch yet (None: none waits)."""
+        while self.waiting and self.waiting[0][0] in self._taken:
+            self._taken.discard(self.waiting.popleft()[0])
+        return self.waiting[0] if self.waiting else None
 
     def _admit(self) -> None:
         eng = self.engine
         free = eng.batch_size - len(self.branches) - len(self.parked)
-        if self.incoming and free > len(self.waiting):
-            for r in self.incoming(free - len(self.waiting)):
+        queued = len(self.waiting) - len(self._taken)
+        if self.incoming and free > queued:
+            for r in self.incoming(free - queued):
                 self.waiting.append((self.joined, r.resolve()))
                 self.joined += 1
-        if not self.branches and not self.parked and self.waiting:
+        if not self.branches and not self.parked and self._next():
             # Idle: streams as long as the longest sequence of what waits may grow, and spare
             # streams for forks where requests share a prompt.
-            prepared = [self._prep(i, r) for i, r in self.waiting]
+            prepared = [self._prep(i, r) for i, r in self.waiting if i not in self._taken]
             prompts = [tuple(p[1]) for p in prepared]
             forks = eng.branching and len(set(prompts)) < len(prompts)
             eng.ensure_pool(max(p[3] for p in prepared), spare=eng.batch_size if forks else 0)
@@ -204,14 +216,14 @@ class BatchLoop:
             tokens, rows = self.parked.popleft()
             self._start(tokens, rows)
         rows = min(eng.batch_size, pool.limit - 1)     # as many as the KV budget holds
-        while (self.waiting and not self.parked and len(self.branches) < rows
+        while (self._next() and not self.parked and len(self.branches) < rows
                and self._stream()):
             index, request = self.waiting[0]
-            prompt, ids, forcer, reach = self._prep(index, request)
+            prompt, ids, forcer, reach, _ = self._prep(index, request)
             if reach > pool.cells:
                 break                      # a longer stream: wait until the pool is idle
             self.waiting.popleft()
-            group = [self._row(index, request)]
+            group = [self._row(index)]
             if eng.branching and request.budget.sampling.greedy:
                 group += self._same_prompt(ids)
             self._start(ids, group)
@@ -223,20 +235,19 @@ class BatchLoop:
         return self.engine.pool.available()
 
     def _same_prompt(self, ids: list[int]) -> list[Row]:
-        """Waiting greedy requests with the same prompt ids: they join the same branch."""
+        """Waiting greedy requests with the same prompt ids (prepared so far: at idle, all that
+        wait): they join the same branch."""
         out = []
-        for item in list(self.waiting):
-            index, request = item
-            if not request.budget.sampling.greedy:
-                continue
-            _, other, _, reach = self._prep(index, request)
-            if other == ids and reach <= self.engine.pool.cells:
-                self.waiting.remove(item)
-                out.append(self._row(index, request))
+        for index in self._same.pop(tuple(ids), []):
+            if index not in self._prepared or index in self._taken:
+                continue                   # already on a branch
+            if self._prepared[index][3] <= self.engine.pool.cells:
+                self._taken.add(index)
+                out.append(self._row(index))
         return out
 
-    def _row(self, index: int, request: Request) -> Row:
-        prompt, ids, forcer, reach = self._prepared.pop(index)
+    def _row(self, index: int) -> Row:
+        prompt, ids, forcer, reach, request = self._prepared.pop(index)
         rng = None if request.budget.sampling.greedy else np.random.default_rng(seed_bits(request.seed))
         return Row(index, request, prompt, ids, forcer, time.perf_counter(), rng, reach)
 
@@ -279,7 +290,7 @@ class BatchLoop:
         while True:
             self._admit()
             if not self.branches:
-                if self.waiting or self.parked:
+                if self._next() or self.parked:
                     raise RuntimeError("a request does not fit the KV pool")   # reach ≤ context
                 break
             fed = self._feed()
