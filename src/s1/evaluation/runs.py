@@ -2,6 +2,7 @@
 
     DIR/<run-name>/manifest.json   what to reproduce it: config, versions, git revision, command
     DIR/<run-name>/records.jsonl   one line per question × sample, appended and fsynced as it ends
+                                   (in question order once the run is complete)
     DIR/<run-name>/summary.json    accuracy, intervals, tokens, compute (written at the end)
 
 Re-running the same command resumes: records already on disk (by key) are not generated again,
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from s1.errors import UserError
-from s1.jsonl import JsonlAppender, read_jsonl, write_json_atomic
+from s1.jsonl import JsonlAppender, read_jsonl, write_json_atomic, write_jsonl_atomic
 from s1.evaluation.benchmarks import Benchmark, Item
 from s1.evaluation.grading import Grade, grade
 from s1.evaluation.methods import Setting, load_scorer
@@ -178,6 +179,14 @@ class Run:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def settle(self) -> None:
+        """A finished run's records in question order (they are appended in the order they
+        finish, which batching shuffles), rewritten atomically; an unfinished run is left as is."""
+        order = [self.key(item, s) for item in self.bench for s in range(self.setting.samples)]
+        if order and all(k in self.done for k in order):
+            self.close()
+            write_jsonl_atomic(self.dir / RECORDS, [self.done[k].to_dict() for k in order])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +357,8 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
             retries: list[_Job] = []
             _generate(engine, jobs, on_trace)
             jobs = retries     # rejection sampling: the rejected go round again
+        for run in runs:
+            run.settle()
     finally:
         bar.close()
         for run in runs:

@@ -36,9 +36,23 @@ from s1.generation.engines.base import Request
 from s1.generation.forcer import Forcer
 from s1.generation.trace import Trace
 
+#: llama.cpp's CPU flash attention takes each query on its own (the same floats whatever the batch)
+#: except for 64 or more new tokens of one sequence in a ubatch (tiled) and for one token of one
+#: sequence alone in a ubatch over more than 256 cached cells (the cells split among threads).
+#: Chunks are fed in pieces of at most CHUNK tokens; a sequence decoding alone at LONE or more
+#: tokens gets a throwaway partner.
+CHUNK = 63
+LONE = 192
+
 #: A new sequence copies a live branch's stream when they share at least this many tokens: the
 #: copy moves the whole stream, a few tokens are cheaper to evaluate again.
 COPY_PREFIX = 16
+
+
+def pieces(n: int) -> list[int]:
+    """n ≥ 2 tokens in as few pieces of 2..CHUNK tokens as can be, near-equal."""
+    k = -(-n // CHUNK)
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
 @dataclass
@@ -104,7 +118,21 @@ class Pool:
         return len(self.free_seqs) > self.n_seq - self.limit
 
     def take_seq(self) -> int:
-        return self.free_seqs.pop()
+        """The lowest free id: the sequences in flight stay close together (see BatchLoop._feed)."""
+        seq = min(self.free_seqs)
+        self.free_seqs.remove(seq)
+        return seq
+
+    def next_pos(self, seq: int) -> int:
+        import llama_cpp
+
+        return llama_cpp.llama_memory_seq_pos_max(self.ctx.memory, seq) + 1
+
+    def trim(self, seq: int, start: int) -> None:
+        """Forget positions start.. of a sequence (its id stays taken, or free, as it was)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.ctx.memory, seq, start, -1)
 
     def drop(self, seq: int, start: int = 0) -> None:
         """Forget positions start.. of a sequence (all of it: the id is free again)."""
@@ -293,44 +321,61 @@ class BatchLoop:
                 if self._next() or self.parked:
                     raise RuntimeError("a request does not fit the KV pool")   # reach ≤ context
                 break
-            fed = self._feed()
-            for branch, i in fed:
-                self._advance(branch, i)
+            for branch, logits in self._feed():
+                self._advance(branch, logits)
             self.branches = [b for b in self.branches if b.rows]
         return self.traces  # type: ignore[return-value]
 
-    def _feed(self) -> list[tuple[Branch, int]]:
-        """One llama_decode over every branch with tokens to feed: decoding branches first, then
-        prompt chunks in what is left of the batch. Returns branches with fresh logits and their
-        batch positions."""
-        pool = self.engine.pool
+    def _feed(self) -> list[tuple[Branch, np.ndarray]]:
+        """Feed every branch its pending tokens; return the branches that fed all they had, with
+        the logits of their last token.
+
+        Decodes are shaped so that llama.cpp's flash attention gives each row the same floats
+        whatever else is in flight: a branch with several tokens (a prompt, forced tokens) feeds
+        them in decodes of its own, in pieces of 2 to `CHUNK` tokens; the branches with one token
+        go in one decode, in order of sequence id with no gap (llama.cpp cuts a batch into
+        ubatches at gaps), padded with a throwaway token where a sequence would be alone over a
+        long context. The throwaway tokens are removed again."""
+        eng, pool = self.engine, self.engine.pool
         # Copies first: `fed` counts only what earlier decodes have put in the cache.
         waiting = {id(b) for b in self.branches
                    if b.source is not None and not self._copy_when_ready(b)}
-        room, chunks, ready = pool.n_batch, [], []
-        for b in sorted((b for b in self.branches if b.pending and id(b) not in waiting),
-                        key=lambda b: b.pending):
-            take = min(b.pending, room)
-            if take <= 0:
-                break
-            whole = take == b.pending
-            chunks.append((b.seq, b.fed, b.tokens[b.fed: b.fed + take], whole))
-            if whole:
-                ready.append((b, pool.n_batch - room + take - 1))
-            b.fed += take
-            room -= take
-        pool.decode(chunks)
-        self.engine.tokens_fed += pool.n_batch - room
+        live = [b for b in self.branches if b.pending and id(b) not in waiting]
+        ready: list[tuple[Branch, np.ndarray]] = []
+        for b in live:
+            if b.pending > 1:
+                for size in pieces(b.pending):
+                    pool.decode([(b.seq, b.fed, b.tokens[b.fed: b.fed + size], True)])
+                    b.fed += size
+                    eng.tokens_fed += size
+                ready.append((b, pool.logits(size - 1).copy()))
+        ones = sorted((b for b in live if b.pending == 1), key=lambda b: b.seq)
+        if ones:
+            seqs = [b.seq for b in ones]
+            pads = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+            if len(ones) == 1 and ones[0].fed >= LONE:
+                pads = [seqs[0] + 1 if seqs[0] + 1 < pool.n_seq else seqs[0] - 1]
+            chunks = [(b.seq, b.fed, b.tokens[b.fed:], True) for b in ones]
+            chunks += [(seq, pool.next_pos(seq), [0], False) for seq in pads]
+            chunks.sort(key=lambda c: c[0])
+            pool.decode(chunks)
+            for seq, pos, _, want in chunks:
+                if not want:
+                    pool.trim(seq, pos)      # the throwaway token
+            at = {c[0]: i for i, c in enumerate(chunks)}
+            for b in ones:
+                b.fed += 1
+                ready.append((b, pool.logits(at[b.seq])))
+            eng.tokens_fed += len(ones)
         for b in self.branches:       # before a source can finish and its stream be reused
             if b.source is not None:
                 self._copy_when_ready(b)
         return ready
 
-    def _advance(self, branch: Branch, at: int) -> None:
+    def _advance(self, branch: Branch, logits: np.ndarray) -> None:
         """Each row of the branch takes the proposal and emits its tokens; rows that emit other
         tokens than their companions fork off onto branches of their own."""
         eng = self.engine
-        logits = eng.pool.logits(at)
         limit = min(eng.context_length, eng.pool.cells)
         proposals: dict[tuple, int] = {}   # greedy rows of a branch share their proposal
         paths: dict[tuple, list[Row]] = {}
