@@ -32,14 +32,14 @@ def test_the_answer_runs_to_eos_by_default_and_a_small_cap_is_counted(tmp_path):
     engine = load_engine(engine="llama.cpp")
     context = engine.describe()["context_length"]
     engine.close()
-    common = ["eval", "--benchmark", "gsm8k", "--limit", "1", "--max-thinking", "0",
+    common = ["eval", "--benchmark", "math500", "--limit", "1", "--max-thinking", "0",
               "--engine", "llama.cpp", "--quiet"]
     full, capped = tmp_path / "full", tmp_path / "capped"
     for out, extra in ((full, []), (capped, ["--max-answer", "4"])):
         p = subprocess.run([*S1, *common, *extra, "--out", str(out)], capture_output=True,
                            text=True, timeout=900)
         assert p.returncode == 0, p.stderr
-    run = "gsm8k-budget-max0-ign0-s0"
+    run = "math500-budget-max0-ign0-s0"
     manifest = json.loads((full / run / "manifest.json").read_text())
     assert manifest["config"]["setting"]["budget"]["max_answer_tokens"] == context
     [rec] = [json.loads(line) for line in (full / run / "records.jsonl").read_text().splitlines()]
