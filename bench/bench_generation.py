@@ -183,7 +183,7 @@ def remote_vs_in_process(T: int, questions: int = 4, threads: int = 1) -> tuple[
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
-        local = LlamaCppEngine(gguf, FORMATS["s1"], n_threads=threads, batch_size=1)
+        local = LlamaCppEngine(gguf, FORMATS["s1"], n_threads=threads, batch_size=1, branching=False)
         remote = load_remote_engine(url, concurrency=1)
         # a mix of forcing: plain, a forced end at the cap, ignored ends ("Wait" appended)
         budgets = [Budget(max_thinking_tokens=T, max_answer_tokens=32),
