@@ -15,14 +15,10 @@ import pytest
 from s1.generation.budget import Budget, Sampling
 from s1.generation.engines import Request, load_engine
 from s1.generation.engines import llamacpp_batch as lb
+from tests.generation.test_engines import QUESTIONS
 
 pytestmark = pytest.mark.slow
 
-QUESTIONS = ["What is 7*8?",
-             "How many times does the letter r appear in the word raspberry? Think carefully.",
-             "Name a prime number larger than 10.",
-             "A train travels 60 km in 1.5 hours. What is its average speed in km/h?",
-             "Is 91 prime?"]
 STORY = "Write a long story about a dragon who learns to count."   # thinks long
 
 

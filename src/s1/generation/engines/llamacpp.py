@@ -272,38 +272,6 @@ class LlamaCppEngine(Engine):
         ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def _propose(self, sampling: Sampling, rng: np.random.Generator,
-                 forcer: Forcer | None = None) -> int:
-        """The next token from llama.cpp's logits: presence penalty (the whole output so far,
-        as vLLM), the Forcer's banned ids masked, then greedy or temperature/top-k/top-p/min-p."""
-        logits = self._logits()
-        banned = forcer.banned() if forcer is not None else frozenset()
-        if banned or (sampling.presence_penalty and forcer is not None):
-            logits = logits.astype(np.float64)     # a copy: the view is llama.cpp's own buffer
-        if sampling.presence_penalty and forcer is not None:
-            seen = sorted({*forcer.thinking_ids, *forcer.delimiter_ids, *forcer.answer_ids})
-            logits[seen] -= sampling.presence_penalty
-        if banned:
-            logits[[i for i in banned if i < len(logits)]] = -np.inf
-        if sampling.greedy:
-            return int(logits.argmax())
-        z = logits.astype(np.float64) / sampling.temperature
-        if sampling.top_k and sampling.top_k < len(z):
-            z[z < np.partition(z, -sampling.top_k)[-sampling.top_k]] = -np.inf
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        if sampling.top_p < 1.0:
-            order = np.argsort(-p)
-            sp = p[order]
-            sp[np.cumsum(sp) - sp >= sampling.top_p] = 0
-            p = np.zeros_like(p)
-            p[order] = sp
-            p /= p.sum()
-        if sampling.min_p:
-            p[p < sampling.min_p * p.max()] = 0
-            p /= p.sum()
-        return int(rng.choice(len(p), p=p))
-
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
