@@ -133,6 +133,8 @@ def coerce(value, hint, key: str):
                 pass
         if t is bool and isinstance(value, bool):
             return value
+        if t is dict and isinstance(value, dict):   # a nested mapping its dataclass validates
+            return value
         if t is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -8,7 +8,8 @@ Columns (s1's `collect_data.py` schema plus two):
   (math, science, english), `question_hash` (sha256(question)[:16], s1's key).
 
 Sources: the shipped offline pool by name (`math`, `aime`, `omni-math`, `olympiadbench`,
-`theoremqa`, `agieval`, `gsm8k`, or `offline` for all of them in the paper's order), the paper's
+`theoremqa`, `agieval`, `gsm8k`, or `offline` for all of them in the paper's order), the
+miniature world's generated problems (`synthetic`, settings in `synthetic.*`), the paper's
 sources by hub id when online (`simplescaling/data_ablation_full59K` is the whole 59K pool
 already in this schema), and any JSONL / JSON / Parquet / CSV file or hub id with a field mapping.
 """
@@ -113,6 +114,18 @@ def _agieval(options: "PoolConfig") -> Iterator[dict]:
                        subject=other.get("type"))
 
 
+def _synthetic(options: "PoolConfig") -> Iterator[dict]:
+    """The miniature world (s1.miniature): generated problems with their teacher traces in
+    `metadata` (trace, slip), their MSC code (msc) and difficulty; never a `tiny` benchmark one."""
+    from s1.miniature.world import SyntheticConfig, benchmark_questions, generate
+
+    cfg = options.synthetic_config
+    for r in generate(cfg.size, cfg.seed, cfg, exclude=benchmark_questions()):
+        yield _row(r["question"], r["solution"], r["answer"], f"s1/synthetic/{r['domain']}", "math",
+                   domain=r["domain"], msc=r["msc"], difficulty=r["difficulty"], trace=r["trace"],
+                   slip=r["slip"])
+
+
 def _gsm8k(options: "PoolConfig") -> Iterator[dict]:
     for r in _jsonl(data_path("pool", "gsm8k_train.jsonl")):
         final = r["answer"].rsplit("####", 1)[-1].strip().replace(",", "")
@@ -124,6 +137,8 @@ SHIPPED: dict[str, Callable[["PoolConfig"], Iterator[dict]]] = {
     "math": _math, "omni-math": _omni, "agieval": _agieval, "olympiadbench": _olympiadbench,
     "aime": _aime, "theoremqa": _theoremqa, "gsm8k": _gsm8k,
 }
+#: Generated sources: by name like the shipped ones, but not part of `offline`.
+GENERATED: dict[str, Callable[["PoolConfig"], Iterator[dict]]] = {"synthetic": _synthetic}
 OFFLINE = "offline"
 
 
@@ -243,7 +258,7 @@ class SourceSpec:
         """`"offline"`, `"math"`, `"owner/name"`, `"path.jsonl"` or a mapping of these fields."""
         if isinstance(value, str):
             text = value.strip()
-            if text == OFFLINE or text in SHIPPED:
+            if text == OFFLINE or text in SHIPPED or text in GENERATED:
                 return cls(name=text)
             if text in HUB:
                 h = HUB[text]
@@ -283,6 +298,22 @@ class PoolConfig:
     theoremqa_text_only: bool = True   # s1 kept the rows without a picture
     agieval_math_level5: bool = True   # s1 kept level 5 of AGIEval's MATH
     limit_per_source: int | None = None  # the first N of each source (quick runs)
+    # The `synthetic` source: size, seed, domains, min_difficulty, max_difficulty, slip_rate
+    # (s1.miniature.world.SyntheticConfig), e.g. `synthetic.size=5000`.
+    synthetic: dict = field(default_factory=dict)
+
+    @property
+    def synthetic_config(self):
+        from s1.miniature.world import SyntheticConfig
+
+        if not isinstance(self.synthetic, dict):
+            raise UserError("pool.synthetic must be a mapping, e.g. {size: 5000, seed: 0}")
+        fields = set(SyntheticConfig.__dataclass_fields__)
+        unknown = set(self.synthetic) - fields
+        if unknown:
+            raise UserError(f"unknown pool.synthetic field(s) {', '.join(sorted(unknown))} "
+                            f"(fields: {', '.join(sorted(fields))})")
+        return SyntheticConfig(**self.synthetic)
 
     def __post_init__(self):
         if not isinstance(self.sources, list) or not self.sources:
@@ -290,6 +321,8 @@ class PoolConfig:
         self.specs = [SourceSpec.parse(s) for s in self.sources]
         if self.limit_per_source is not None and self.limit_per_source < 1:
             raise UserError("pool.limit_per_source must be positive")
+        if any(s.name in GENERATED for s in self.specs):
+            self.synthetic_config   # a bad setting fails here, before anything is generated
 
     def fingerprint(self) -> list[str]:
         """Content hashes of the local files among the sources (shipped files go with the version)."""
@@ -304,7 +337,8 @@ def iter_source(spec: SourceSpec, config: PoolConfig) -> Iterator[dict]:
         for name in SHIPPED:
             yield from iter_source(SourceSpec(name=name), config)
         return
-    rows: Iterable[dict] = SHIPPED[spec.name](config) if spec.name else _mapped(spec)
+    readers = {**SHIPPED, **GENERATED}
+    rows: Iterable[dict] = readers[spec.name](config) if spec.name else _mapped(spec)
     for i, row in enumerate(rows):
         if config.limit_per_source is not None and i >= config.limit_per_source:
             break

