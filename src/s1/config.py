@@ -95,10 +95,15 @@ def apply_overrides(raw: dict, overrides, sections: dict[str, type], top_level=(
         keys, value = parse_override(text, example)
         if len(keys) == 1 and keys[0] in top_level:
             raw[keys[0]] = value
-        elif len(keys) == 2 and keys[0] in sections:
-            section = raw.get(keys[0])
-            raw[keys[0]] = section = dict(section) if isinstance(section, dict) else {}
-            section[keys[1]] = value
+        elif len(keys) >= 2 and keys[0] in sections:
+            # section.field=value; section.field.key=value sets a key of a mapping field
+            # (model.scratch.hidden_size=64), which the field's dataclass validates
+            node = raw
+            for key in keys[:-1]:
+                child = node.get(key)
+                node[key] = child = dict(child) if isinstance(child, dict) else {}
+                node = child
+            node[keys[-1]] = value
         else:
             allowed = [*top_level, *(f"{s}.FIELD" for s in sections)]
             raise UserError(f"unknown override key {'.'.join(keys)!r}: use {', '.join(allowed)}")

@@ -97,7 +97,7 @@ def eval_(
     overrides: Optional[List[str]] = typer.Argument(None, metavar="SECTION.FIELD=VALUE", help="Change any field of the config, e.g. method.max_thinking=64,128 budget.max_answer=8."),
     config: Optional[str] = typer.Option(None, "--config", help="Eval config: configs/eval/NAME or a .yaml path; flags and overrides change it."),
     show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
-    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
+    benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, tiny (the miniature world), aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
     out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
     method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority, best-of-n or r1 (DeepSeek-R1: n samples at T=0.6, top-p 0.95, boxed prompt; pass@1 and cons@n)."),
     benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline); with several benchmarks NAME=PATH[,NAME=PATH]."),
@@ -197,7 +197,7 @@ def report(
 
 
 def compare_compute(
-    benchmark: str = typer.Option(..., help="aime24, math500, gsm8k, aime25, gpqa-diamond, or a JSONL path."),
+    benchmark: str = typer.Option(..., help="aime24, math500, gsm8k, tiny (the miniature world), aime25, gpqa-diamond, or a JSONL path."),
     budgets: str = typer.Option(..., help="Thinking budgets B per question, comma-separated, e.g. 512,1024,2048."),
     out: str = typer.Option(..., help="Directory of the runs (re-run to resume); compute.json/md/png go here too."),
     ks: str = typer.Option("1,2,4", help="Parallel samples k, comma-separated: majority@k and oracle best-of-k at B/k each."),

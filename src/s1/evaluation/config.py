@@ -25,7 +25,7 @@ from s1.generation.options import EngineOptions
 
 @dataclass(frozen=True)
 class BenchmarkOptions:
-    """name: aime24, math500, gsm8k, aime25, gpqa-diamond or a JSONL path; file: a local file
+    """name: aime24, math500, gsm8k, tiny (the miniature world), aime25, gpqa-diamond or a JSONL path; file: a local file
     for a named benchmark; the *_field / answer_type: how to read a JSONL benchmark; limit: the
     first N questions; subset: a metadata filter (level=5); protocol: s1 (bare) or boxed."""
 

@@ -123,11 +123,11 @@ def _load_table(source: str, split: str):
     return loaded
 
 
-def load_synthetic(size: int | None, seed: int) -> list[Record]:
+def load_synthetic(size: int | None, seed: int, world=None) -> list[Record]:
     """`size` problems of the miniature world with the teacher's traces; never a benchmark one."""
     from s1.miniature.world import benchmark_questions, generate
 
-    rows = generate(size or SYNTHETIC_DEFAULT_SIZE, seed, exclude=benchmark_questions())
+    rows = generate(size or SYNTHETIC_DEFAULT_SIZE, seed, world, exclude=benchmark_questions())
     return [Record(r["question"], r["trace"], r["answer"]) for r in rows]
 
 

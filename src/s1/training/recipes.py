@@ -84,6 +84,9 @@ class DataConfig:
     seed: int = 0                      # of the subset and of the held-out split
     eval_split: str | None = None      # a split of `source` held out for evaluation (e.g. test)
     eval_size: float = 0               # or hold out records: a share (0.05) or a count (50)
+    # source `synthetic`: the world's domains, min_difficulty, max_difficulty, slip_rate
+    # (s1.miniature.world.WorldConfig), e.g. data.synthetic.max_difficulty=4
+    synthetic: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.eval_size < 0 or (self.eval_size >= 1 and self.eval_size != int(self.eval_size)):
@@ -97,6 +100,23 @@ class DataConfig:
             raise UserError(f"data.block_size must be at least 16 tokens, not {self.block_size}")
         if self.max_examples is not None and self.max_examples < 1:
             raise UserError("data.max_examples must be positive")
+        if self.synthetic and self.source != "synthetic":
+            raise UserError("data.synthetic sets the miniature world; it needs data.source: synthetic")
+        self.world   # a bad world setting fails here
+
+    @property
+    def world(self):
+        """The miniature world's settings (source `synthetic`)."""
+        from s1.miniature.world import WorldConfig
+
+        if not isinstance(self.synthetic, dict):
+            raise UserError("data.synthetic must be a mapping, e.g. {max_difficulty: 4}")
+        fields = set(WorldConfig.__dataclass_fields__)
+        unknown = set(self.synthetic) - fields
+        if unknown:
+            raise UserError(f"unknown data.synthetic field(s) {', '.join(sorted(unknown))} "
+                            f"(fields: {', '.join(sorted(fields))})")
+        return WorldConfig(**self.synthetic)
 
 
 @dataclass

@@ -231,7 +231,7 @@ def _datasets(recipe: Recipe, tokenizer, fmt):
     d = recipe.data
     fields = (d.question_field, d.trace_field, d.attempt_field, d.max_chars)
     if d.source == SYNTHETIC:
-        records = load_synthetic(d.max_examples, d.seed)
+        records = load_synthetic(d.max_examples, d.seed, d.world)
     else:
         records = select(load_records(d.source, d.split, *fields), d.max_examples, d.seed)
     held_out = []
