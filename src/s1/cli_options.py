@@ -48,7 +48,8 @@ def _engine_flags() -> list[inspect.Parameter]:
         flag("batch_size", int, "Rows decoded together (transformers engine)."),
         flag("tokenizer", Optional[str], "Remote engine: the served model's tokenizer (hub id, "
              "directory or .gguf; default: --model, else the server's /v1/models)."),
-        flag("concurrency", int, "Remote engine: sequences in flight on the server."),
+        flag("concurrency", Optional[int], "Remote engine: sequences in flight on the server "
+             "(default: 1 for llama-cpp-python's server, which serves one at a time, else 8)."),
         flag("api_key", Optional[str], "Remote engine: the server's API key (or "
              "$S1_SERVER_API_KEY).", "--api-key"),
         flag("timeout", float, "Remote engine: seconds to wait for the server's next byte."),

@@ -18,6 +18,8 @@ from s1.generation.engines.remote import RemoteEngine, load_remote_engine
 from s1.generation.forcer import Forcer
 from s1.generation.formats import FORMATS, ThinkingFormat
 from s1.generation.models import embedded_gguf
+from s1.serving.proxy import load_upstream
+from tests.conftest import SMALL_CTX
 
 pytestmark = pytest.mark.slow
 
@@ -242,7 +244,8 @@ def test_retries_after_server_errors_give_the_same_result(llama_server, remote, 
     direct = remote.generate([request], budget)[0]
     flaky = Flaky(llama_server, failures=2, status=status, headers={"Retry-After": "0"})
     try:
-        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, retries=3)
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, retries=3,
+                                    context_length=8192)    # no context probe through Flaky
         got = engine.generate([request], budget)[0]
     finally:
         flaky.close()
@@ -255,7 +258,7 @@ def test_a_refused_sequence_is_a_failed_trace_and_the_batch_goes_on(llama_server
     """A 4xx other than 408/429 fails that sequence only (not retried); the others complete."""
     flaky = Flaky(llama_server, failures=1, status=400)
     try:
-        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, context_length=8192)
         traces = engine.generate([Request(QUESTIONS[0], id="a"), Request(QUESTIONS[2], id="b")],
                                  Budget(max_thinking_tokens=8, max_answer_tokens=8))
     finally:
@@ -272,13 +275,36 @@ def test_a_refused_sequence_is_a_failed_trace_and_the_batch_goes_on(llama_server
 def test_a_refused_api_key_stops_the_batch_with_one_clear_error(llama_server):
     flaky = Flaky(llama_server, failures=10, status=401)
     try:
-        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05)
+        engine = load_remote_engine(flaky.url, concurrency=1, backoff=0.05, context_length=8192)
         with pytest.raises(UserError, match=r"refused a completion \(HTTP 401: busy, try later\) "
                                             r"\(give it with --api-key"):
             engine.generate([Request(QUESTIONS[0])], Budget(max_thinking_tokens=8))
+        # in proxy mode the key is the upstream's: the hint names that flag
+        proxied = load_upstream(flaky.url, context_length=8192)
+        with pytest.raises(UserError, match=r"give it with --upstream-api-key or \$S1_UPSTREAM_API_KEY"):
+            proxied.generate([Request(QUESTIONS[0])], Budget(max_thinking_tokens=8))
     finally:
         flaky.close()
-    assert flaky.calls == 1
+    assert flaky.calls == 2
+
+
+def test_the_servers_own_context_and_single_slot_are_found(small_llama_server, capsys):
+    """llama-cpp-python tells neither its context nor that it serves one request at a time
+    (a new one interrupts the running stream): both are found, and the defaults follow."""
+    capsys.readouterr()
+    engine = load_remote_engine(small_llama_server, backoff=0.05)
+    assert engine.context_length == SMALL_CTX          # not the GGUF's trained 8192
+    assert engine.concurrency == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "one request at a time" in said[0], said
+    budget = Budget(max_thinking_tokens=32, max_answer_tokens=8)
+    traces = engine.generate([Request(q, id=q) for q in QUESTIONS[:2]], budget)
+    # (concurrency 8 here took 71 requests for 2 questions: the streams cut each other)
+    assert all(t.meta["interrupted"] == 0 and not t.error for t in traces)
+    assert sum(t.meta["requests"] for t in traces) <= 2 * 3, [t.meta for t in traces]
+    # a prompt over the server's context fails with the status a proxy answers, not "length"
+    [long] = engine.generate([Request("cat " * 1500)], budget)
+    assert long.finish_reason == "error" and long.meta["status"] == 400, long.error
 
 
 class BansAfterWait(Forcer):

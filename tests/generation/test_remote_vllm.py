@@ -123,6 +123,7 @@ def test_failing_sequences_are_failed_traces_and_the_sweep_goes_on(fake):
     assert by["long"].finish_reason == "error"
     assert "HTTP 400: This model's maximum context length is 2048 tokens" in by["long"].error
     assert by["long"].meta["requests"] == 1               # a 400 is not retried
+    assert by["long"].meta["status"] == by["huge"].meta["status"] == 400   # what a proxy answers
     assert by["huge"].finish_reason == "error" and "leaves no room" in by["huge"].error
     assert by["huge"].meta["requests"] == 0
     assert not by["ok"].error and by["ok"].end

@@ -147,3 +147,56 @@ def test_a_full_queue_answers_429_then_recovers(serve_url):
     assert codes.count(429) >= 1 and codes.count(200) >= 5 and set(codes) <= {200, 429}, codes
     wait_idle(serve_url, 300)
     assert_answers(serve_url)
+
+
+@pytest.mark.parametrize("payload, param, words", [
+    (body(max_thinking_tokens="x"), "max_thinking_tokens", []),
+    (body(max_thinking_tokens=True), "max_thinking_tokens", []),     # not 1 token
+    (body(max_tokens=True), "max_tokens", []),
+    (body(messages=[{"role": "wizard", "content": "hi"}]), "messages[0].role", []),
+    (body(min_thinking_tokens=50, max_thinking_tokens=10), "min_thinking_tokens", ["exceed"]),
+    (body(ignore_strings=[""]), "ignore_strings", ["cannot be empty"]),
+    (body(min_thinking_tokens=6), "min_thinking_tokens", ["exceeds max_tokens (4)"]),
+    (body(min_thinking_tokens=10**9, max_tokens=None), "min_thinking_tokens", ["exceeds the context"]),
+    (body(reasoning_effort="low", max_thinking_tokens=10), "reasoning_effort", ["disagree"]),
+    (body(reasoning_effort="extreme"), "reasoning_effort", []),
+    (body(n=5), "n", ["queues at most 4"]),                              # would be 429 forever
+    # what would change the result if it were ignored
+    (body(tools=[{"type": "function", "function": {"name": "f"}}]), "tools", ["not supported"]),
+    (body(tool_choice="required"), "tool_choice", ["not supported"]),
+    (body(response_format={"type": "json_object"}), "response_format", ["not supported"]),
+    (body(repetition_penalty=1.2), "repetition_penalty", ["not supported"]),
+    (body(min_tokens=5), "min_tokens", ["not supported"]),
+    (body(logit_bias={"1": 5}), "logit_bias", ["not supported"]),
+    (body(skip_special_tokens=False), "skip_special_tokens", ["not supported"]),
+    # unknown names that look like ours misspelt
+    (body(max_thinking_token=10), "max_thinking_token", ["did you mean 'max_thinking_tokens'"]),
+    (body(thinking_budget=10), "thinking_budget", ["unknown field"]),
+    (body(min_thinking=10), "min_thinking", ["unknown field"]),
+])
+def test_refusals_name_the_field(serve_url, payload, param, words):
+    r = post(serve_url, payload)
+    assert_error(r, 400, *words)
+    assert r.json()["error"]["param"] == param
+
+
+def test_broken_json_has_no_param(serve_url):
+    r = post(serve_url, content=b'{"model": "smollm2-135m", "messages": [')
+    assert_error(r, 400, "not valid JSON")
+    assert r.json()["error"]["param"] is None
+
+
+def test_an_empty_queue_is_refused_at_start():
+    import os
+    import subprocess
+    import sys
+
+    from tests.loopback import SRC
+
+    out = subprocess.run([sys.executable, "-m", "s1.cli", "serve", "--max-queue", "0"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: --max-queue must be at least 1 (0): every request waits in the queue before "
+        "the engine takes it"]

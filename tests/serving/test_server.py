@@ -150,3 +150,63 @@ def test_the_api_key_is_required(serve_url):
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     r = httpx.get(f"{serve_url}/v1/models", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
+
+
+def test_fields_tooling_sends_are_taken(client, serve_url):
+    """What agent frameworks and SDKs send by default: accepted, honoured where they can be
+    (top_k, include_reasoning, chat_template_kwargs) and otherwise ignored, not refused."""
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": SHORT}], temperature=0,
+              max_tokens=12)
+    plain = client.chat.completions.create(extra_body={"max_thinking_tokens": 6}, **kw)
+    r = client.chat.completions.create(
+        tools=[], tool_choice="none", parallel_tool_calls=False, response_format={"type": "text"},
+        store=False, metadata={"run": "7"}, service_tier="auto", extra_body={
+            "top_k": 1, "min_tokens": 0, "repetition_penalty": 1.0, "skip_special_tokens": True,
+            "chat_template_kwargs": {"enable_thinking": True}, "include_reasoning": True,
+            "max_thinking_tokens": 6}, **kw)
+    msg = r.choices[0].message
+    assert msg.model_extra["reasoning_content"] == plain.choices[0].message.model_extra["reasoning_content"]
+    assert msg.model_extra["reasoning"] == msg.model_extra["reasoning_content"]   # vLLM's newer name
+    assert msg.content == plain.choices[0].message.content
+    r = client.chat.completions.create(
+        extra_body={"include_reasoning": False, "max_thinking_tokens": 6}, **kw)
+    assert r.choices[0].message.model_extra["reasoning_content"] is None
+    assert s1_of(r.choices[0])["thinking_tokens"] == s1_of(plain.choices[0])["thinking_tokens"]  # thought, not shown
+
+
+def test_reasoning_effort_sets_the_thinking_cap(client):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": Q}],
+                                       temperature=0, max_tokens=12, reasoning_effort="none")
+    info = s1_of(r.choices[0])
+    assert info["thinking_tokens"] == 0 and info["forced_end"]
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": Q}],
+                                       temperature=0, max_tokens=40, reasoning_effort="low")
+    assert s1_of(r.choices[0])["thinking_tokens"] > 6        # a cap of 1024: the model's own end
+
+
+def test_stream_chunks_carry_null_usage_until_the_last(serve_url):
+    payload = {"model": MODEL, "messages": [{"role": "user", "content": SHORT}], "temperature": 0,
+               "max_tokens": 8, "max_thinking_tokens": 4, "stream": True,
+               "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{serve_url}/v1/chat/completions", json=payload, timeout=600,
+                      headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        events = [json.loads(line[5:]) for line in r.iter_lines()
+                  if line.startswith("data:") and "[DONE]" not in line]
+    assert len(events) > 2
+    assert all("usage" in e and e["usage"] is None for e in events[:-1])   # as OpenAI's
+    assert events[-1]["usage"]["completion_tokens"] >= 4 and events[-1]["choices"] == []
+
+
+def test_token_id_prompts_give_what_their_text_gives(client):
+    from s1.generation.models import EMBEDDED
+    from s1.generation.engines.served import load_tokenizer
+
+    tok = load_tokenizer(EMBEDDED)
+    text = f"<|im_start|>user\n{SHORT}<|im_end|>\n<|im_start|>assistant\n"
+    kw = dict(model=MODEL, max_tokens=10, temperature=0, extra_body={"max_thinking_tokens": 4})
+    by_text = client.completions.create(prompt=text, **kw)
+    by_ids = client.completions.create(prompt=tok.encode(text), **kw)
+    assert by_ids.choices[0].text == by_text.choices[0].text
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+    two = client.completions.create(prompt=[tok.encode(text), tok.encode(text)], **kw)
+    assert [c.text for c in two.choices] == [by_text.choices[0].text] * 2

@@ -28,7 +28,8 @@ class EngineOptions:
     batch_size: rows decoded together (the in-process engines)
     tokenizer: the served model's tokenizer for the remote engine: hub id, directory or .gguf
         (None: --model, else what the server's /v1/models names)
-    concurrency: sequences in flight on the server (remote engine)
+    concurrency: sequences in flight on the server (remote engine; None: 1 for llama-cpp-python's
+        server, which serves one at a time, else 8)
     api_key: Bearer key of the server (remote engine; None: $S1_SERVER_API_KEY); never written
         to manifests
     timeout: seconds the remote engine waits for the server's next byte before retrying
@@ -47,7 +48,7 @@ class EngineOptions:
     threads: int | None = None
     batch_size: int = 16
     tokenizer: str | None = None
-    concurrency: int = 8
+    concurrency: int | None = None
     api_key: str | None = None
     timeout: float = 600.0
     dialect: str = "auto"
@@ -63,7 +64,7 @@ class EngineOptions:
             raise UserError("--batch-size must be at least 1")
         if self.engine == "remote" and not self.server:
             raise UserError("the remote engine needs --server URL")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise UserError(f"--concurrency must be at least 1 ({self.concurrency})")
         if not self.timeout > 0:
             raise UserError(f"--timeout must be a positive number of seconds ({self.timeout})")

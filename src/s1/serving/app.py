@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,9 +24,13 @@ from s1.generation.budget import Budget
 from s1.generation.engines.base import Engine
 from s1.generation.engines.base import Request as EngineRequest
 from s1.serving import stream
-from s1.serving.protocol import (APIError, ChatRequest, CompletionRequest, finish_reason, new_id,
-                                 s1_info, usage)
+from s1.serving.protocol import (APIError, ChatRequest, CompletionRequest, failure, finish_reason,
+                                 new_id, s1_info, usage, where)
 from s1.serving.scheduler import Group, Job, QueueFull, Scheduler, Unavailable
+
+log = logging.getLogger("s1.serving")
+
+FAILING_S = 30.0   # /health says "degraded" this long after a request failed server-side
 
 
 @dataclass
@@ -41,8 +46,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.model_name:
             raise UserError("the served model needs a name")
-        if self.max_queue < 0:
-            raise UserError(f"the queue size cannot be negative ({self.max_queue})")
+        if self.max_queue < 1:   # every request waits there first: 0 would refuse them all
+            raise UserError(f"--max-queue must be at least 1 ({self.max_queue}): every request "
+                            "waits in the queue before the engine takes it")
         if self.max_body_bytes < 1024:
             raise UserError(f"the body limit must be at least 1024 bytes ({self.max_body_bytes})")
         if self.api_key is not None and not self.api_key.strip():
@@ -80,7 +86,20 @@ def create_app(engine: Engine, config: ServeConfig, scheduler: Scheduler | None 
         stats = scheduler.stats()
         if not scheduler.alive:
             return JSONResponse({"status": "unavailable", **stats}, status_code=503)
-        return {"status": "ok", "model": config.model_name, **stats}
+        out = {"status": "ok", "model": config.model_name, **stats}
+        degraded = False
+        probe = getattr(engine, "health", None)          # proxy mode: does the upstream answer?
+        if probe is not None:
+            out["upstream"] = await asyncio.to_thread(probe)
+            degraded = "error" in out["upstream"]
+        failing = scheduler.failing
+        if failing and time.time() - failing["at"] < FAILING_S:
+            # the message (it names the upstream) is in the log: /health needs no key
+            out["last_failure"] = {"status": failing["status"], "at": int(failing["at"])}
+            degraded = True
+        if degraded:
+            return JSONResponse({**out, "status": "degraded"}, status_code=503)
+        return out
 
     @app.get("/v1/models", dependencies=auth)
     async def models():
@@ -97,7 +116,7 @@ def create_app(engine: Engine, config: ServeConfig, scheduler: Scheduler | None 
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in body.messages]
         try:
-            text = engine.tokenizer.chat(messages)
+            text = engine.tokenizer.chat(messages, **(body.chat_template_kwargs or {}))
         except Exception as err:       # the model's template rejects these messages
             raise APIError(400, f"the chat template rejects these messages: {err}",
                            param="messages") from None
@@ -107,12 +126,25 @@ def create_app(engine: Engine, config: ServeConfig, scheduler: Scheduler | None 
     async def completions(body: CompletionRequest, request: Request):
         _check_model(body.model, config)
         limit = body.limit()
-        return await _serve("text", body.prompts(), body, limit, request)
+        return await _serve("text", body.prompts(engine.tokenizer), body, limit, request)
 
     async def _serve(kind: str, prompts: list[str], body, limit: int | None, request: Request):
+        ignored = body.other_fields()
+        if ignored:     # as vLLM does: said, not refused
+            log.warning("ignored fields of a request: %s", ", ".join(ignored))
         fmt = body.format(engine.fmt)
         budget = body.budget(config.budget, limit, engine.context_length)
+        check = getattr(engine, "check_sampling", None)    # the remote engine's server may lack some
+        if check is not None:
+            try:
+                check(budget.sampling)
+            except UserError as err:
+                raise APIError(400, str(err)) from None
         stops = body.stops()
+        if len(prompts) * body.n > config.max_queue:   # would be refused 429 forever
+            raise APIError(400, f"this request asks for {len(prompts) * body.n} sequences "
+                                f"(n × prompts); this server queues at most {config.max_queue}",
+                           param="n" if body.n > 1 else "prompt")
         group = Group(asyncio.get_running_loop(), stream=body.stream)
         jobs, prompt_tokens = [], 0
         for p, text in enumerate(prompts):
@@ -130,30 +162,33 @@ def create_app(engine: Engine, config: ServeConfig, scheduler: Scheduler | None 
         except Unavailable as err:
             raise APIError(503, str(err), type="server_error", code="unavailable") from None
         rid, created = new_id(kind), int(time.time())
+        # a stream starts at its first token, so a request that fails before has an HTTP status
+        if not await stream.wait(jobs, group, request,
+                                 stream.started if body.stream else stream.all_finished):
+            scheduler.cancel(jobs)
+            return JSONResponse({}, status_code=499)   # nobody reads it
+        failed = next((j.error for j in jobs if j.error), None)
+        if failed and not (body.stream and any(j.trace or j.forcer for j in jobs)):
+            scheduler.cancel(jobs)
+            raise failure(*failed)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = stream.events(kind, rid, created, config.model_name, jobs, group,
                                    engine.tokenizer.decode, include_usage, prompt_tokens,
-                                   request, scheduler)
+                                   request, scheduler, body.include_reasoning)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        if not await stream.wait(jobs, group, request):
-            scheduler.cancel(jobs)
-            return JSONResponse({}, status_code=499)   # nobody reads it
-        failed = next((j.error for j in jobs if j.error), None)
-        if failed:
-            raise APIError(failed[0], failed[1], type="server_error" if failed[0] >= 500 else
-                           "invalid_request_error")
         traces = [j.trace for j in jobs]
         choices = []
         for i, job in enumerate(jobs):
             choice = {"index": i, "finish_reason": finish_reason(job.trace, job.stopped_at is not None),
                       "logprobs": None, "s1": s1_info(job.trace)}
+            thinking = job.trace.thinking if body.include_reasoning else None
             if kind == "chat":
                 choice["message"] = {"role": "assistant", "content": job.content(),
-                                     "reasoning_content": job.trace.thinking}
+                                     "reasoning_content": thinking, "reasoning": thinking}
             else:
-                choice.update(text=job.content(), reasoning_content=job.trace.thinking)
+                choice.update(text=job.content(), reasoning_content=thinking)
             choices.append(choice)
         return {"id": rid, "object": "chat.completion" if kind == "chat" else "text_completion",
                 "created": created, "model": config.model_name, "choices": choices,
@@ -199,18 +234,17 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError):
         first = (err.errors() or [{}])[0]
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-        where = ".".join(loc)
+        param = where(first.get("loc", ()))
         kind = first.get("type", "")
         if kind == "json_invalid":
             message = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'malformed')})"
         elif kind == "extra_forbidden":
-            message = f"unknown field {where!r}"
+            message = f"unknown field {param!r}"
         elif kind == "missing":
-            message = f"missing field {where!r}"
+            message = f"missing field {param!r}"
         else:
-            message = f"{where or 'body'}: {first.get('msg', 'invalid')}"
-        return JSONResponse(APIError(400, message, param=where or None).body(), status_code=400)
+            message = f"{param or 'body'}: {first.get('msg', 'invalid')}"
+        return JSONResponse(APIError(400, message, param=param).body(), status_code=400)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, err: Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -34,7 +35,11 @@ def serve(
     served_model_name: str = typer.Option(None, help="Model id clients send (default: --model, else "
                                                      "smollm2-135m, or the upstream's)."),
     batch_size: int = typer.Option(16, help="Sequences decoded together (transformers engine)."),
-    concurrency: int = typer.Option(8, help="Proxy mode: requests in flight upstream."),
+    concurrency: int = typer.Option(None, help="Proxy mode: requests in flight upstream (default: 1 "
+                                               "for llama-cpp-python's server, which serves one at a "
+                                               "time, else 8)."),
+    context_length: int = typer.Option(None, help="Context length (default: the model's, at most "
+                                                  "32768; proxy mode: what the upstream tells)."),
     timeout: float = typer.Option(600.0, help="Proxy mode: seconds to wait for the upstream's next byte."),
     dialect: str = typer.Option("auto", help="Proxy mode: auto, ids (vLLM) or llama-cpp-python."),
     max_queue: int = typer.Option(256, help="Requests waiting beyond the running ones; more get 429."),
@@ -59,8 +64,10 @@ def serve(
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535 ({port})")
-    if batch_size < 1 or concurrency < 1:
+    if batch_size < 1 or (concurrency is not None and concurrency < 1):
         raise UserError("--batch-size and --concurrency must be at least 1")
+    if context_length is not None and context_length < 1:
+        raise UserError(f"--context-length must be a positive number of tokens ({context_length})")
     if engine not in ("transformers", "llama.cpp"):
         raise UserError(f"unknown in-process engine {engine!r}; choose transformers or llama.cpp")
     defaults = Budget(max_thinking_tokens=parse_max_thinking(max_thinking, "--max-thinking"),
@@ -74,18 +81,20 @@ def serve(
         from s1.serving.proxy import load_upstream
         eng = load_upstream(upstream, model=model, tokenizer=tokenizer, fmt=fmt,
                             concurrency=concurrency, api_key=upstream_api_key,
-                            timeout=timeout, dialect=dialect)
+                            timeout=timeout, dialect=dialect, context_length=context_length)
         config.model_name = served_model_name or eng.model
     else:
         from s1.generation.engines import load_engine
         eng = load_engine(model, None, engine, fmt=fmt, batch_size=batch_size, device=device,
-                          threads=threads)
+                          threads=threads, context_length=context_length)
         config.model_name = served_model_name or model or EMBEDDED
     if host not in LOOPBACK and not api_key:
         print(f"warning: serving on {host} without an API key; anyone who can reach it can use it",
               file=sys.stderr)
     where = f"proxy to {upstream}" if upstream else f"{eng.name} engine"
     print(f"s1 serve: {config.model_name} ({where}) on http://{host}:{port}/v1", file=sys.stderr)
+    # failed requests and ignored fields are logged (s1.serving) beside uvicorn's own lines
+    logging.basicConfig(format="%(levelname)s:     %(name)s: %(message)s", level=logging.WARNING)
     try:
         uvicorn.run(create_app(eng, config), host=host, port=port, log_level=log_level,
                     timeout_graceful_shutdown=5)

@@ -17,14 +17,16 @@ from s1.generation.formats import ThinkingFormat
 
 
 def load_upstream(url: str, model: str | None = None, tokenizer: str | None = None,
-                  fmt: ThinkingFormat | None = None, concurrency: int = 8,
+                  fmt: ThinkingFormat | None = None, concurrency: int | None = None,
                   api_key: str | None = None, context_length: int | None = None,
                   timeout: float = 600.0, dialect: str = "auto") -> RemoteEngine:
     """The remote engine for `s1 serve --upstream URL`; `concurrency` requests run upstream at
-    once (the rest wait in the server's queue)."""
+    once (the rest wait in the server's queue; None: what the upstream serves, see
+    `remote._concurrency`)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise UserError(f"--upstream must be an http(s) URL such as http://127.0.0.1:8001, not {url!r}")
     return load_remote_engine(url, model=model, tokenizer=tokenizer, fmt=fmt,
                               concurrency=concurrency, context_length=context_length,
-                              api_key=api_key, timeout=timeout, dialect=dialect)
+                              api_key=api_key, timeout=timeout, dialect=dialect,
+                              key_hint="--upstream-api-key or $S1_UPSTREAM_API_KEY")

@@ -19,6 +19,7 @@ import itertools
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -103,6 +104,8 @@ class Scheduler:
         self._running = 0
         self._closing = False
         self._threads: list[threading.Thread] = []
+        # the last failure that was not the client's (5xx), until a request succeeds again
+        self.failing: dict | None = None
 
     # --- the HTTP side ---------------------------------------------------------------------
 
@@ -209,7 +212,7 @@ class Scheduler:
                 self.engine.generate([job.request], job.request.budget,
                                      on_trace=lambda i, tr: self._finish(job, tr),
                                      on_step=lambda i, f: self._step(job, f))
-            except UserError as err:   # the upstream refused or failed (proxy mode)
+            except UserError as err:   # what dooms every request upstream: a refused key
                 self._finish(job, error=(502, str(err)))
             except Exception as err:
                 log.exception("the engine failed")
@@ -240,8 +243,17 @@ class Scheduler:
                 self._running -= 1
         if job.finished:
             return
+        if trace is not None and trace.error:
+            # a sequence the engine could not serve (proxy mode: the upstream refused or failed)
+            error, trace = (int(trace.meta.get("status", 502)), trace.error), None
         if trace is not None:
             job.trace = trace
+            self.failing = None
         else:
             job.error = error
+            if error[0] != 499:
+                log.log(logging.ERROR if error[0] >= 500 else logging.WARNING,
+                        "a request failed (HTTP %d): %s", *error)
+            if error[0] >= 500 and not self._closing:
+                self.failing = {"status": error[0], "error": error[1], "at": time.time()}
         job.group.wake()

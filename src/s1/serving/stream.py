@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from fastapi import Request
 
-from s1.serving.protocol import finish_reason, s1_info, usage
+from s1.serving.protocol import failure, finish_reason, s1_info, usage
 from s1.serving.scheduler import Group, Job, Scheduler
 
 
@@ -27,11 +27,21 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-async def wait(jobs: list[Job], group: Group, request: Request) -> bool:
-    """Wait for every job; False if the client went away first."""
+def all_finished(jobs: list[Job]) -> bool:
+    return all(j.finished for j in jobs)
+
+
+def started(jobs: list[Job]) -> bool:
+    """Some job has a token or an end: a stream can begin (a failure before it is an HTTP error)."""
+    return any(j.finished or j.forcer is not None for j in jobs)
+
+
+async def wait(jobs: list[Job], group: Group, request: Request,
+               ready: Callable[[list[Job]], bool] = all_finished) -> bool:
+    """Wait until `ready(jobs)` (default: every job finished); False if the client went away first."""
     gone = asyncio.ensure_future(_disconnected(request))
     try:
-        while not all(j.finished for j in jobs):
+        while not ready(jobs):
             woken = asyncio.ensure_future(group.wait())
             done, _ = await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
             if gone in done:
@@ -82,7 +92,7 @@ def _sse(obj) -> str:
 
 async def events(kind: str, rid: str, created: int, model: str, jobs: list[Job], group: Group,
                  decode: Callable[[Sequence[int]], str], include_usage: bool, prompt_tokens: int,
-                 request: Request, scheduler: Scheduler):
+                 request: Request, scheduler: Scheduler, include_reasoning: bool = True):
     """The SSE body of a streamed chat or text completion."""
     chat = kind == "chat"
     head = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
@@ -93,7 +103,7 @@ async def events(kind: str, rid: str, created: int, model: str, jobs: list[Job],
         if chat:
             delta = {"role": "assistant", "content": ""} if role else {}
             if reasoning:
-                delta["reasoning_content"] = reasoning
+                delta["reasoning_content"] = delta["reasoning"] = reasoning
             if content:
                 delta["content"] = content
             choice = {"index": i, "delta": delta}
@@ -102,7 +112,8 @@ async def events(kind: str, rid: str, created: int, model: str, jobs: list[Job],
             if reasoning:
                 choice["reasoning_content"] = reasoning
         choice.update(finish_reason=finish, logprobs=None, **(extra or {}))
-        return _sse({**head, "choices": [choice]})
+        # with include_usage every chunk has the key, null until the last one (as OpenAI's)
+        return _sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     views = [_View(j, decode) for j in jobs]
     gone = asyncio.ensure_future(_disconnected(request))
@@ -118,12 +129,10 @@ async def events(kind: str, rid: str, created: int, model: str, jobs: list[Job],
                 job = view.job
                 if job.error:
                     view.closed = True
-                    status, message = job.error
-                    yield _sse({"error": {"message": message, "type": "server_error",
-                                          "param": None, "code": status}})
+                    yield _sse(failure(*job.error).body())
                     continue
                 reasoning, content = view.deltas()
-                if reasoning:
+                if reasoning and include_reasoning:
                     yield chunk(i, reasoning=reasoning)
                 if content:
                     yield chunk(i, content=content)

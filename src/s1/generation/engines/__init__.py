@@ -15,7 +15,7 @@ ENGINES = ("auto", "transformers", "llama.cpp", "remote")
 def load_engine(model: str | None = None, server: str | None = None, engine: str = "auto",
                 fmt: ThinkingFormat | None = None, batch_size: int = 16,
                 device: str | None = None, context_length: int | None = None,
-                tokenizer: str | None = None, concurrency: int = 8,
+                tokenizer: str | None = None, concurrency: int | None = None,
                 threads: int | None = None, api_key: str | None = None,
                 timeout: float = 600.0, dialect: str = "auto") -> Engine:
     """`server` → the remote engine; a GGUF → llama.cpp when installed; else transformers.
@@ -23,6 +23,7 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
     `device`: cpu, cuda, cuda:N (transformers engine; default cuda when there is one).
     `context_length`: the context `auto` fills (default: min(the model's, 32768); a server's own).
     `threads`: CPU threads for the in-process engines (default: one per core).
+    `concurrency`: requests in flight on a server (default: 1 for llama-cpp-python's, else 8).
     """
     if context_length is not None and context_length < 1:
         raise UserError(f"context length must be a positive number of tokens ({context_length})")

@@ -52,8 +52,9 @@ class Tokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def chat(self, messages: list[dict]) -> str:
-        """The chat-templated prompt text, generation prompt appended."""
+    def chat(self, messages: list[dict], **template_kwargs) -> str:
+        """The chat-templated prompt text, generation prompt appended; `template_kwargs` are
+        the template's own variables (`enable_thinking`, as vLLM's chat_template_kwargs)."""
 
 
 class HFTokenizer:
@@ -81,8 +82,9 @@ class HFTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
-    def chat(self, messages: list[dict]) -> str:
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def chat(self, messages: list[dict], **template_kwargs) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                            **template_kwargs)
 
 
 #: The context `auto` fills when the user names none: the s1 harness's max_gen_toks.

@@ -136,8 +136,8 @@ class LlamaTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.llm.detokenize(list(ids), special=True).decode("utf-8", "replace")
 
-    def chat(self, messages: list[dict]) -> str:
-        return self._chat(messages=messages).prompt
+    def chat(self, messages: list[dict], **template_kwargs) -> str:
+        return self._chat(messages=messages, **template_kwargs).prompt
 
 
 class LlamaCppEngine(Engine):

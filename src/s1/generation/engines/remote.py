@@ -18,8 +18,9 @@ padded embedding, the "out of vocabulary" error of vLLM at T=1) are masked the s
 never sent back.
 
 A sequence that fails (a prompt over the context, a 4xx, a server that keeps failing) becomes a
-Trace with `error` set and the batch goes on; 429, 408 and 5xx are retried with backoff. Only
-what dooms every sequence (a refused API key, an unreachable server) is a UserError.
+Trace with `error` set (and in `meta["status"]` the HTTP status a proxy answers) and the batch
+goes on; 429, 408 and 5xx are retried with backoff. Only what dooms every sequence (a refused API
+key, an unreachable server) is a UserError.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import sys
 import time
 from dataclasses import replace
 from typing import Callable
@@ -50,11 +52,21 @@ API_KEY_ENV = "S1_SERVER_API_KEY"
 
 
 class SequenceFailed(Exception):
-    """A request of one sequence failed; `retry`: worth asking again (after `after` seconds)."""
+    """A request of one sequence failed; `retry`: worth asking again (after `after` seconds).
+    `status`: what a proxy answers its client: the server's own 4xx, 502 for a 5xx or a broken
+    reply, 503 for a server that cannot be reached, 504 for one that stopped answering."""
 
-    def __init__(self, message: str, retry: bool = False, after: float | None = None):
+    def __init__(self, message: str, retry: bool = False, after: float | None = None,
+                 status: int = 502):
         super().__init__(message)
-        self.retry, self.after = retry, after
+        self.retry, self.after, self.status = retry, after, status
+
+
+def transport_status(err: httpx.TransportError) -> int:
+    """The gateway status of a failed connection: unreachable 503, silent 504, broken 502."""
+    if isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return 503
+    return 504 if isinstance(err, httpx.TimeoutException) else 502
 
 
 class RemoteEngine(Engine):
@@ -62,26 +74,29 @@ class RemoteEngine(Engine):
 
     def __init__(self, base_url: str, fmt: ThinkingFormat | None = None,
                  tokenizer: Tokenizer | str | None = None, model: str | None = None,
-                 concurrency: int = 8, timeout: float = 600.0, retries: int = 3,
+                 concurrency: int | None = None, timeout: float = 600.0, retries: int = 3,
                  context_length: int | None = None, dialect: str = "auto", backoff: float = 0.5,
-                 api_key: str | None = None, check_tokenizer: bool = True):
+                 api_key: str | None = None, check_tokenizer: bool = True,
+                 key_hint: str = f"--api-key or ${API_KEY_ENV}"):
         """`tokenizer`: a Tokenizer, or where to load one (hub id, directory, .gguf); None = the
-        served model's (see `served.py`). `timeout`: seconds without a byte from the server."""
+        served model's (see `served.py`). `timeout`: seconds without a byte from the server.
+        `key_hint`: how the user gives the server's API key (named when it is refused)."""
         if dialect not in DIALECTS:
             raise UserError(f"unknown server dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise UserError(f"concurrency must be at least 1 ({concurrency})")
         if timeout <= 0:
             raise UserError(f"timeout must be positive ({timeout})")
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[:-3]
-        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
         api_key = api_key or os.environ.get(API_KEY_ENV)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.key_hint = key_hint
         entry = served.pick_entry(
-            served.models(self.base_url, self.headers, timeout, retries, backoff).get("data") or [],
-            model, self.base_url)
+            served.models(self.base_url, self.headers, timeout, retries, backoff,
+                          key_hint).get("data") or [], model, self.base_url)
         self.model = entry.get("id")
         if dialect == "auto":
             owner = entry.get("owned_by")
@@ -90,6 +105,7 @@ class RemoteEngine(Engine):
                                 "already; call its API directly")
             # llama-cpp-python's server lists its models as owned by "me"
             dialect = "llama-cpp-python" if owner == "me" else "ids"
+        self.concurrency = _concurrency(concurrency, dialect)
         source = tokenizer if isinstance(tokenizer, str) else None
         if tokenizer is None or isinstance(tokenizer, str):
             source = served.tokenizer_source(tokenizer or model, entry)
@@ -99,12 +115,15 @@ class RemoteEngine(Engine):
             from s1.generation.formats import format_for_model
             fmt = format_for_model(source)
         self.fmt = fmt
-        meta = self._meta = entry.get("meta") or {}
-        self.context_length = (context_length or entry.get("max_model_len") or meta.get("n_ctx")
-                               or getattr(tokenizer, "context_length", None))
+        self._meta = entry.get("meta") or {}
+        # the server's own context, never the model's trained one: a prompt that fits one and
+        # not the other is refused by the server (llama-cpp-python in the middle of a stream)
+        self.context_length = (context_length or served.context_length(
+            self.base_url, entry, self.headers, timeout, dialect, tokenizer)
+            or getattr(tokenizer, "context_length", None))
         if not self.context_length:
             raise UserError(f"cannot tell the context length of the server at {self.base_url}; "
-                            "give it as load_remote_engine(..., context_length=N)")
+                            "give it with --context-length")
         self.vocab_size = served.vocab_size(tokenizer)
         self._masked: set[int] = set(served.padded_vocab(source, tokenizer) if source else ())
         self.dialect = dialect
@@ -113,6 +132,17 @@ class RemoteEngine(Engine):
         self.tokenizer_checked = (served.check_tokenizer(
             self.base_url, self.model, tokenizer, self.headers, timeout,
             served.SAMPLE + fmt.start + fmt.end) if check_tokenizer else None)
+
+    def health(self) -> dict:
+        """Whether the server answers at all (its /health; llama-cpp-python has none and answers
+        404, which is an answer: /v1/models would interrupt its running request)."""
+        try:
+            r = httpx.get(f"{self.base_url}/health", headers=self.headers, timeout=2.0)
+        except httpx.TransportError as err:
+            return {"reachable": False, "error": f"{type(err).__name__}: {err}"}
+        if r.status_code >= 500:
+            return {"reachable": True, "error": f"HTTP {r.status_code} on /health"}
+        return {"reachable": True}
 
     def describe(self) -> dict:   # what the server tells (llama.cpp's: parameters and width)
         return {"n_params": self._meta.get("n_params"), "n_layers": None,
@@ -123,10 +153,10 @@ class RemoteEngine(Engine):
     def _generate(self, requests: list[Request], on_trace: Callable[[int, Trace], None] | None,
                   on_step: Callable[[int, Forcer], None] | None = None) -> list[Trace]:
         for r in requests:
-            self._check_sampling(r.budget.sampling)
+            self.check_sampling(r.budget.sampling)
         return asyncio.run(self._generate_all(requests, on_trace, on_step))
 
-    def _check_sampling(self, sampling) -> None:
+    def check_sampling(self, sampling) -> None:
         """Refuse what a server cannot do as the in-process engines do, rather than ignore it."""
         if sampling.presence_penalty:
             # Each segment after a forced token re-sends the earlier ones as prompt, and servers
@@ -171,7 +201,7 @@ class RemoteEngine(Engine):
         try:
             prompt, ids, forcer = self.prepare(request)
         except UserError as err:         # e.g. a prompt that leaves no room in the context
-            return self._failed(request, str(err), started, meta)
+            return self._failed(request, str(err), started, meta, status=400)
         seq = list(ids)
         failures = 0        # failed requests in a row
         empty = 0           # segments in a row that brought nothing
@@ -195,7 +225,7 @@ class RemoteEngine(Engine):
                     if not err.retry or failures > self.retries:
                         again = f" ({failures} times in a row)" if err.retry else ""
                         raise SequenceFailed(f"the server at {self.base_url} failed a completion"
-                                             f"{again}: {err}") from None
+                                             f"{again}: {err}", status=err.status) from None
                     await asyncio.sleep(err.after or self.backoff * 2 ** (failures - 1))
                     continue
                 failures = 0
@@ -204,9 +234,12 @@ class RemoteEngine(Engine):
                 else:
                     empty += 1
                     if empty > self.retries:
-                        forcer.stop("length")    # the server gives nothing back: context full
+                        # the room asked for fits the context: a server that keeps sending
+                        # nothing is failing (llama-cpp-python ends a stream it cannot serve so)
+                        raise SequenceFailed(f"the server at {self.base_url} sent no token "
+                                             f"{empty} times in a row")
         except SequenceFailed as err:
-            return self._failed(request, str(err), started, meta, prompt, ids, forcer)
+            return self._failed(request, str(err), started, meta, prompt, ids, forcer, err.status)
         tr = self.trace(request, prompt, ids, forcer, started)
         tr.meta.update(meta)
         return tr
@@ -223,7 +256,7 @@ class RemoteEngine(Engine):
 
     def _failed(self, request: Request, error: str, started: float, meta: dict,
                 prompt: str | None = None, ids: list[int] | None = None,
-                forcer: Forcer | None = None) -> Trace:
+                forcer: Forcer | None = None, status: int = 502) -> Trace:
         if forcer is None:
             tr = Trace(id=request.id, prompt=request.prompt_text or request.prompt,
                        prompt_tokens=0, thinking="", thinking_ids=[], answer="", answer_ids=[],
@@ -233,7 +266,7 @@ class RemoteEngine(Engine):
             tr = self.trace(request, prompt, ids, forcer, started)
         tr.finish_reason = "error"
         tr.error = error
-        tr.meta.update(meta)
+        tr.meta.update(meta, status=status)   # what `s1 serve --upstream` answers its client
         return tr
 
     # --- a segment ----------------------------------------------------------------------------
@@ -301,7 +334,8 @@ class RemoteEngine(Engine):
                         return sampled_banned
                     # (a server about to stop on its own is read to the end instead)
         except httpx.TransportError as err:
-            raise SequenceFailed(f"{type(err).__name__}: {err}", retry=True) from None
+            raise SequenceFailed(f"{type(err).__name__}: {err}", retry=True,
+                                 status=transport_status(err)) from None
         except ValueError as err:      # a broken event (JSONDecodeError)
             raise SequenceFailed(f"unreadable reply: {err}", retry=True) from None
         if cut:
@@ -321,18 +355,38 @@ class RemoteEngine(Engine):
     def _refused(self, status: int, text: str, retry_after: str | None) -> None:
         msg = f"HTTP {status}: {first_line(text)}"
         if status in FATAL:
-            hint = f" (give it with --api-key or ${API_KEY_ENV})" if status in (401, 403) else ""
+            hint = f" (give it with {self.key_hint})" if status in (401, 403) else ""
             raise UserError(f"the server at {self.base_url} refused a completion ({msg}){hint}")
         try:
             after = min(float(retry_after), 60.0) if retry_after else None
         except ValueError:
             after = None
-        raise SequenceFailed(msg, retry=status in RETRIED or status >= 500, after=after)
+        raise SequenceFailed(msg, retry=status in RETRIED or status >= 500, after=after,
+                             status=502 if status >= 500 else status)
 
     @staticmethod
     def _seed(request: Request, meta: dict) -> int:
         # a new seed per segment: one seed for all would replay the same random stream
         return (request.seed * 1_000_003 + meta["requests"]) % 2**31
+
+
+DEFAULT_CONCURRENCY = 8
+
+
+def _concurrency(given: int | None, dialect: str) -> int:
+    """Requests in flight: llama-cpp-python's server runs one at a time and a new request
+    interrupts the running stream (`interrupt_requests`), so more than one there only makes the
+    streams cut each other short; vLLM batches many."""
+    if dialect != "llama-cpp-python":
+        return given or DEFAULT_CONCURRENCY
+    if given is None:
+        print("note: llama-cpp-python's server runs one request at a time (a new one interrupts "
+              "it): concurrency 1", file=sys.stderr)
+        return 1
+    if given > 1:
+        print(f"warning: llama-cpp-python's server runs one request at a time; with concurrency "
+              f"{given} the requests interrupt each other (1 is faster)", file=sys.stderr)
+    return given
 
 
 def _feed(forcer: Forcer, seq: list[int], proposal: int | None) -> tuple[int | None, int]:
@@ -376,7 +430,7 @@ def _ban_window(forcer: Forcer, limit: int) -> tuple[int, set[int]]:
 
 
 def load_remote_engine(base_url: str, model: str | None = None, tokenizer: str | None = None,
-                       fmt: ThinkingFormat | None = None, concurrency: int = 8,
+                       fmt: ThinkingFormat | None = None, concurrency: int | None = None,
                        context_length: int | None = None, **kwargs) -> RemoteEngine:
     """A RemoteEngine with the tokenizer the server uses.
 

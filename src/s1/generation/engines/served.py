@@ -9,6 +9,7 @@ GGUF path). The embedded SmolLM2 tokenizer is used only for the embedded GGUF.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -124,7 +125,46 @@ def check_tokenizer(base_url: str, model: str, tokenizer, headers: dict, timeout
     return None
 
 
-def models(base_url: str, headers: dict, timeout: float, retries: int, backoff: float) -> dict:
+def context_length(base_url: str, entry: dict, headers: dict, timeout: float, dialect: str,
+                   tokenizer) -> int | None:
+    """The context the server runs with, as it tells it: vLLM's `max_model_len` on /v1/models,
+    llama.cpp's `n_ctx` on /props, and for llama-cpp-python (which tells neither) the window its
+    refusal of a longer prompt names. None when the server cannot tell."""
+    if entry.get("max_model_len"):
+        return int(entry["max_model_len"])
+    try:
+        r = httpx.get(f"{base_url}/props", headers=headers, timeout=min(timeout, 10.0))
+        props = r.json() if r.status_code == 200 else {}
+    except (httpx.TransportError, ValueError):
+        props = {}
+    if isinstance(props, dict):
+        n = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
+        if isinstance(n, int) and n > 0:
+            return n
+    if dialect == "llama-cpp-python":
+        return _refused_window(base_url, entry.get("id"), headers, timeout, tokenizer)
+    return None
+
+
+def _refused_window(base_url: str, model, headers: dict, timeout: float, tokenizer) -> int | None:
+    """llama-cpp-python refuses a prompt of n_ctx tokens or more before evaluating anything, and
+    names its n_ctx: ask with one token more than the model was trained on (a server set to more
+    than that would evaluate it: then the trained context is what we use)."""
+    trained = getattr(tokenizer, "context_length", None)
+    if not trained:
+        return None
+    prompt = " hello" * (trained + 1)          # at least one token per word
+    try:
+        r = httpx.post(f"{base_url}/v1/completions", headers=headers, timeout=min(timeout, 60.0),
+                       json={"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0})
+    except httpx.TransportError:
+        return None
+    found = re.search(r"(?:maximum context length is|context window of) (\d+)", r.text)
+    return int(found.group(1)) if r.status_code >= 400 and found else None
+
+
+def models(base_url: str, headers: dict, timeout: float, retries: int, backoff: float,
+           key_hint: str = "--api-key or $S1_SERVER_API_KEY") -> dict:
     """GET /v1/models with retries on transport errors and 5xx; every failure one clear line."""
     import time
 
@@ -146,7 +186,7 @@ def models(base_url: str, headers: dict, timeout: float, retries: int, backoff: 
         time.sleep(backoff * 2 ** attempt)
     if r.status_code in (401, 403):
         raise UserError(f"the server at {base_url} refused the API key (HTTP {r.status_code}); "
-                        "give it with --api-key or $S1_SERVER_API_KEY")
+                        f"give it with {key_hint}")
     if r.status_code >= 400:
         raise UserError(f"the server at {base_url} refused /v1/models "
                         f"(HTTP {r.status_code}): {first_line(r.text)}")
