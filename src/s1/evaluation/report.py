@@ -94,10 +94,30 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
 # the page as blocks
 
 
+def _how_made(card: dict) -> str:
+    world = card.get("world")
+    data = f"{card.get('data')}" + (f" ({', '.join(f'{k}={v}' for k, v in world.items())})"
+                                    if world else "")
+    made = (f"`s1 train --recipe {card.get('recipe')}`: {card.get('steps')} steps on "
+            f"{card.get('examples') or 'all'} examples of {data}, seed {card.get('seed')}")
+    if card.get("train_seconds"):
+        made += f", {card['train_seconds'] / 60:.1f} min"
+    if card.get("last_loss") is not None:
+        made += f", last loss {card['last_loss']:.3f}"
+    return made
+
+
 def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list[str]]:
     blocks: list[tuple] = [("h1", "s1 evaluation report")]
     pngs: list[str] = []
     summaries = [r.summary for r in runs]
+
+    cards = {r.manifest.get("config", {}).get("model"): r.manifest.get("model_card")
+             for r in runs if r.manifest.get("model_card")}
+    if cards:
+        blocks.append(("h2", "Models"))
+        blocks.append(("table", ["model", "what it is", "how it was made"],
+                       [[name, str(c.get("model")), _how_made(c)] for name, c in cards.items()]))
 
     blocks.append(("h2", "Runs"))
     rows = []

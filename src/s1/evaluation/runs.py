@@ -37,6 +37,7 @@ from s1.evaluation.metrics import estimate_flops
 from s1.evaluation.prompts import format_prompt
 from s1.evaluation.records import Compute, Record
 from s1.generation.engines.base import Engine, Request
+from s1.generation.models import TRAIN_RECORD
 from s1.generation.trace import Trace
 
 RECORDS, MANIFEST, SUMMARY = "records.jsonl", "manifest.json", "summary.json"
@@ -193,6 +194,26 @@ class Run:
 # building the runs of a sweep
 
 
+def model_card(engine: Engine) -> dict | None:
+    """How the model was made, when `s1 train` made it: what was trained, on what, how long
+    (its `s1_train.json`), so a report can say which model it shows."""
+    ref = getattr(engine, "ref", None)
+    record = Path(ref.path) / TRAIN_RECORD if ref is not None and not ref.is_gguf else None
+    if record is None or not record.is_file():
+        return None
+    try:
+        r = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recipe = r.get("recipe") or {}
+    data = recipe.get("data") or {}
+    return {"model": r.get("model"), "recipe": recipe.get("name"),
+            "data": data.get("source"), "examples": data.get("max_examples"),
+            "world": data.get("synthetic") or None, "steps": r.get("global_step"),
+            "seed": (recipe.get("train") or {}).get("seed"),
+            "train_seconds": r.get("train_seconds"), "last_loss": r.get("last_loss")}
+
+
 def run_name(bench: Benchmark, setting: Setting, seed: int) -> str:
     return f"{bench.name}-{setting.name}-s{seed}"
 
@@ -220,6 +241,7 @@ def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
     if system is not None:      # only when given: older runs (no key) still resume
         common["system"] = system
     versions, rev = package_versions(), git_revision()
+    card = model_card(engine)
     runs = []
     for setting in settings:
         for seed in seeds:
@@ -227,7 +249,8 @@ def make_runs(out: Path, engine: Engine, model_label: str, bench: Benchmark,
             config["setting"]["budget"]["seed"] = seed
             manifest = {
                 "name": run_name(bench, setting, seed), "config": config,
-                "model_shape": shape, "versions": versions, "git_revision": rev,
+                "model_shape": shape, "model_card": card, "versions": versions,
+                "git_revision": rev,
                 "command": _redacted(list(command) if command is not None else sys.argv),
                 "benchmark_source": bench.source, "python": sys.version.split()[0],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

