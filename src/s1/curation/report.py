@@ -142,15 +142,21 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                              f"per match: {per}. Flags from boilerplate 8-grams only: "
                              f"{st.get('boilerplate_only', 0)}. Every pair: "
                              f"{s['dir']}/flagged.jsonl.")]
+            if st.get("missing_benchmarks"):
+                blocks.append(("p", "**Not decontaminated against "
+                                    f"{', '.join(st['missing_benchmarks'])}**: not available "
+                                    "here (give it as decontaminate.files={NAME: PATH})."))
             if st.get("top_ngrams"):
                 blocks.append(("table", ["8-gram behind the most flags", "flags"],
                                [[g, n] for g, n in st["top_ngrams"]]))
         if s["step"] == "near-dup":
             st = s["stats"]
             blocks += [("h2", "Near-duplicates (MinHash-LSH)"),
-                       ("p", f"{st.get('pairs_in_pool', 0)} pairs inside the pool, "
-                             f"{st.get('pairs_with_benchmarks', 0)} with benchmark items; "
-                             f"{s['dir']}/near_duplicates.jsonl.")]
+                       ("p", f"{st.get('clusters_in_pool', 0)} clusters of near-duplicates "
+                             f"inside the pool ({st.get('questions_in_clusters', 0)} questions, "
+                             f"the largest {st.get('largest_cluster', 0)}); "
+                             f"{st.get('questions_near_benchmarks', 0)} questions near benchmark "
+                             f"items; {s['dir']}/near_duplicates.jsonl.")]
         if s["step"] == "audit":
             section, figure = _audit_blocks(out, s, tmp)
             blocks += section
