@@ -127,7 +127,10 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
     blocks: list = [("h1", f"Curation report: {record['recipe']['name']}"),
                     ("p", f"{len(rows)} questions in the final set; "
                           f"{stages[0]['rows_out']} in the pool. "
-                          + ("Complete." if record.get("complete") else "Incomplete run."))]
+                          + ("Complete." if record.get("complete") else
+                             "**Incomplete**: " + ("; ".join(record.get("incomplete") or [])
+                                                   or "the run stopped") +
+                             " (rerun the recipe to ask the failed requests again)."))]
     blocks += [("h2", "Counts per stage"),
                ("table", ["step", "rows in", "rows out", "dropped (reason count)", "cached", "s"],
                 _stage_rows(stages))]
@@ -167,7 +170,9 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                        ("p", f"Teacher {st.get('teacher', '?')}: {st.get('prompt_tokens', 0)} prompt "
                              f"and {st.get('completion_tokens', 0)} completion tokens, cost "
                              f"{st.get('cost', 0):g}; {st.get('failures', 0)} questions failed "
-                             "(recorded in the step's drops, not silently lost).")]
+                             "(recorded in the step's drops, not silently lost; a rerun asks them "
+                             f"again); {st.get('truncated', 0)} replies cut at max_tokens "
+                             "(dropped as teacher-truncated unless keep_truncated).")]
         if s["step"] == "difficulty":
             st = s["stats"]
             solved = ", ".join(f"{k[len('solved_by_'):]} {v}" for k, v in st.items()
