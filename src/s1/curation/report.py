@@ -181,7 +181,12 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                        ("p", f"Dropped as too easy (solved by a solver): {solved}; "
                              f"{s['rows_out']} of {s['rows_in']} questions kept. "
                              + (f"Trace tokens: {st['trace_tokens_total']} in all, longest "
-                                f"{st['trace_tokens_max']}." if "trace_tokens_total" in st else ""))]
+                                f"{st['trace_tokens_max']}. " if "trace_tokens_total" in st else "")
+                             + (f"Rows without a reference answer (dropped): {st['no_reference']}. "
+                                if st.get("no_reference") else "")
+                             + (f"The teacher's own answer was right on {st['teacher_correct']} of "
+                                f"{st['teacher_graded']} graded (teacher_correct)."
+                                if "teacher_graded" in st else ""))]
         if s["step"] == "proxy-columns":
             blocks.append(("p", "Domains and trace lengths are PROXIES (source subject labels, "
                                 "solution length in words), not the paper's MSC labels and teacher "
