@@ -107,9 +107,15 @@ def _audit_blocks(out: Path, stage: dict, tmp: Path) -> tuple[list, list[str]]:
         return blocks, []
     flagged = [p for p in pairs if p["flagged"]]
     if flagged:
-        blocks.append(("table", ["cosine", "benchmark item", "reason"],
+        # the pairs themselves, to be read: equal answers are a lead, not a verdict (GPQA text
+        # is withheld in the candidates file already)
+        cut = lambda text, n=140: " ".join(str(text or "").split())[:n]  # noqa: E731
+        blocks.append(("table", ["cosine", "benchmark item", "pool question", "benchmark question",
+                                 "answers", "reason"],
                        [[f"{p['similarity']:.3f}", f"{p['benchmark']}:{p['benchmark_id']}",
-                         p["reason"]] for p in flagged[:10]]))
+                         cut(p["question"]), cut(p["benchmark_question"]),
+                         f"{cut(p['answer'], 30)} / {cut(p['benchmark_answer'], 30)}", p["reason"]]
+                        for p in flagged[:25]]))
     _hist(tmp / "audit_cosine.png", "Audit candidate pairs", "cosine to the benchmark item",
           {"flagged": [p["similarity"] for p in flagged],
            "cleared": [p["similarity"] for p in pairs if not p["flagged"]]},
