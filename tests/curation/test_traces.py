@@ -244,3 +244,15 @@ def test_truncated_replies_are_dropped_or_flagged_never_kept_as_traces(vllm_like
     kept = traces(ds, TracesConfig(teacher=teacher, cache=cache, keep_truncated=True))
     assert kept["teacher_truncated"] == [False, True]
     assert VLLMLike.asked["A LONG one: 3+1?"] == 1       # cached: asking again gives the same
+
+
+def test_a_prompt_that_fills_the_context_is_cut_not_failed_again_and_again(vllm_like, tmp_path):
+    long = "Consider " + "this word " * 300 + "and answer."        # > 512 tokens by the server
+    ds = Dataset.from_list([{"question": long}, {"question": "What is 2+2?"}])
+    teacher = LLMConfig(api="chat", base_url=vllm_like, max_tokens=64)
+    dropped = []
+    out = traces(ds, TracesConfig(teacher=teacher, cache=str(tmp_path / "t.jsonl")),
+                 on_drop=lambda row, why: dropped.append(why))
+    assert out["question"] == ["What is 2+2?"]
+    assert dropped == ["teacher truncated: cut at max_tokens (0 tokens)"]   # not a failure to retry
+    assert long not in VLLMLike.asked                                      # never sent

@@ -294,23 +294,21 @@ class LLM:
                 pass
         return _bound(body), False
 
-    async def _fit(self, client: httpx.AsyncClient, base: str, body: dict) -> str | None:
+    async def _fit(self, client: httpx.AsyncClient, base: str, body: dict) -> bool:
         """Cut the request's max_tokens to the context left after its prompt (vLLM answers 400 to
-        a request whose prompt plus max_tokens exceed the context). An error when nothing is left."""
+        a request whose prompt plus max_tokens exceed the context). False when nothing is left."""
         if not self.context:
-            return None
+            return True
         if _bound(body) + body["max_tokens"] <= self.context:
-            return None   # fits even by the upper bound: no need to ask the server to count
+            return True   # fits even by the upper bound: no need to ask the server to count
         n, exact = await self._prompt_tokens(client, base, body)
         room = self.context - n
         if room < 1:
-            if exact:
-                return f"the prompt ({n} tokens) fills the model's context ({self.context})"
-            return None   # only a bound: let the server judge
+            return not exact   # only a bound: let the server judge
         if room < body["max_tokens"]:
             body["max_tokens"] = room
             self.capped += 1
-        return None
+        return True
 
     def _body(self, prompt: str, base: str) -> tuple[str, dict]:
         c = self.config
@@ -339,9 +337,10 @@ class LLM:
         c = self.config
         url, body = self._body(prompt, base)
         started = time.perf_counter()
-        why = await self._fit(client, base, body)
-        if why:
-            return Reply(error=why, attempts=0)
+        if not await self._fit(client, base, body):
+            # the prompt alone fills the context: a reply cut at zero tokens (asking again gives
+            # the same, so it is no failure to retry)
+            return Reply(finish_reason="length", attempts=0)
         for attempt in range(c.retries + 1):
             await self._pace(lock)
             delay = min(60.0, c.backoff_s * 2 ** attempt)
