@@ -256,3 +256,26 @@ def test_a_prompt_that_fills_the_context_is_cut_not_failed_again_and_again(vllm_
     assert out["question"] == ["What is 2+2?"]
     assert dropped == ["teacher truncated: cut at max_tokens (0 tokens)"]   # not a failure to retry
     assert long not in VLLMLike.asked                                      # never sent
+
+
+def test_a_single_step_with_failures_is_incomplete_and_its_rerun_asks_only_those(vllm_like, tmp_path,
+                                                                                  s1_cli):
+    from test_model_steps import gsm8k_file
+
+    src = gsm8k_file(tmp_path / "in.jsonl", 5)
+    down = json.loads(src.read_text().splitlines()[1])["question"]
+    VLLMLike.down = {down}
+    args = ["curate", "traces", src, "--out", tmp_path / "t", "--quiet", "teacher.api=chat",
+            f"teacher.base_url={vllm_like}", "teacher.retries=0", "teacher.max_failure_rate=0.5"]
+    r = s1_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "traces: INCOMPLETE, 1 teacher requests failed" in r.stderr
+    record = json.loads((tmp_path / "t" / "step.json").read_text())
+    assert not record["complete"] and record["rows_out"] == 4
+    VLLMLike.down = set()
+    r = s1_cli(*args)
+    assert r.returncode == 0 and "INCOMPLETE" not in r.stderr, r.stderr
+    record = json.loads((tmp_path / "t" / "step.json").read_text())
+    assert record["complete"] and record["rows_out"] == 5
+    assert VLLMLike.asked[down] == 2 and sum(VLLMLike.asked.values()) == 6
+    assert not list(tmp_path.glob(".t.*"))                  # the kept work directory is gone now

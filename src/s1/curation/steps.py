@@ -302,14 +302,15 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
     partial.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta, {"shard_rows": shard_rows, "rows": len(data)})
     n_shards = max(1, -(-len(data) // shard_rows))
-    tables, drops, stats, reused = [], Drops(), Counter(), 0
+    tables, drops, stats, reused, incomplete = [], Drops(), Counter(), 0, []
     for i in ctx.progress(range(n_shards), total=n_shards, desc=f"{s.name} (shards)"):
         done = partial / f"shard-{i:06d}.parquet"
         side = partial / f"shard-{i:06d}.json"
         if not (done.exists() and side.exists()):
             part = data.select(range(i * shard_rows, min(len(data), (i + 1) * shard_rows)))
             out = s.fn(part, config, ctx)
-            write_json_atomic(side, {"drops": out.drops.records, "stats": out.stats})
+            write_json_atomic(side, {"drops": out.drops.records, "stats": out.stats,
+                                     "incomplete": out.incomplete})
             tmp = done.with_name(f".{done.name}.tmp")
             write_parquet(out.data, tmp)
             os.replace(tmp, done)   # the parquet appears last: its presence means "shard done"
@@ -319,12 +320,14 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
         info = json.loads(side.read_text())
         drops.records.extend(info["drops"])
         stats.update({k: v for k, v in info["stats"].items() if isinstance(v, (int, float))})
+        if info.get("incomplete"):
+            incomplete.append(f"shard {i}: {info['incomplete']}")
     import pyarrow as pa
 
     table = pa.concat_tables([t for t in tables if t.num_rows] or tables[:1],
                              promote_options="default")
     stats["shards"], stats["shards_resumed"] = n_shards, reused
-    return StepOutput(datasets.Dataset(table), drops, {}, dict(stats))
+    return StepOutput(datasets.Dataset(table), drops, {}, dict(stats), "; ".join(incomplete))
 
 
 @dataclass
