@@ -104,7 +104,8 @@ def test_embedded_solver_on_a_real_server_and_trace_tokens(llama_server, tmp_pat
 def _no_answers(boxed: list[bool]) -> Dataset:
     # the stand-in solver answers "Answer: 4": right on 2+2
     return Dataset.from_list([{"question": f"What is 2+2? (version {i})", "answer": None,
-                               "solution": "Adding, 2+2 = \\boxed{4}." if b else "Adding gives four."}
+                               "solution": "Adding, 2+2 = \\boxed{4}." if b else
+                               "Adding two and two, we count on from two: three, then four."}
                               for i, b in enumerate(boxed)])
 
 
@@ -125,7 +126,8 @@ def test_most_rows_without_a_reference_is_refused(hosted, tmp_path):
 
 
 def test_without_a_box_the_llm_grader_reads_the_solution(hosted, tmp_path):
-    ds = Dataset.from_list([{"question": "What is 2+2?", "answer": None, "solution": "4"},
+    ds = Dataset.from_list([{"question": "What is 2+2?", "answer": None,
+                             "solution": "Two and two make four, so the answer is\n4"},
                             {"question": "What is 3+2?", "answer": "5"}])
     seen = []
     out = difficulty(ds, DifficultyConfig(solvers={"hosted": _hosted_solver(hosted)}, grader="rules",
@@ -146,3 +148,13 @@ def test_the_teachers_own_answer_is_graded(hosted, tmp_path):
                                           cache_dir=str(tmp_path)), stats=stats)
     assert out["teacher_correct"] == [True, False]
     assert stats["teacher_correct"] == 1 and stats["failed_requests"] == 0
+
+
+def test_the_reference_of_a_row_without_an_answer_column():
+    from s1.curation.pool import answer_of
+
+    assert answer_of("17", "whatever \\boxed{3}") == "17"
+    assert answer_of(None, "so \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"   # MATH, NuminaMath
+    assert answer_of(None, "204") == "204"          # s1 kept AIME's answer as its solution
+    assert answer_of(None, "We count the cases one by one and find twelve in all.") is None
+    assert answer_of(None, None) is None

@@ -135,10 +135,11 @@ def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str
 
 def references(ds, config: DifficultyConfig) -> tuple[list[str], list[str | None]]:
     """(reference, how to grade: rules | llm | None) per row. The rules grader compares short
-    answers: the `answer` column, else the last \\boxed{} of the `solution` (the 59K pool has no
-    answer column); a row with neither goes to the LLM grader against its solution where one is
-    configured (the paper graded every row that way), else has no reference."""
-    from s1.text import last_boxed
+    answers: the `answer` column, else the solution's last \\boxed{} or the solution itself when
+    it is a bare answer (`pool.answer_of`; the 59K pool has no answer column); a row with none
+    goes to the LLM grader against its solution where one is configured (the paper graded every
+    row that way), else has no reference."""
+    from s1.curation.pool import answer_of
 
     answers = [str(a).strip() if a is not None else "" for a in ds["answer"]]
     solutions = ([str(x) if x is not None else "" for x in ds["solution"]]
@@ -149,7 +150,7 @@ def references(ds, config: DifficultyConfig) -> tuple[list[str], list[str | None
             refs.append(a or sol)
             how.append("llm" if (a or sol).strip() else None)
             continue
-        short = a or (last_boxed(sol) or "").strip()
+        short = (answer_of(a, sol) or "").strip()
         if short:
             refs.append(short)
             how.append("rules")

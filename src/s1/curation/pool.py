@@ -199,11 +199,20 @@ def _column(spec_value: str | None, auto: str, cols: list[str]) -> str | None:
     return auto if auto in cols else None
 
 
-def _answer_of(answer, solution):
-    """The reference answer, else the last \\boxed{} of the solution (MATH, NuminaMath, the 59K)."""
-    if answer not in (None, "", "None") or solution in (None, ""):
+SHORT_SOLUTION = 40   # characters: a "solution" this short on one line is the answer itself
+
+
+def answer_of(answer, solution) -> str | None:
+    """The reference answer; else the solution's last \\boxed{} (MATH, NuminaMath); else the
+    solution itself when it is a bare answer (s1 stored AIME's, TheoremQA's and GPQA's answers
+    as their solution). The 59K pool has no answer column: this is where its answers come from."""
+    if answer not in (None, "", "None") or solution in (None, "", "None"):
         return answer
-    return last_boxed(str(solution))
+    text = str(solution).strip()
+    boxed = last_boxed(text)
+    if boxed:
+        return boxed
+    return text if len(text) <= SHORT_SOLUTION and "\n" not in text else None
 
 
 def _mapped(spec: "SourceSpec") -> Iterator[dict]:
@@ -222,7 +231,7 @@ def _mapped(spec: "SourceSpec") -> Iterator[dict]:
             if spec.keep and not spec.keep(r):
                 continue
             solution = r.get(solution_col) if solution_col else None
-            answer = _answer_of(r.get(answer_col) if answer_col else None, solution)
+            answer = answer_of(r.get(answer_col) if answer_col else None, solution)
             row = _row(r["question"], solution, answer, r["source_type"], r.get("cot_type") or "math")
             row["metadata"] = str(r.get("metadata") or "{}")
             yield row
@@ -233,7 +242,7 @@ def _mapped(spec: "SourceSpec") -> Iterator[dict]:
         if spec.keep and not spec.keep(r):
             continue
         solution = r.get(solution_col) if solution_col else None
-        answer = _answer_of(r.get(answer_col) if answer_col else None, solution)
+        answer = answer_of(r.get(answer_col) if answer_col else None, solution)
         # every other field goes to metadata; set after the row is made, so a field named like
         # one of the schema's (answer, cot_type, ...) cannot collide with it
         row = _row(r[spec.question], solution if solution is not None else answer, answer, label,
