@@ -27,7 +27,7 @@ from s1.curation.pool import PoolConfig
 from s1.curation.proxies import ProxyConfig
 from s1.curation.quality import QualityConfig
 from s1.curation.select import SelectConfig
-from s1.curation.steps import DATA_FILE, read_table, run_step
+from s1.curation.steps import DATA_FILE, output_fingerprint, read_table, run_step
 
 
 def _timed(fn, repeat: int) -> tuple[float, object]:
@@ -60,7 +60,7 @@ def main() -> None:
                   f"{rows_in / dt:9.0f}")
             if name == "pool":
                 pool = read_table(run.out_dir / DATA_FILE)
-            data, fp = read_table(run.out_dir / DATA_FILE), "step:" + run.key
+            data, fp = read_table(run.out_dir / DATA_FILE), output_fingerprint(run.record)
 
     questions = list(pool["question"])
     groups = [group_of(s, "family") for s in pool["source_type"]]

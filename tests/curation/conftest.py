@@ -12,6 +12,12 @@ import pytest
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+@pytest.fixture(autouse=True)
+def _hub_offline(monkeypatch):
+    """No test reaches for the hub (a benchmark the defaults name but nothing ships, GPQA)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def pool():
     from s1.curation.pool import load_pool

@@ -2,7 +2,7 @@
 here cannot show: a key checked on every call, 429 with Retry-After on the first call of each
 prompt, a 500 forever for prompts containing FAIL, `reasoning_content`, and fixed replies to the
 paper's grading and classification prompts (Yes when the attempt holds the correct answer, the
-code 11 for any question)."""
+code 11 for any question); a solution counts by its last line."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def reply_for(prompt: str) -> tuple[str, str]:
         return "", "Divisibility is number theory.\n11"
     m = re.search(r"## Attempt\n(.*)\n\n## Correct answer\n(.*)", prompt, re.S)
     if m:
-        same = m.group(2).strip() in m.group(1)
+        same = m.group(2).strip().splitlines()[-1] in m.group(1)   # a solution ends in its answer
         return "", "Comparing the final answers.\n" + ("Yes" if same else "No")
     return f"thinking about {prompt}", "Answer: 4"
 

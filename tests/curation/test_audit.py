@@ -180,3 +180,76 @@ def test_unreachable_judge_is_one_clear_error():
     judge = LLMConfig(api="chat", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(UserError, match="cannot reach the model server at http://127.0.0.1:9/v1"):
         audit(pool, AuditConfig(embedder="tfidf", decide="answer+judge", judge=judge))
+
+
+# ---------------------------------------------------------------------------------------------
+# equal answers alone flag different problems that share an answer: a judge decides by default
+
+class SameProblemJudge(__import__("http.server").server.BaseHTTPRequestHandler):
+    """A judge on loopback: YES when the two problems are the same text, else NO."""
+
+    def do_GET(self):
+        self._send({"data": [{"id": "judge"}]})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        a, b = re.match(r"## Problem 1\n(.*)\n\n## Problem 2\n(.*)", body["messages"][-1]["content"],
+                        re.S).groups()
+        verdict = "YES" if a.strip().lower() == b.strip().lower() else "NO"
+        self._send({"choices": [{"message": {"content": verdict}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+    def _send(self, data):
+        raw = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_judge_decides_by_default_where_one_is_configured_and_the_report_shows_pairs(tmp_path):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from s1.curation.report import _audit_blocks
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"id": "b1", "question": "How many sides does a square have?",
+                                 "answer": "4"}) + "\n"
+                     + json.dumps({"id": "b2", "question": "How many legs does a cat have in all?",
+                                   "answer": "4"}) + "\n")
+    pool = Dataset.from_list([{"question": "How many sides does a square have?", "answer": "4"},
+                              {"question": "How many wheels does a car have in all?", "answer": "4"}])
+    assert AuditConfig().decide == "answer"
+    plain = audit(pool, AuditConfig(benchmarks=(str(bench),), embedder="tfidf", min_similarity=0.05))
+    assert plain["audit_flagged"] == [True, True]       # the car shares the cat's answer: a false flag
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SameProblemJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = {"api": "chat", "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1"}
+        cfg = AuditConfig(benchmarks=(str(bench),), embedder="tfidf", min_similarity=0.05,
+                          judge=judge, report_dir=str(tmp_path / "a"))
+        assert cfg.decide == "answer+judge"
+        judged = audit(pool, cfg)
+    finally:
+        server.shutdown()
+    assert judged["audit_flagged"] == [True, False]
+    blocks, _ = _audit_blocks(tmp_path, {"stats": {"flagged": 1}, "dir": "a", "rows_in": 2}, tmp_path)
+    table = next(b for b in blocks if b[0] == "table")
+    assert "pool question" in table[1] and table[2][0][2] == "How many sides does a square have?"
+    assert table[2][0][5] == "same answer; judge YES"
+
+
+def test_the_recipes_flag_rather_than_drop_on_answers_alone():
+    import yaml
+
+    root = Path(__file__).parents[2] / "configs"
+    for name in ("curate-offline.yaml", "curate-s1k.yaml"):
+        audit_cfg = next(s["audit"] for s in yaml.safe_load((root / name).read_text())["steps"]
+                         if "audit" in s)
+        assert audit_cfg["action"] == "flag" or audit_cfg.get("judge"), name

@@ -87,8 +87,41 @@ def test_private_benchmark_text_is_never_written(pool, math500, tmp_path):
 
 
 def test_unshipped_benchmark_without_a_file_is_a_user_error():
+    # offline (conftest): the hub cannot give it, and without a `missing` list that is refused
     with pytest.raises(UserError, match="aime25"):
         load_benchmark_questions(["aime25"], {})
+
+
+GPQA_LIKE = ("Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,"
+             "Record ID\n"
+             "Which planet of the solar system has the shortest orbital period around the Sun "
+             "when measured in Earth days?,Mercury,Venus,Mars,Earth,rec2\n")
+
+
+def test_gpqa_diamond_is_a_default_benchmark_and_its_absence_is_said(pool, tmp_path, capsys):
+    """The paper decontaminated against GPQA Diamond; it is never shipped, so without a file or
+    the hub the step says so in one line and in its stats (and the report), never silently."""
+    assert "gpqa-diamond" in DecontaminateConfig().benchmarks
+    run = run_step("decontaminate", pool.select(range(200)), "t", DecontaminateConfig(),
+                   tmp_path / "d", progress=False, quiet=True)
+    assert run.record["stats"]["missing_benchmarks"] == ["gpqa-diamond"]
+    assert run.record["stats"]["benchmarks"] == ["aime22-24", "aime24", "math500"]
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "gpqa-diamond" in ln]
+    assert len(warned) == 1 and "NOT decontaminated" in warned[0]
+    with pytest.raises(UserError, match="gpqa-diamond"):
+        run_step("decontaminate", pool.select(range(200)), "t",
+                 DecontaminateConfig(on_missing="error"), tmp_path / "e", progress=False, quiet=True)
+    # given as a file in GPQA's columns (made-up questions here), a copy is caught, text withheld
+    fake = tmp_path / "gpqa_like.csv"
+    fake.write_text(GPQA_LIKE)
+    leaked = "Which planet of the solar system has the shortest orbital period around the Sun"
+    data = _with_planted(pool, [leaked + " when measured in Earth days?"])
+    run = run_step("decontaminate", data, "t", DecontaminateConfig(files={"gpqa-diamond": str(fake)}),
+                   tmp_path / "g", progress=False, quiet=True)
+    assert run.record["stats"]["missing_benchmarks"] == []
+    assert run.record["stats"]["flagged_by:gpqa-diamond"] == 1
+    for name in ("flagged.jsonl", "step.json", "drops.jsonl"):   # nor the pool's copy of it
+        assert "shortest orbital period" not in (tmp_path / "g" / name).read_text()
 
 
 def test_aime_2022_2024_comes_from_the_shipped_aime_file():
@@ -111,8 +144,38 @@ def test_near_dup_finds_an_edited_copy_the_8grams_miss(pool, math500, tmp_path):
     pairs = [json.loads(line) for line in open(tmp_path / "n" / "near_duplicates.jsonl")]
     assert any(p["kind"] == "benchmark" and p["a"] == f"math500:{item['unique_id']}"
                for p in pairs)
-    assert any(p["kind"] == "pool" and p["a"] == question_hash(edited) for p in pairs)
-    assert run.record["stats"]["pairs_with_benchmarks"] >= 2
+    cluster = next(p for p in pairs if p["kind"] == "pool" and p["cluster"] == question_hash(edited))
+    assert [m["question_hash"] for m in cluster["members"]] == [question_hash(edited),
+                                                                 question_hash(edited + " Explain.")]
+    assert cluster["members"][1]["near"] == question_hash(edited)
+    assert run.record["stats"]["questions_near_benchmarks"] >= 2
+
+
+def test_near_dup_keeps_clusters_not_pairs_so_memory_stays_linear(tmp_path):
+    """2,000 variants of one template are one cluster record of 2,000 members (the pairs would
+    be 2 million records, each with two texts)."""
+    import datasets
+
+    from s1.curation.dedup import NearDupConfig
+
+    base = ("Let $f(x) = x^2 + bx + c$ be a polynomial whose two roots are positive integers and "
+            "whose value at one is a prime number; find the smallest possible value of the sum")
+    rows = [{"question": f"{base} b + c when the constant is {n}.",
+             "source_type": "synthetic/template", "metadata": "{}"} for n in range(2000)]
+    rows += [{"question": "What is the capital of a country whose flag is red and white?",
+              "source_type": "other", "metadata": "{}"}]
+    for r in rows:
+        r["question_hash"] = question_hash(r["question"])
+    data = datasets.Dataset.from_list(rows)
+    run = run_step("near-dup", data, "t", NearDupConfig(threshold=0.8, action="drop"),
+                   tmp_path / "n", progress=False, quiet=True)
+    records = [json.loads(line) for line in open(tmp_path / "n" / "near_duplicates.jsonl")]
+    assert len(records) == 1 and records[0]["size"] == 2000
+    assert (tmp_path / "n" / "near_duplicates.jsonl").stat().st_size < 400_000
+    st = run.record["stats"]
+    assert st["clusters_in_pool"] == 1 and st["largest_cluster"] == 2000
+    assert run.record["dropped"] == {"near-duplicate": 1999}   # the cluster's first is kept
+    assert run.record["rows_out"] == 2
 
 
 def test_exact_dedup_keeps_the_first(pool, tmp_path):

@@ -51,7 +51,9 @@ def test_paper_grading_prompt_and_parse():
 
 
 def _hosted_solver(url: str) -> LLMConfig:
-    return LLMConfig(api="chat", base_url=url, api_key_env="S1_TEST_KEY", retries=1, backoff_s=0.01)
+    # one of easy_and_hard()'s three fails on purpose: above the default limit of a tenth
+    return LLMConfig(api="chat", base_url=url, api_key_env="S1_TEST_KEY", retries=1, backoff_s=0.01,
+                     max_failure_rate=0.5)
 
 
 @pytest.mark.parametrize("grader", ["rules", "llm"])
@@ -94,3 +96,65 @@ def test_embedded_solver_on_a_real_server_and_trace_tokens(llama_server, tmp_pat
     kept = {r["question"]: r["thinking_trajectories"][0] for r in ds}
     assert out["trace_tokens"] == [len(tok.encode(kept[q], add_special_tokens=False)) for q in out["question"]]
     assert all(n > 20 for n in out["trace_tokens"])
+
+
+# ---------------------------------------------------------------------------------------------
+# rows without a reference answer (the 59K pool has no answer column)
+
+def _no_answers(boxed: list[bool]) -> Dataset:
+    # the stand-in solver answers "Answer: 4": right on 2+2
+    return Dataset.from_list([{"question": f"What is 2+2? (version {i})", "answer": None,
+                               "solution": "Adding, 2+2 = \\boxed{4}." if b else
+                               "Adding two and two, we count on from two: three, then four."}
+                              for i, b in enumerate(boxed)])
+
+
+def test_without_an_answer_the_solutions_box_is_the_reference(hosted, tmp_path):
+    dropped = []
+    out = difficulty(_no_answers([True, True, True, False]),
+                     DifficultyConfig(solvers={"hosted": _hosted_solver(hosted)}, cache_dir=str(tmp_path)),
+                     on_drop=lambda row, why: dropped.append(why))
+    # before: no reference meant "wrong" for every solver, so nothing was ever dropped as solved
+    assert dropped == ["solved by hosted"] * 3 + ["no reference answer to grade against"]
+    assert len(out) == 0
+
+
+def test_most_rows_without_a_reference_is_refused(hosted, tmp_path):
+    with pytest.raises(UserError, match="3 of 4 rows have no reference answer"):
+        difficulty(_no_answers([True, False, False, False]),
+                   DifficultyConfig(solvers={"hosted": _hosted_solver(hosted)}, cache_dir=str(tmp_path)))
+
+
+def test_without_a_box_the_llm_grader_reads_the_solution(hosted, tmp_path):
+    ds = Dataset.from_list([{"question": "What is 2+2?", "answer": None,
+                             "solution": "Two and two make four, so the answer is\n4"},
+                            {"question": "What is 3+2?", "answer": "5"}])
+    seen = []
+    out = difficulty(ds, DifficultyConfig(solvers={"hosted": _hosted_solver(hosted)}, grader="rules",
+                                          grader_llm=_hosted_solver(hosted), cache_dir=str(tmp_path)),
+                     on_drop=lambda row, why: seen.append((row["question"], why)))
+    assert seen == [("What is 2+2?", "solved by hosted")]     # graded by the LLM against the solution
+    assert out["question"] == ["What is 3+2?"]                 # graded by the rules, wrong
+    assert len(read_jsonl(next(tmp_path.glob("grader_hosted-*.jsonl")))) == 1
+
+
+def test_the_teachers_own_answer_is_graded(hosted, tmp_path):
+    ds = Dataset.from_list([{"question": "What is 3+2?", "answer": "5", "attempt": "So \\boxed{5}.",
+                             "thinking_trajectories": ["3+2"]},
+                            {"question": "What is 3+3?", "answer": "6", "attempt": "It is 7.",
+                             "thinking_trajectories": ["3+3"]}])
+    stats: dict = {}
+    out = difficulty(ds, DifficultyConfig(solvers={"hosted": _hosted_solver(hosted)},
+                                          cache_dir=str(tmp_path)), stats=stats)
+    assert out["teacher_correct"] == [True, False]
+    assert stats["teacher_correct"] == 1 and stats["failed_requests"] == 0
+
+
+def test_the_reference_of_a_row_without_an_answer_column():
+    from s1.curation.pool import answer_of
+
+    assert answer_of("17", "whatever \\boxed{3}") == "17"
+    assert answer_of(None, "so \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"   # MATH, NuminaMath
+    assert answer_of(None, "204") == "204"          # s1 kept AIME's answer as its solution
+    assert answer_of(None, "We count the cases one by one and find twelve in all.") is None
+    assert answer_of(None, None) is None

@@ -174,7 +174,8 @@ def test_traces_step_resumes_after_sigkill_against_a_hosted_api(hosted, tmp_path
 
 @pytest.mark.slow
 def test_traces_step_resumes_after_sigkill_against_a_llama_server(llama_server, tmp_path, s1_cli):
-    _kill_and_resume(llama_server + "/v1", tmp_path, s1_cli, ["teacher.max_tokens=24"])
+    _kill_and_resume(llama_server + "/v1", tmp_path, s1_cli, ["teacher.max_tokens=24",
+                                                               "keep_truncated=true"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,3 +160,62 @@ def test_sigkill_in_a_whole_step_leaves_nothing_that_looks_complete(pool_dir, tm
     record = json.loads((out / "step.json").read_text())
     assert record["rows_out"] == record["rows_in"] and (out / "near_duplicates.jsonl").exists()
     assert not list(tmp_path.glob(".nd.*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# failed model requests: the step is incomplete, a rerun asks only those, what follows follows
+
+from vllm_like import VLLMLike, vllm_like  # noqa: E402,F401  (fixture)
+
+
+def test_a_rerun_asks_only_the_failed_requests_and_the_later_steps_follow(vllm_like, tmp_path, capsys):
+    from s1.curation.pipeline import load_recipe, run_recipe
+    from test_model_steps import gsm8k_file
+
+    src = gsm8k_file(tmp_path / "in.jsonl", 6)
+    questions = [json.loads(line)["question"] for line in src.open()]
+    recipe = tmp_path / "retry.yaml"
+    recipe.write_text(f"""
+name: retry
+input: {src}
+out: {tmp_path / 'out'}
+steps:
+  - traces:
+      teacher: {{api: chat, base_url: {vllm_like}, retries: 0, concurrency: 1, max_failure_rate: 0.5}}
+  - sample: {{size: 100}}
+  - output: {{}}
+""")
+    VLLMLike.down = set(questions[:2])            # the teacher fails on two questions
+    first = run_recipe(load_recipe(str(recipe)), progress=False, report=False)
+    assert not first["complete"] and first["incomplete"] == ["traces (2 teacher requests failed)"]
+    assert first["stages"][0]["dropped"] == {"teacher-error": 2}
+    assert first["stages"][-1]["rows_out"] == 4
+    assert "INCOMPLETE: traces (2 teacher requests failed)" in capsys.readouterr().err
+
+    # still down: the step runs again (only the two are asked), its output is the same, so the
+    # steps after it are reused
+    second = run_recipe(load_recipe(str(recipe)), progress=False, report=False)
+    assert [s["cached"] for s in second["stages"]] == [False, True, True]
+    assert {q: VLLMLike.asked[q] for q in questions} == {q: 1 + (q in VLLMLike.down) for q in questions}
+
+    # back up: the two are asked once more, and the set now holds all six (keyed by content, the
+    # later steps rerun; before, they were keyed by the traces step's config and stayed stale)
+    VLLMLike.down = set()
+    third = run_recipe(load_recipe(str(recipe)), progress=False, report=False)
+    assert third["complete"] and [s["cached"] for s in third["stages"]] == [False, False, False]
+    assert [VLLMLike.asked[q] for q in questions] == [3, 3, 1, 1, 1, 1]
+    assert third["stages"][-1]["rows_out"] == 6
+    assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "s1k.parquet"))) == 6
+    fourth = run_recipe(load_recipe(str(recipe)), progress=False, report=False)
+    assert all(s["cached"] for s in fourth["stages"]) and sum(VLLMLike.asked.values()) == 10
+
+
+def test_the_same_table_is_written_to_the_same_bytes(pool, tmp_path):
+    """The next step is keyed by the content of the previous one's Parquet: a rerun with the same
+    output must give the same fingerprint."""
+    from s1.curation.steps import file_fingerprint, write_parquet
+
+    part = pool.select(range(500))
+    write_parquet(part, tmp_path / "a.parquet")
+    write_parquet(datasets.Dataset.from_list(part.to_list()), tmp_path / "b.parquet")
+    assert file_fingerprint(tmp_path / "a.parquet") == file_fingerprint(tmp_path / "b.parquet")

@@ -84,3 +84,43 @@ def test_source_spec_parses_names():
     assert SourceSpec.parse("math").name == "math"
     assert SourceSpec.parse("KbsdJames/Omni-MATH").split == "test"
     assert SourceSpec.parse("someone/data").hub == "someone/data"
+
+
+# A user's own file in the shapes people have: with or without a worked solution, an answer
+# column or a boxed answer in the solution, extra fields named like the schema's.
+USER_SHAPES = {
+    "question+answer+solution": {"question": "What is 2+3?", "answer": "5",
+                                 "solution": "2+3 = \\boxed{5}"},
+    "question+answer": {"question": "What is 2+3?", "answer": "5"},
+    "question+boxed solution": {"question": "What is 2+3?", "solution": "2+3 = \\boxed{5}"},
+    "schema-named extras": {"question": "What is 2+3?", "answer": "5", "cot_type": "science",
+                            "id": 7, "level": "Level 1"},
+}
+
+
+@pytest.mark.parametrize("shape", list(USER_SHAPES))
+def test_a_users_jsonl_in_the_common_shapes_becomes_the_pool(shape, tmp_path, s1_cli):
+    record = USER_SHAPES[shape]
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "question": "What is 1+4?"})
+                    + "\n")
+    r = s1_cli("curate", "pool", path, "--out", tmp_path / "p", "--quiet")
+    assert r.returncode == 0, r.stderr                       # no traceback, no refusal
+    import datasets
+
+    ds = datasets.Dataset.from_parquet(str(tmp_path / "p" / "data.parquet"))
+    assert tuple(ds.column_names) == COLUMNS
+    assert ds["answer"] == ["5", "5"]                        # what difficulty and audit grade against
+    assert ds["solution"] == [record.get("solution", "5")] * 2   # s1 kept the answer as solution
+    meta = json.loads(ds["metadata"][0])
+    assert not set(meta) & {"question", "answer", "solution"}
+    assert meta.get("id", 7) == 7 and set(ds["source_type"]) == {"mine"}
+
+
+def test_the_59k_schema_without_an_answer_column_takes_the_solutions_box(tmp_path):
+    path = tmp_path / "full59k.jsonl"
+    path.write_text(json.dumps({"question": "What is 2+3?", "solution": "so \\boxed{5}",
+                                "cot_type": "math", "source_type": "simplescaling/openaimath/x",
+                                "metadata": "{}"}) + "\n")
+    ds = load_pool(PoolConfig(sources=[str(path)]))
+    assert ds["answer"] == ["5"] and ds["source_type"] == ["simplescaling/openaimath/x"]

@@ -83,3 +83,23 @@ def test_missing_columns_and_bad_strategy(pool):
     ctx = Context(work_dir=__import__("pathlib").Path("."), show_progress=False)
     with pytest.raises(UserError, match="domain"):
         select(pool.select(range(10)), SelectConfig(), ctx)
+
+
+def test_s1_with_benchmark_related_adds_what_the_teacher_got_right_first():
+    """The paper's s1K: its benchmark-related questions (GPQA, AIME, long MATH, each only where
+    the teacher was right: 384 of them) added directly, then Algorithm 1."""
+    rows = []
+    for i in range(40):
+        source = ["qq8933/AIME_1983_2024", "Idavidrein/gpqa", "simplescaling/openaimath/Algebra",
+                  "KbsdJames/Omni-MATH"][i % 4]
+        rows.append({"question_hash": f"h{i}", "source_type": source, "domain": f"d{i % 5}",
+                     "trace_tokens": 6000 if i % 8 == 2 else 100, "teacher_correct": i % 3 != 0})
+    data = datasets.Dataset.from_list(rows)
+    related = [i for i, r in enumerate(rows) if r["teacher_correct"] and (
+        "AIME" in r["source_type"] or "gpqa" in r["source_type"]
+        or "openaimath" in r["source_type"] and r["trace_tokens"] > 5600)]
+    chosen, info = choose(data, SelectConfig(size=20, seed=1, benchmark_related=True))
+    assert chosen[:len(related)] == related and len(chosen) == 20
+    assert info["benchmark_related"] == len(related) and info["graded_by"] == "teacher_correct"
+    plain, _ = choose(data, SelectConfig(size=20, seed=1))
+    assert plain[:len(related)] != related     # the plain strategy: Algorithm 1 only

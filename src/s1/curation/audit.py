@@ -3,8 +3,12 @@ benchmark problem that was reworded, so embed every pool question and every benc
 retrieve each question's nearest benchmark items, and decide on those candidates.
 
 Similarity alone cannot decide: a hard negative (the same template with other numbers and
-another answer) is often closer to its benchmark item than a true paraphrase. So, by `decide`:
-- `answer` (default): a candidate is contaminated when the two reference answers are equal
+another answer) is often closer to its benchmark item than a true paraphrase. Nor can equal
+answers alone: on 1,500 pool questions most pairs they flagged were different problems that
+share an answer (small integers are common). So, by `decide` (default `auto`: `answer+judge`
+when a judge is configured, else `answer`, whose flags are leads to read, not verdicts; keep
+`action: flag` with it):
+- `answer`: a candidate is contaminated when the two reference answers are equal
   (the evaluation stage's grader, `s1.evaluation.grading`); a pool row without an answer, and
   a multiple-choice benchmark item, fall back to `flag_similarity`;
 - `similarity`: cosine at or above `flag_similarity`;
@@ -38,7 +42,7 @@ from s1.errors import UserError
 
 log = logging.getLogger("s1.curation")
 
-DECISIONS = ("answer", "similarity", "judge", "answer+judge")
+DECISIONS = ("auto", "answer", "similarity", "judge", "answer+judge")
 ACTIONS = ("flag", "drop")
 WITHHELD = ("gpqa",)
 POOL_BLOCK = 2048   # pool questions embedded and searched at a time
@@ -72,7 +76,8 @@ class AuditConfig:
     min_similarity: float | None = None   # retrieval floor (None: 0.6 for minilm, 0.3 for tfidf,
                                           # whose cosines run lower); pairs below are never candidates
     flag_similarity: float = 0.92     # see `decide`; also the fallback for rows without an answer
-    decide: str = "answer"            # answer | similarity | judge | answer+judge
+    decide: str = "auto"              # auto (answer+judge with a judge, else answer) | answer |
+                                      # similarity | judge | answer+judge
     judge: LLMConfig | None = None    # which model judges (needed by the judge modes)
     action: str = "flag"              # flag: add columns; drop: remove flagged rows
     report_dir: str | None = None
@@ -96,6 +101,8 @@ class AuditConfig:
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} is a cosine between -1 and 1, not {getattr(self, name)}")
         self.judge = llm_config(self.judge, "audit.judge")
+        if self.decide == "auto":
+            self.decide = "answer+judge" if self.judge is not None else "answer"
         if "judge" in self.decide and self.judge is None:
             raise UserError(f"decide={self.decide} needs a judge (an LLMConfig: api, base_url, model)")
 
@@ -336,6 +343,9 @@ def audit_step(data, config: AuditConfig, ctx) -> StepOutput:
     from s1.curation.modelsteps import drop_into, split_reason
 
     report = Path(config.report_dir) if config.report_dir else Path(ctx.work_dir) / "audit"
+    if config.action == "drop" and config.decide == "answer":
+        ctx.log("WARNING: action drop on equal answers alone also drops different problems that "
+                "share an answer; give a judge (decide: answer+judge) or use action: flag")
     drops = Drops()
     out = audit(data, dataclasses.replace(config, report_dir=str(report)),
                 on_drop=drop_into(drops, split_reason({}, "paraphrase-contamination")))
@@ -346,4 +356,8 @@ def audit_step(data, config: AuditConfig, ctx) -> StepOutput:
     stats = {"flagged": len(drops) if config.action == "drop" else sum(out["audit_flagged"]),
              "flagged_pairs": flags, "candidates": artifacts["audit_candidates.jsonl"].count("\n"),
              "embedder": config.embedder, "decide": config.decide}
-    return StepOutput(out, drops, artifacts, stats)
+    # a judge request that failed left its pair undecided: the next run asks again
+    failed = sum("judge gave no verdict" in r.get("reason", "") and "no YES/NO" not in r["reason"]
+                 for r in map(json.loads, artifacts["audit_candidates.jsonl"].splitlines()))
+    return StepOutput(out, drops, artifacts, stats,
+                      incomplete=f"{failed} judge requests failed" if failed else "")

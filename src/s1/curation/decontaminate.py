@@ -15,8 +15,11 @@ e.g. "... express your answer as a common fraction."). GPQA text is never writte
 are reported by id only.
 
 Benchmarks: `math500`, `aime24` (shipped), `aime22-24` (the AIME 2022-2024 problems of the
-shipped AIME file: s1's `AI-MO/aimo-validation-aime` set), and any named file in `files`
-(`aime25`, `gpqa-diamond`, ... : JSONL / Parquet / CSV with a question field).
+shipped AIME file: s1's `AI-MO/aimo-validation-aime` set), `gpqa-diamond` and `aime25` (never
+shipped: a file in `files`, else the hub through the evaluation stage's loader; GPQA is gated),
+and any named file in `files` (JSONL / Parquet / CSV with a question field). The default is the
+paper's test sets, GPQA Diamond included; one that cannot be had is a one-line warning and is
+named in the report (`on_missing: error` refuses instead).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from s1.curation.steps import Drops, StepOutput, column, step
 from s1.errors import UserError
 
 SHIPPED_BENCHMARKS = ("math500", "aime24", "aime22-24")
+ON_THE_HUB = ("gpqa-diamond", "aime25")      # not shipped: a file in `files`, else the hub
+#: The paper's test sets (REFERENCE §2.2: AIME 2022-24, GPQA Diamond, MATH500) and AIME24.
+DEFAULT_BENCHMARKS = ("math500", "aime24", "aime22-24", "gpqa-diamond")
 PRIVATE = ("gpqa",)            # never write their text anywhere
 _PRIME = np.uint64(0x9E3779B97F4A7C15)
 
@@ -63,8 +69,22 @@ def _question_of(record: dict, path: str) -> str:
     raise UserError(f"{path}: a record has no question field (question / problem / Question)")
 
 
-def load_benchmark_questions(names: list[str], files: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(benchmark, item id, question) for every named benchmark."""
+def _hub_benchmark(name: str) -> list[tuple[str, str, str]]:
+    """A benchmark that is not shipped, by the evaluation stage's loader (the hub, when online).
+    GPQA comes as its prompt (question and choices): its 8-grams are the question's."""
+    from s1.curation.pool import hub_offline
+    from s1.evaluation.benchmarks import load_benchmark
+
+    if hub_offline():
+        raise UserError(f"{name} is not shipped and the hub is offline")
+    return [(name, it.id, it.question) for it in load_benchmark(name)]
+
+
+def load_benchmark_questions(names: list[str], files: dict[str, str],
+                             missing: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(benchmark, item id, question) for every named benchmark. A benchmark that is neither
+    shipped nor given in `files` comes from the hub; when `missing` is a list, one the hub cannot
+    give is appended to it and skipped (the caller warns), else it is a UserError."""
     out = []
     for name in names:
         if name in files:
@@ -90,10 +110,19 @@ def load_benchmark_questions(names: list[str], files: dict[str, str]) -> list[tu
             out += [(name, r["ID"], r["question"])
                     for r in _jsonl(data_path("pool", "aime_1983_2024.jsonl"))
                     if 2022 <= int(r["Year"]) <= 2024]
+        elif name in ON_THE_HUB:
+            try:
+                out += _hub_benchmark(name)
+            except UserError as err:
+                if missing is None:
+                    raise UserError(f"{err}; give its file as decontaminate.files="
+                                    f"{{{name}: PATH}}") from None
+                missing.append(name)
         else:
             raise UserError(f"benchmark {name!r} is not shipped: give its file as "
                             f"decontaminate.files={{{name}: PATH}} (shipped: "
-                            f"{', '.join(SHIPPED_BENCHMARKS)})")
+                            f"{', '.join(SHIPPED_BENCHMARKS)}; from the hub: "
+                            f"{', '.join(ON_THE_HUB)})")
     return out
 
 
@@ -143,8 +172,10 @@ class Hasher:
 class DecontaminateConfig:
     """Against which benchmarks, with which n, cumulative or not."""
 
-    benchmarks: list = field(default_factory=lambda: list(SHIPPED_BENCHMARKS))
+    benchmarks: list = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     files: dict = field(default_factory=dict)      # name -> path, e.g. {aime25: f.jsonl, gpqa-diamond: g.csv}
+    on_missing: str = "warn"       # a benchmark neither in files nor on the hub: warn (one line,
+                                   # and the report says it) | error
     ngram: int = 8
     cumulative: bool = True        # s1: each source is also checked against the sources before it
     group_by: str = "family"       # a "source" in the cumulative order: family (owner/name of
@@ -161,6 +192,8 @@ class DecontaminateConfig:
             raise UserError("decontaminate.boilerplate_docs must be at least 2")
         if not self.benchmarks and not self.cumulative:
             raise UserError("decontaminate needs benchmarks or cumulative: true")
+        if self.on_missing not in ("warn", "error"):
+            raise UserError("decontaminate.on_missing must be warn or error")
 
 
 def group_of(source_type: str, how: str) -> str:
@@ -219,7 +252,11 @@ def flag_rows(questions: list[str], groups: list[str], references: list[str], n:
 @step("decontaminate", DecontaminateConfig, needs=("question", "source_type", "question_hash"))
 def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
     """Drop questions sharing a word 8-gram with a benchmark (and, cumulatively, an earlier source)."""
-    bench = load_benchmark_questions(list(config.benchmarks), dict(config.files))
+    missing: list[str] | None = [] if config.on_missing == "warn" else None
+    bench = load_benchmark_questions(list(config.benchmarks), dict(config.files), missing)
+    for name in missing or ():
+        ctx.log(f"WARNING: {name} is not available (not shipped, hub unreachable or gated): the "
+                f"pool is NOT decontaminated against it; give decontaminate.files={{{name}: PATH}}")
     references = [q for _, _, q in bench]
     questions = column(data, "question")
     sources, hashes = column(data, "source_type"), column(data, "question_hash")
@@ -250,8 +287,9 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
             kind, name, item = "pool", sources[j], hashes[j]
         private = is_private(name)
         row = {"question_hash": hashes[i], "source_type": sources[i]}
-        flagged.append({
-            **row, "question": questions[i][:400], "matched": kind, "matched_name": name,
+        flagged.append({   # a pool row that copies a private item is that item's text too
+            **row, "question": "<withheld>" if private else questions[i][:400], "matched": kind,
+            "matched_name": name,
             "matched_id": item, "matched_question": None if private else texts[src][:400],
             "shared_ngrams": len(shared),
             "example_ngram": "<withheld>" if private else shared[0],
@@ -266,6 +304,8 @@ def decontaminate(data, config: DecontaminateConfig, ctx) -> StepOutput:
                   f"{name}:{item}")
     stats["benchmark_questions"] = len(references)
     stats = dict(stats)
+    stats["benchmarks"] = sorted({b for b, _, _ in bench})
+    stats["missing_benchmarks"] = list(missing or [])
     # the 8-grams behind the most flags: boilerplate phrasing shows up here
     stats["top_ngrams"] = Counter(f["example_ngram"] for f in flagged).most_common(12)
     return StepOutput(data.select(keep), drops, {"flagged": flagged}, stats)

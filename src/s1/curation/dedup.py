@@ -3,15 +3,19 @@
 `dedup`: the paper's last pool step: identical `question` strings keep their first occurrence.
 
 `near-dup`: questions whose word-shingle Jaccard similarity is at least `threshold`, found with
-MinHash-LSH and then checked on the real shingles, so every reported pair is a true near-duplicate.
-Inside the pool by default; with `benchmarks`, also a pool question close to a benchmark item
-(an edited copy that the 8-gram check misses when the edits break every 8-gram). Report-only by
-default (`action: report`); `action: drop` drops the later question of each pair (and any pool
-question near a benchmark item).
+MinHash-LSH and then checked on the real shingles, so every reported link is a true near-duplicate.
+Inside the pool, near-duplicates form clusters (linked transitively; `near_duplicates.jsonl` holds
+one record per cluster, each member with the earlier question it was found near): a template with
+thousands of variants is one record, not millions of pairs. With `benchmarks`, also each pool
+question close to a benchmark item (an edited copy that the 8-gram check misses when the edits
+break every 8-gram), one record per pool question. Report-only by default (`action: report`);
+`action: drop` keeps the first question of each cluster (and drops any pool question near a
+benchmark item).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from s1.curation.decontaminate import is_private, load_benchmark_questions, normalize
@@ -86,7 +90,36 @@ def minhashes(sets: list[set[str]], config: NearDupConfig):
                         num_perm=config.num_perm, seed=config.seed)
 
 
-@step("near-dup", NearDupConfig, needs=("question", "question_hash", "source_type"))
+class Clusters:
+    """Union-find over row indices: near-duplicates form clusters (memory linear in the pool,
+    where listing every pair of a cluster of k variants takes k^2/2 records)."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while i != root:   # path compression
+            self.parent[i], i = root, self.parent[i]
+        return root
+
+    def union(self, earlier: int, later: int) -> None:
+        for i in (earlier, later):
+            self.parent.setdefault(i, i)   # both members, roots included
+        a, b = self.find(earlier), self.find(later)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)   # the root is a cluster's first row
+
+    def groups(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for i in sorted(self.parent):
+            out.setdefault(self.find(i), []).append(i)
+        return {root: members for root, members in out.items() if len(members) > 1}
+
+
+@step("near-dup", NearDupConfig, needs=("question", "question_hash", "source_type"), version=2)
 def near_dup(data, config: NearDupConfig, ctx) -> StepOutput:
     """Near-duplicate questions by MinHash-LSH (inside the pool, and against benchmarks if named)."""
     from datasketch import MinHashLSH
@@ -96,45 +129,60 @@ def near_dup(data, config: NearDupConfig, ctx) -> StepOutput:
     sets = [shingles(q, config.shingle) for q in questions]
     sigs = minhashes(sets, config)
     lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
-    pairs, later = [], set()
+    clusters = Clusters()
+    first_match: dict[int, tuple[int, float]] = {}   # later row -> (an earlier row, Jaccard)
     for i, m in enumerate(ctx.progress(sigs, total=len(sigs), desc="lsh")):
         if not sets[i]:
             continue
-        for j in lsh.query(m):
+        for j in sorted(lsh.query(m)):
+            if i in first_match and clusters.find(j) == clusters.find(i):
+                continue   # already joined through another member: no need to check the pair
             sim = jaccard(sets[i], sets[j])
             if sim >= config.threshold:
-                pairs.append({"kind": "pool", "a": hashes[j], "b": hashes[i],
-                              "jaccard": round(sim, 4), "a_source": sources[j],
-                              "b_source": sources[i],
-                              "a_question": questions[j][:300], "b_question": questions[i][:300]})
-                later.add(i)
+                clusters.union(j, i)
+                first_match.setdefault(i, (j, sim))
         lsh.insert(i, m)
-    near_bench = {}
+    records = []
+    for root, members in sorted(clusters.groups().items()):
+        records.append({
+            "kind": "pool", "cluster": hashes[root], "size": len(members),
+            "sources": dict(Counter(sources[i] for i in members).most_common()),
+            "members": [{"question_hash": hashes[i], "source_type": sources[i],
+                         "near": hashes[first_match[i][0]] if i in first_match else None,
+                         "jaccard": round(first_match[i][1], 4) if i in first_match else None}
+                        for i in members],
+            "question": questions[root][:300], "example": questions[members[1]][:300]})
+    near_bench: dict[int, str] = {}
     if config.benchmarks:
         bench = load_benchmark_questions(list(config.benchmarks), dict(config.files))
         bsets = [shingles(q, config.shingle) for _, _, q in bench]
         for (name, item, text), bset, m in zip(bench, bsets, minhashes(bsets, config)):
             if not bset:
                 continue
-            for i in lsh.query(m):
+            for i in sorted(lsh.query(m)):
+                if i in near_bench:
+                    continue   # one record per pool question: its first benchmark match
                 sim = jaccard(sets[i], bset)
                 if sim >= config.threshold:
-                    near_bench.setdefault(i, f"{name}:{item}")
-                    pairs.append({"kind": "benchmark", "a": f"{name}:{item}",
-                                  "b": hashes[i], "jaccard": round(sim, 4),
-                                  "a_source": name, "b_source": sources[i],
-                                  "a_question": None if is_private(name) else text[:300],
-                                  "b_question": questions[i][:300]})
+                    near_bench[i] = f"{name}:{item}"
+                    records.append({"kind": "benchmark", "a": f"{name}:{item}",
+                                    "b": hashes[i], "jaccard": round(sim, 4),
+                                    "a_source": name, "b_source": sources[i],
+                                    "a_question": None if is_private(name) else text[:300],
+                                    "b_question": None if is_private(name) else questions[i][:300]})
     drops, keep = Drops(), []
     for i in range(len(data)):
-        if config.action == "drop" and (i in later or i in near_bench):
+        if config.action == "drop" and (i in first_match or i in near_bench):
             drops.add({"question_hash": hashes[i], "source_type": sources[i]},
                       "near-benchmark" if i in near_bench else "near-duplicate",
                       near_bench.get(i, ""))
         else:
             keep.append(i)
-    pairs.sort(key=lambda p: -p["jaccard"])
-    stats = {"pairs_in_pool": sum(p["kind"] == "pool" for p in pairs),
-             "pairs_with_benchmarks": sum(p["kind"] == "benchmark" for p in pairs),
-             "questions_with_an_earlier_near_duplicate": len(later)}
-    return StepOutput(data.select(keep), drops, {"near_duplicates": pairs}, stats)
+    records.sort(key=lambda r: (r["kind"] != "pool", -r.get("size", 0), -r.get("jaccard", 0)))
+    pool_clusters = [r for r in records if r["kind"] == "pool"]
+    stats = {"clusters_in_pool": len(pool_clusters),
+             "questions_in_clusters": sum(r["size"] for r in pool_clusters),
+             "largest_cluster": max((r["size"] for r in pool_clusters), default=0),
+             "questions_near_benchmarks": len(near_bench),
+             "questions_with_an_earlier_near_duplicate": len(first_match)}
+    return StepOutput(data.select(keep), drops, {"near_duplicates": records}, stats)

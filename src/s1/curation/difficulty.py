@@ -10,11 +10,18 @@ Grading: `rules`, the evaluation stage's grader (`s1.evaluation.grading`: last b
 integers, math-verify), or `llm`, the paper's grader prompt (its Fig. 8, `data/grading.txt`)
 through any engine, the verdict being the reply's last line, Yes or No.
 
+The reference: `answer`, else the last \\boxed{} of `solution` (the 59K pool has no answer
+column), else (rules grader with `grader_llm` set) the solution through the LLM grader. When
+most rows have none, the step refuses (every solver would count as wrong, nothing dropped); a
+few without one are dropped (`no-reference`), as the paper dropped rows without a grade.
+
 Config: `DifficultyConfig`. Columns in: `question`, `answer` (the reference; `solution` is used
-by the LLM grader when there is no answer), `thinking_trajectories` (for `trace_tokens`).
-Columns out: `correct_<solver>` (bool per solver), `trace_tokens` (int, when a tokenizer is set).
-Dropped rows (`on_drop`): "solved by <solver>", or "solver <name> failed: ..." (the paper drops
-questions whose grades are missing).
+by the LLM grader when there is no answer), `thinking_trajectories` (for `trace_tokens`),
+`attempt` (the teacher's answer, graded into `teacher_correct`, the paper's isgeminicorrect).
+Columns out: `correct_<solver>` (bool per solver), `teacher_correct` (bool, None when it could
+not be graded; with an `attempt` column), `trace_tokens` (int, when a tokenizer is set).
+Dropped rows (`on_drop`): "solved by <solver>", "solver <name> failed: ...", "no reference
+answer" (the paper drops questions whose grades are missing).
 """
 
 from __future__ import annotations
@@ -111,59 +118,125 @@ def _grade_rules(attempts: list[str], refs: list[str], cfg: DifficultyConfig) ->
     return [g.correct for g in grade_many(pairs, timeout=cfg.grade_timeout_s)]
 
 
-def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str) -> list[bool | None]:
+def _grade_llm(questions, attempts, refs, cfg: DifficultyConfig, name: str
+               ) -> tuple[list[bool | None], int]:
+    """(verdicts, failed requests): a verdict is None when the reply failed or said neither."""
+    if not questions:
+        return [], 0
     grader = LLMConfig(**{**cfg.grader_llm.__dict__, "system": cfg.grader_llm.system or GRADING_SYSTEM})
     prompts = Dataset.from_dict({"question": [GRADING_USER.format(question=q, attempt=a, solution=r)
                                               for q, a, r in zip(questions, attempts, refs)]})
     graded = traces(prompts, TracesConfig(teacher=grader, cache=_cache(cfg, f"grader_{name}", grader),
-                                          keep_failed=True, progress=f"grading {name}"))
-    return [None if err else parse_yes_no_last_line(text)
-            for text, err in zip(graded["attempt"], graded["teacher_error"])]
+                                          keep_failed=True, keep_truncated=True, progress=f"grading {name}"))
+    errors = list(graded["teacher_error"])
+    return ([None if err else parse_yes_no_last_line(text)
+             for text, err in zip(graded["attempt"], errors)], sum(bool(e) for e in errors))
+
+
+def references(ds, config: DifficultyConfig) -> tuple[list[str], list[str | None]]:
+    """(reference, how to grade: rules | llm | None) per row. The rules grader compares short
+    answers: the `answer` column, else the solution's last \\boxed{} or the solution itself when
+    it is a bare answer (`pool.answer_of`; the 59K pool has no answer column); a row with none
+    goes to the LLM grader against its solution where one is configured (the paper graded every
+    row that way), else has no reference."""
+    from s1.curation.pool import answer_of
+
+    answers = [str(a).strip() if a is not None else "" for a in ds["answer"]]
+    solutions = ([str(x) if x is not None else "" for x in ds["solution"]]
+                 if "solution" in ds.column_names else [""] * len(answers))
+    refs, how = [], []
+    for a, sol in zip(answers, solutions):
+        if config.grader == "llm":
+            refs.append(a or sol)
+            how.append("llm" if (a or sol).strip() else None)
+            continue
+        short = (answer_of(a, sol) or "").strip()
+        if short:
+            refs.append(short)
+            how.append("rules")
+        elif sol.strip() and config.grader_llm is not None:
+            refs.append(sol)
+            how.append("llm")
+        else:
+            refs.append("")
+            how.append(None)
+    return refs, how
+
+
+def grade(questions: list[str], attempts: list[str], refs: list[str], how: list[str | None],
+          config: DifficultyConfig, name: str) -> tuple[list[bool | None], int]:
+    """Each attempt graded the row's way (None: not graded); and the grader's failed requests."""
+    out: list[bool | None] = [None] * len(attempts)
+    rules = [i for i, h in enumerate(how) if h == "rules"]
+    for i, g in zip(rules, _grade_rules([attempts[i] for i in rules], [refs[i] for i in rules], config)):
+        out[i] = g
+    llm = [i for i, h in enumerate(how) if h == "llm"]
+    verdicts, errors = _grade_llm([questions[i] for i in llm], [attempts[i] for i in llm],
+                                  [refs[i] for i in llm], config, name)
+    for i, g in zip(llm, verdicts):
+        out[i] = g
+    return out, errors
 
 
 def difficulty(ds, config: DifficultyConfig | None = None,
-               on_drop: Callable[[dict, str], None] | None = None):
-    """Solve, grade, measure, drop (see the module docstring)."""
+               on_drop: Callable[[dict, str], None] | None = None, stats: dict | None = None):
+    """Solve, grade, measure, drop (see the module docstring). `stats`, when given, receives the
+    counts the report needs (failed requests, rows without a reference, the teacher's grade)."""
     config = config or DifficultyConfig()
+    stats = {} if stats is None else stats
     for col in ("question", "answer"):
         if col not in ds.column_names:
             raise UserError(f"the difficulty step needs a {col!r} column")
     questions = list(ds["question"])
-    refs = [str(a) if a is not None else "" for a in ds["answer"]]
-    if config.grader == "llm" and "solution" in ds.column_names:
-        refs = [r or (s or "") for r, s in zip(refs, ds["solution"])]
+    refs, how = references(ds, config)
+    missing = sum(h is None for h in how)
+    if missing and missing * 2 > len(how):
+        raise UserError(f"difficulty: {missing} of {len(how)} rows have no reference answer (no "
+                        "`answer`, no \\boxed{} in `solution`), so every solver would count as "
+                        "wrong; map an answer column in the pool, or grade against the solution "
+                        "with grader=llm and grader_llm")
+    stats.update(no_reference=missing, failed_requests=0)
 
     correct: dict[str, list[bool | None]] = {}
     failed: dict[str, list[str]] = {}
     for name, solver in config.solvers.items():
         answered = traces(ds.select_columns(["question"] + (["question_hash"] if "question_hash" in ds.column_names else [])),
                           TracesConfig(teacher=solver, cache=_cache(config, name, solver), keep_failed=True,
+                                       keep_truncated=True,
                                        progress=f"solver {name}"))
         attempts = [a or t[0] for a, t in zip(answered["attempt"], answered["thinking_trajectories"])]
         failed[name] = list(answered["teacher_error"])
-        ok = [i for i, err in enumerate(failed[name]) if not err]   # a failed answer is not graded
-        pick = lambda xs: [xs[i] for i in ok]  # noqa: E731
-        if config.grader == "rules":
-            grades = _grade_rules(pick(attempts), pick(refs), config)
-        else:
-            grades = _grade_llm(pick(questions), pick(attempts), pick(refs), config, name)
-        correct[name] = [None] * len(questions)
-        for i, g in zip(ok, grades):
-            correct[name][i] = g
+        # a failed answer, or a row without a reference, is not graded
+        graded_how = [h if not failed[name][i] else None for i, h in enumerate(how)]
+        correct[name], errors = grade(questions, attempts, refs, graded_how, config, name)
+        stats["failed_requests"] += errors + sum(bool(e) for e in failed[name])
         log.info("difficulty: %s solved %d of %d", name, sum(bool(c) for c in correct[name]), len(questions))
+
+    teacher = None
+    if "attempt" in ds.column_names:
+        # the teacher's own answer against the reference (the paper's isgeminicorrect: its
+        # benchmark-related questions are the ones the teacher got right)
+        thinking = (ds["thinking_trajectories"] if "thinking_trajectories" in ds.column_names
+                    else [[""]] * len(questions))
+        answers = [a or (t[0] if t else "") for a, t in zip(ds["attempt"], thinking)]
+        teacher, errors = grade(questions, [a or "" for a in answers], refs,
+                                [h if a else None for h, a in zip(how, answers)], config, "teacher")
+        stats["failed_requests"] += errors
+        stats["teacher_correct"] = sum(bool(t) for t in teacher)
+        stats["teacher_graded"] = sum(t is not None for t in teacher)
 
     keep, reasons = [], []
     for i in range(len(questions)):
-        why = ""
+        why = "" if how[i] else "no reference answer to grade against"
         for name in config.solvers:
+            if why:
+                break
             if failed[name][i]:
                 why = f"solver {name} failed: {failed[name][i]}"
             elif correct[name][i] is None:
                 why = f"grader gave no verdict on {name}'s answer"
             elif correct[name][i] and config.drop_solved:
                 why = f"solved by {name}"
-            if why:
-                break
         if not why or not config.drop_solved:
             keep.append(i)
         elif on_drop:
@@ -171,11 +244,13 @@ def difficulty(ds, config: DifficultyConfig | None = None,
         reasons.append(why)
 
     out = ds.select(keep)
-    for name in config.solvers:
-        col = f"correct_{name}"
+    columns = {f"correct_{name}": [bool(correct[name][i]) for i in keep] for name in config.solvers}
+    if teacher is not None:
+        columns["teacher_correct"] = [teacher[i] for i in keep]   # None: not graded
+    for col, values in columns.items():
         if col in out.column_names:
             out = out.remove_columns(col)
-        out = out.add_column(col, [bool(correct[name][i]) for i in keep])
+        out = out.add_column(col, values)
     if config.tokenizer:
         if "thinking_trajectories" not in out.column_names:
             raise UserError("trace_tokens needs a thinking_trajectories column (run the traces step first)")
@@ -213,12 +288,17 @@ def difficulty_step(data, config: DifficultyConfig, ctx) -> StepOutput:
     reasons = {f"solved by {n}": f"solved-by-{n}" for n in config.solvers}
     reasons.update({f"solver {n} failed": "solver-error" for n in config.solvers})
     reasons["grader gave no verdict"] = "no-verdict"
+    reasons["no reference answer"] = "no-reference"
+    counts: dict = {}
     with bars(ctx):
         out = difficulty(data, dataclasses.replace(config, cache_dir=cache_dir),
-                         on_drop=drop_into(drops, split_reason(reasons, "difficulty")))
+                         on_drop=drop_into(drops, split_reason(reasons, "difficulty")), stats=counts)
     stats = {f"solved_by_{n}": sum(r["reason"] == f"solved-by-{n}" for r in drops.records)
              for n in config.solvers}
+    stats.update(counts)
     if "trace_tokens" in out.column_names and len(out):
         tokens = out["trace_tokens"]
         stats.update(trace_tokens_total=int(sum(tokens)), trace_tokens_max=int(max(tokens)))
-    return StepOutput(out, drops, stats=stats)
+    failed = counts["failed_requests"]
+    return StepOutput(out, drops, stats=stats,
+                      incomplete=f"{failed} solver or grader requests failed" if failed else "")

@@ -256,7 +256,7 @@ def _classify_llm(ds, questions: list[str], config: DomainsConfig):
     rub = rubrics()
     prompts = Dataset.from_dict({"question": [CLASSIFY_USER.format(question=q, rubrics=rub)
                                               for q in questions]})
-    replies = traces(prompts, TracesConfig(teacher=llm, cache=config.cache, keep_failed=True,
+    replies = traces(prompts, TracesConfig(teacher=llm, cache=config.cache, keep_failed=True, keep_truncated=True,
                                                progress="domains"))
     codes: list[str | None] = []
     sources: list[str] = []

@@ -44,12 +44,15 @@ class LLMConfig:
     api_key_env: str | None = None     # name of the environment variable holding the key (never the key)
     system: str | None = None          # system prompt; None = the model's default (as the paper)
     temperature: float = 0.0
-    max_tokens: int = 4096             # completion tokens (thinking included)
+    max_tokens: int = 4096             # completion tokens (thinking included); remote: capped per
+                                       # request at the server's context minus the prompt
     concurrency: int = 8               # requests in flight per server (remote)
     requests_per_minute: float | None = None   # None = no limit
     retries: int = 5                   # per request, on 429 / 5xx / network errors
     backoff_s: float = 1.0             # first wait; doubles each retry (capped at 60 s)
     timeout_s: float = 600.0
+    max_failure_rate: float = 0.1      # more failed requests than this share of a step's rows stops
+                                       # the step (one line; the replies that came are kept)
     price_in_per_mtok: float = 0.0     # cost accounting, per million prompt tokens
     price_out_per_mtok: float = 0.0    # per million completion tokens
     extra_body: dict = field(default_factory=dict)   # passed through (e.g. reasoning_effort)
@@ -79,6 +82,8 @@ class LLMConfig:
             raise UserError(f"temperature must be between 0 and 2, not {self.temperature}")
         if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0:
             raise UserError("retries and backoff_s must be non-negative, timeout_s positive")
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise UserError(f"max_failure_rate is a share between 0 and 1, not {self.max_failure_rate}")
 
     @property
     def urls(self) -> list[str]:
@@ -164,12 +169,22 @@ def split_thinking(content: str, reasoning: str | None) -> tuple[str, str]:
     return "", content or ""
 
 
+def _bound(body: dict) -> int:
+    """An upper bound of a request's prompt tokens: a byte-level BPE token is at least one byte;
+    plus room for the chat template's own tokens."""
+    text = "".join(m["content"] for m in body.get("messages", ())) + body.get("prompt", "")
+    return len(text.encode("utf-8")) + 64 + 8 * len(body.get("messages", ()))
+
+
 class LLM:
     """Asks one model many prompts. Use as a context manager or call close()."""
 
     def __init__(self, config: LLMConfig):
         self.config = config
         self.prompt_tokens = self.completion_tokens = self.requests = self.failures = 0
+        self.capped = 0                # requests whose max_tokens was cut to fit the context
+        self.context: int | None = None   # the served model's context length, where it says
+        self._can_tokenize = True
         self._engine = None
         self._last_start = 0.0
         if config.api != "local":
@@ -178,8 +193,9 @@ class LLM:
             self.base = self.bases[0]
             key = os.environ.get(config.api_key_env) if config.api_key_env else None
             self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-            for base in self.bases:
-                self._check_reachable(base)
+            contexts = [self._check_reachable(base) for base in self.bases]
+            known = [c for c in contexts if c]
+            self.context = min(known) if known else None   # a fleet: the smallest one
 
     # --- accounting -------------------------------------------------------------------------
 
@@ -191,19 +207,40 @@ class LLM:
     def usage(self) -> dict:
         return {"model": self.config.label, "requests": self.requests, "failures": self.failures,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost": round(self.cost, 6)}
+                "cost": round(self.cost, 6), "max_tokens_capped": self.capped}
 
     # --- public -----------------------------------------------------------------------------
 
-    def ask(self, prompts: Sequence[str], on_reply: Callable[[int, Reply], None] | None = None
-            ) -> list[Reply]:
+    def ask(self, prompts: Sequence[str], on_reply: Callable[[int, Reply], None] | None = None,
+            total: int | None = None, what: str = "requests") -> list[Reply]:
         """Replies in prompt order; `on_reply(index, reply)` fires as each finishes (a caller
-        appends it to a kill-safe file there)."""
+        appends it to a kill-safe file there).
+
+        More failures than `max_failure_rate` of `total` (the step's rows; default: the prompts)
+        stop the asking (no new request is sent) and raise one UserError naming the first error:
+        a server that refuses every request is found after a tenth of the work, not all of it."""
         if not prompts:
             return []
+        allowed = int(self.config.max_failure_rate * (total or len(prompts)))
+        failed: list[Reply] = []
+
+        def count(i: int, reply: Reply) -> None:
+            if not reply.ok:
+                failed.append(reply)
+            if on_reply:
+                on_reply(i, reply)
+
+        stop = lambda: len(failed) > allowed  # noqa: E731
         if self.config.api == "local":
-            return self._ask_local(prompts, on_reply)
-        return asyncio.run(self._ask_remote(list(prompts), on_reply))
+            replies = self._ask_local(prompts, count)
+        else:
+            replies = asyncio.run(self._ask_remote(list(prompts), count, stop))
+        if stop():
+            raise UserError(
+                f"{len(failed)} {what} to {self.config.label} failed, more than max_failure_rate "
+                f"{self.config.max_failure_rate:g} of {total or len(prompts)}; stopped (the replies "
+                f"that came are kept: fix the cause and rerun). First error: {failed[0].error}")
+        return replies
 
     def close(self) -> None:
         if self._engine is not None:
@@ -218,7 +255,9 @@ class LLM:
 
     # --- remote -----------------------------------------------------------------------------
 
-    def _check_reachable(self, base: str) -> None:
+    def _check_reachable(self, base: str) -> int | None:
+        """Refuse an unreachable server or a wrong key; the served model's context length where
+        /v1/models tells it (vLLM's `max_model_len`, llama.cpp's `meta.n_ctx`)."""
         try:
             r = httpx.get(f"{base}/models", headers=self.headers, timeout=10.0)
         except httpx.HTTPError as err:
@@ -227,6 +266,49 @@ class LLM:
         if r.status_code in (401, 403):
             raise UserError(f"the model server at {base} refused the API key "
                             f"(HTTP {r.status_code}); set {self.config.api_key_env or 'api_key_env'}")
+        try:
+            entries = [e for e in r.json().get("data") or [] if isinstance(e, dict)]
+        except (ValueError, AttributeError):
+            return None
+        named = [e for e in entries if self.config.model in (e.get("id"), e.get("root"))]
+        entry = (named or entries or [{}])[0]
+        context = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx")
+        return int(context) if isinstance(context, (int, float)) and context > 0 else None
+
+    async def _prompt_tokens(self, client: httpx.AsyncClient, base: str, body: dict) -> tuple[int, bool]:
+        """(tokens, exact) of a request's prompt: the server's count where it has vLLM's
+        `/tokenize` (chat template included), else an upper bound (a byte-level BPE token is at
+        least one byte) plus room for the template's own tokens."""
+        if self._can_tokenize:
+            ask = {k: body[k] for k in ("model", "messages", "prompt") if k in body}
+            try:
+                r = await client.post(base[:-len("/v1")] + "/tokenize", json=ask, headers=self.headers)
+                if r.status_code == 200:
+                    data = r.json()
+                    n = data.get("count", len(data.get("tokens") or []))
+                    if isinstance(n, int) and n > 0:
+                        return n, True
+                elif r.status_code in (404, 405):
+                    self._can_tokenize = False   # not vLLM: do not ask again
+            except (httpx.HTTPError, ValueError, AttributeError):
+                pass
+        return _bound(body), False
+
+    async def _fit(self, client: httpx.AsyncClient, base: str, body: dict) -> bool:
+        """Cut the request's max_tokens to the context left after its prompt (vLLM answers 400 to
+        a request whose prompt plus max_tokens exceed the context). False when nothing is left."""
+        if not self.context:
+            return True
+        if _bound(body) + body["max_tokens"] <= self.context:
+            return True   # fits even by the upper bound: no need to ask the server to count
+        n, exact = await self._prompt_tokens(client, base, body)
+        room = self.context - n
+        if room < 1:
+            return not exact   # only a bound: let the server judge
+        if room < body["max_tokens"]:
+            body["max_tokens"] = room
+            self.capped += 1
+        return True
 
     def _body(self, prompt: str, base: str) -> tuple[str, dict]:
         c = self.config
@@ -255,7 +337,10 @@ class LLM:
         c = self.config
         url, body = self._body(prompt, base)
         started = time.perf_counter()
-        why = ""
+        if not await self._fit(client, base, body):
+            # the prompt alone fills the context: a reply cut at zero tokens (asking again gives
+            # the same, so it is no failure to retry)
+            return Reply(finish_reason="length", attempts=0)
         for attempt in range(c.retries + 1):
             await self._pace(lock)
             delay = min(60.0, c.backoff_s * 2 ** attempt)
@@ -293,7 +378,7 @@ class LLM:
                      completion_tokens=int(usage.get("completion_tokens") or 0),
                      finish_reason=choice.get("finish_reason") or "", attempts=attempts, wall_s=wall)
 
-    async def _ask_remote(self, prompts: list[str], on_reply) -> list[Reply]:
+    async def _ask_remote(self, prompts: list[str], on_reply, stop=lambda: False) -> list[Reply]:
         # `concurrency` workers per server pull from one queue: a faster server takes more work
         lock = asyncio.Lock()
         out: list[Reply | None] = [None] * len(prompts)
@@ -303,6 +388,8 @@ class LLM:
         async with httpx.AsyncClient(timeout=self.config.timeout_s, limits=limits) as client:
             async def work(base: str) -> None:
                 for i in queue:
+                    if stop():
+                        break   # too many failures: send nothing more
                     reply = await self._one(client, prompts[i], lock, base)
                     self._account(reply)
                     out[i] = reply
@@ -337,10 +424,12 @@ class LLM:
         out: list[Reply | None] = [None] * len(prompts)
 
         def done(i: int, trace) -> None:
+            failed = trace.finish_reason == "error"   # the engine failed on it: no reply
             reply = Reply(thinking=trace.thinking, text=trace.answer,
                           prompt_tokens=trace.prompt_tokens,
                           completion_tokens=trace.generated_tokens,
-                          finish_reason=trace.finish_reason, wall_s=trace.wall_s)
+                          finish_reason=trace.finish_reason, wall_s=trace.wall_s,
+                          error=(trace.error or "the engine failed") if failed else None)
             self._account(reply)
             out[i] = reply
             if on_reply:

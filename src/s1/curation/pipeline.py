@@ -16,9 +16,10 @@ Overrides: `out=DIR`, `STEP.FIELD=VALUE` (the first step of that name), values p
 a model's settings nest: `traces.teacher.base_url=http://node1:8000/v1,http://node2:8000/v1`,
 `difficulty.solvers.qwen7b.model=Qwen/Qwen2.5-7B-Instruct`.
 Every step name and field is checked before anything runs. Each step's output is kept under
-`out/cache/STEP-KEY/`, KEY hashing its input and config: a re-run reuses every step whose input
-and config did not change, and a killed run resumes at the step (and, for rowwise steps, the
-shard) it was in.
+`out/cache/STEP-KEY/`, KEY hashing the content of its input and its config: a re-run reuses every
+step whose input and config did not change, a step with failed model requests runs again (asking
+only those) and whatever its new output changes runs after it, and a killed run resumes at the
+step (and, for rowwise steps, the shard) it was in.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from s1.curation.steps import (DATA_FILE, STEP_FILE, config_dict, get_step, load_input, make_config,
-                               read_table, run_step)
+                               output_fingerprint, read_table, run_step)
 from s1.errors import UserError
 from s1.jsonl import write_json_atomic
 from s1.config import config_path, parse_override
@@ -149,8 +150,9 @@ def run_recipe(recipe: CurationRecipe, progress: bool = True, report: bool = Tru
         stages.append({"step": name, "key": run.key, "dir": str(run.out_dir.relative_to(out)),
                        "cached": run.cached, "rows_in": run.record["rows_in"],
                        "rows_out": run.record["rows_out"], "dropped": run.record["dropped"],
-                       "stats": run.record["stats"], "seconds": run.record["seconds"]})
-        data, fp = read_table(run.out_dir / DATA_FILE), "step:" + run.key
+                       "stats": run.record["stats"], "seconds": run.record["seconds"],
+                       "incomplete": run.record.get("incomplete", "")})
+        data, fp = read_table(run.out_dir / DATA_FILE), output_fingerprint(run.record)
         write_json_atomic(out / "pipeline.json", {"recipe": recipe.to_dict(), "stages": stages,
                                                   "complete": False})
     last = out / stages[-1]["dir"]
@@ -159,14 +161,19 @@ def run_recipe(recipe: CurationRecipe, progress: bool = True, report: bool = Tru
         _publish(last / DATA_FILE, out / "s1k.parquet")
         _publish(last / "s1k.jsonl", out / "s1k.jsonl")
         published = ["s1k.parquet", "s1k.jsonl"]
-    record = {"recipe": recipe.to_dict(), "stages": stages, "complete": True,
-              "final": str(last.relative_to(out)), "published": published}
+    unfinished = [f"{s['step']} ({s['incomplete']})" for s in stages if s["incomplete"]]
+    # every step ran; `complete` only when no model request failed (a rerun asks those again)
+    record = {"recipe": recipe.to_dict(), "stages": stages, "complete": not unfinished,
+              "incomplete": unfinished, "final": str(last.relative_to(out)), "published": published}
     write_json_atomic(out / "pipeline.json", record)
     if report:
         from s1.curation.report import write_report
 
         for p in write_report(out):
             print(p, file=sys.stderr)
+    if unfinished:
+        print(f"INCOMPLETE: {'; '.join(unfinished)}: run the recipe again to ask what failed "
+              "(the later steps follow)", file=sys.stderr)
     return record
 
 

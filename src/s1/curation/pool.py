@@ -207,6 +207,29 @@ def _load_table(spec: "SourceSpec"):
                         f"use the shipped pool ({OFFLINE!r}) or a local file") from None
 
 
+def _column(spec_value: str | None, auto: str, cols: list[str]) -> str | None:
+    """The mapped column, else the conventional one (`solution`, `answer`) when the table has it."""
+    if spec_value is not None:
+        return spec_value
+    return auto if auto in cols else None
+
+
+SHORT_SOLUTION = 40   # characters: a "solution" this short on one line is the answer itself
+
+
+def answer_of(answer, solution) -> str | None:
+    """The reference answer; else the solution's last \\boxed{} (MATH, NuminaMath); else the
+    solution itself when it is a bare answer (s1 stored AIME's, TheoremQA's and GPQA's answers
+    as their solution). The 59K pool has no answer column: this is where its answers come from."""
+    if answer not in (None, "", "None") or solution in (None, "", "None"):
+        return answer
+    text = str(solution).strip()
+    boxed = last_boxed(text)
+    if boxed:
+        return boxed
+    return text if len(text) <= SHORT_SOLUTION and "\n" not in text else None
+
+
 def _mapped(spec: "SourceSpec") -> Iterator[dict]:
     table = _load_table(spec)
     cols = table.column_names
@@ -214,27 +237,34 @@ def _mapped(spec: "SourceSpec") -> Iterator[dict]:
         if want is not None and want not in cols:
             raise UserError(f"pool source {spec.path or spec.hub} has no column {want!r} "
                             f"(columns: {', '.join(cols)}); map it, e.g. question=problem")
+    solution_col = _column(spec.solution, "solution", cols)
+    answer_col = _column(spec.answer, "answer", cols)
     if "source_type" in cols and spec.question == "question" and spec.source_type is None:
-        # already in s1's schema (the 59K pool, s1K): keep its labels and metadata
+        # already in s1's schema (the 59K pool, s1K): keep its labels and metadata; the 59K has
+        # no answer column, so the answer is the solution's last box where it has one
         for r in table:
             if spec.keep and not spec.keep(r):
                 continue
-            row = _row(r["question"], r.get("solution"), r.get(spec.answer or "answer"),
-                       r["source_type"], r.get("cot_type") or "math")
+            solution = r.get(solution_col) if solution_col else None
+            answer = answer_of(r.get(answer_col) if answer_col else None, solution)
+            row = _row(r["question"], solution, answer, r["source_type"], r.get("cot_type") or "math")
             row["metadata"] = str(r.get("metadata") or "{}")
             yield row
         return
     label = spec.source_type or spec.hub or Path(spec.path).stem
+    used = {spec.question, solution_col, answer_col}
     for r in table:
         if spec.keep and not spec.keep(r):
             continue
-        solution = r.get(spec.solution) if spec.solution else None
-        answer = r.get(spec.answer) if spec.answer else None
-        if answer is None and solution is not None:
-            answer = last_boxed(str(solution))
-        meta = {k: v for k, v in r.items() if k not in (spec.question, spec.solution, spec.answer)}
-        yield _row(r[spec.question], solution if solution is not None else answer, answer, label,
-                   spec.cot_type, **meta)
+        solution = r.get(solution_col) if solution_col else None
+        answer = answer_of(r.get(answer_col) if answer_col else None, solution)
+        # every other field goes to metadata; set after the row is made, so a field named like
+        # one of the schema's (answer, cot_type, ...) cannot collide with it
+        row = _row(r[spec.question], solution if solution is not None else answer, answer, label,
+                   spec.cot_type)
+        row["metadata"] = json.dumps({k: v for k, v in r.items() if k not in used},
+                                     ensure_ascii=False, default=str)
+        yield row
 
 
 @dataclass
@@ -247,8 +277,8 @@ class SourceSpec:
     config: str | None = None     # hub config name
     split: str = "train"
     question: str = "question"
-    solution: str | None = "solution"
-    answer: str | None = None     # None: the last \\boxed{} of the solution
+    solution: str | None = None   # None: the `solution` column where there is one (optional)
+    answer: str | None = None     # None: the `answer` column, else the solution's last \\boxed{}
     source_type: str | None = None
     cot_type: str = "math"
     keep: Callable[[dict], bool] | None = field(default=None, repr=False)

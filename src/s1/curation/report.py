@@ -107,9 +107,15 @@ def _audit_blocks(out: Path, stage: dict, tmp: Path) -> tuple[list, list[str]]:
         return blocks, []
     flagged = [p for p in pairs if p["flagged"]]
     if flagged:
-        blocks.append(("table", ["cosine", "benchmark item", "reason"],
+        # the pairs themselves, to be read: equal answers are a lead, not a verdict (GPQA text
+        # is withheld in the candidates file already)
+        cut = lambda text, n=140: " ".join(str(text or "").split())[:n]  # noqa: E731
+        blocks.append(("table", ["cosine", "benchmark item", "pool question", "benchmark question",
+                                 "answers", "reason"],
                        [[f"{p['similarity']:.3f}", f"{p['benchmark']}:{p['benchmark_id']}",
-                         p["reason"]] for p in flagged[:10]]))
+                         cut(p["question"]), cut(p["benchmark_question"]),
+                         f"{cut(p['answer'], 30)} / {cut(p['benchmark_answer'], 30)}", p["reason"]]
+                        for p in flagged[:25]]))
     _hist(tmp / "audit_cosine.png", "Audit candidate pairs", "cosine to the benchmark item",
           {"flagged": [p["similarity"] for p in flagged],
            "cleared": [p["similarity"] for p in pairs if not p["flagged"]]},
@@ -127,7 +133,10 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
     blocks: list = [("h1", f"Curation report: {record['recipe']['name']}"),
                     ("p", f"{len(rows)} questions in the final set; "
                           f"{stages[0]['rows_out']} in the pool. "
-                          + ("Complete." if record.get("complete") else "Incomplete run."))]
+                          + ("Complete." if record.get("complete") else
+                             "**Incomplete**: " + ("; ".join(record.get("incomplete") or [])
+                                                   or "the run stopped") +
+                             " (rerun the recipe to ask the failed requests again)."))]
     blocks += [("h2", "Counts per stage"),
                ("table", ["step", "rows in", "rows out", "dropped (reason count)", "cached", "s"],
                 _stage_rows(stages))]
@@ -142,15 +151,21 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                              f"per match: {per}. Flags from boilerplate 8-grams only: "
                              f"{st.get('boilerplate_only', 0)}. Every pair: "
                              f"{s['dir']}/flagged.jsonl.")]
+            if st.get("missing_benchmarks"):
+                blocks.append(("p", "**Not decontaminated against "
+                                    f"{', '.join(st['missing_benchmarks'])}**: not available "
+                                    "here (give it as decontaminate.files={NAME: PATH})."))
             if st.get("top_ngrams"):
                 blocks.append(("table", ["8-gram behind the most flags", "flags"],
                                [[g, n] for g, n in st["top_ngrams"]]))
         if s["step"] == "near-dup":
             st = s["stats"]
             blocks += [("h2", "Near-duplicates (MinHash-LSH)"),
-                       ("p", f"{st.get('pairs_in_pool', 0)} pairs inside the pool, "
-                             f"{st.get('pairs_with_benchmarks', 0)} with benchmark items; "
-                             f"{s['dir']}/near_duplicates.jsonl.")]
+                       ("p", f"{st.get('clusters_in_pool', 0)} clusters of near-duplicates "
+                             f"inside the pool ({st.get('questions_in_clusters', 0)} questions, "
+                             f"the largest {st.get('largest_cluster', 0)}); "
+                             f"{st.get('questions_near_benchmarks', 0)} questions near benchmark "
+                             f"items; {s['dir']}/near_duplicates.jsonl.")]
         if s["step"] == "audit":
             section, figure = _audit_blocks(out, s, tmp)
             blocks += section
@@ -161,7 +176,9 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                        ("p", f"Teacher {st.get('teacher', '?')}: {st.get('prompt_tokens', 0)} prompt "
                              f"and {st.get('completion_tokens', 0)} completion tokens, cost "
                              f"{st.get('cost', 0):g}; {st.get('failures', 0)} questions failed "
-                             "(recorded in the step's drops, not silently lost).")]
+                             "(recorded in the step's drops, not silently lost; a rerun asks them "
+                             f"again); {st.get('truncated', 0)} replies cut at max_tokens "
+                             "(dropped as teacher-truncated unless keep_truncated).")]
         if s["step"] == "difficulty":
             st = s["stats"]
             solved = ", ".join(f"{k[len('solved_by_'):]} {v}" for k, v in st.items()
@@ -170,7 +187,12 @@ def blocks_for(out: Path, tmp: Path) -> tuple[list, list[str]]:
                        ("p", f"Dropped as too easy (solved by a solver): {solved}; "
                              f"{s['rows_out']} of {s['rows_in']} questions kept. "
                              + (f"Trace tokens: {st['trace_tokens_total']} in all, longest "
-                                f"{st['trace_tokens_max']}." if "trace_tokens_total" in st else ""))]
+                                f"{st['trace_tokens_max']}. " if "trace_tokens_total" in st else "")
+                             + (f"Rows without a reference answer (dropped): {st['no_reference']}. "
+                                if st.get("no_reference") else "")
+                             + (f"The teacher's own answer was right on {st['teacher_correct']} of "
+                                f"{st['teacher_graded']} graded (teacher_correct)."
+                                if "teacher_graded" in st else ""))]
         if s["step"] == "proxy-columns":
             blocks.append(("p", "Domains and trace lengths are PROXIES (source subject labels, "
                                 "solution length in words), not the paper's MSC labels and teacher "

@@ -9,9 +9,11 @@ canonical.
 
 `notebook` (the released code, REFERENCE §2.5): first every benchmark-related question (GPQA and
 AIME sources, and MATH with a trace longer than `math_min_length`, each only if the teacher was
-right when `correct_column` is given), then Algorithm 1, except that from `switch_at` selections
+right: `correct_column`, by default the difficulty step's `teacher_correct`), then Algorithm 1, except that from `switch_at` selections
 on the domain is drawn from the domain histogram of the GPQA + AIME questions (GPQA weighted
-0.5 * |AIME| / |GPQA|). The paper's Algorithm 1 has no such switch.
+0.5 * |AIME| / |GPQA|). The paper's Algorithm 1 has no such switch. `s1` with
+`benchmark_related: true` is the paper's own account: those questions first (its 384), then
+Algorithm 1 with no switch.
 
 Ablations (paper Table 2): `random` (uniform), `diverse` (uniform domain, then a uniform question
 in it: no length), `longest` (the `size` longest traces), `full` (everything).
@@ -47,8 +49,11 @@ class SelectConfig:
     seed: int = 42
     domain_column: str = "domain"
     length_column: str = "auto"    # auto: trace_tokens (difficulty step, the paper's) else trace_length
-    # the notebook variant only
-    correct_column: str | None = None        # e.g. the teacher's grade (isgeminicorrect)
+    benchmark_related: bool = False   # s1: first add the benchmark-related questions, as the paper
+                                      # did (its 384; the notebook does it always)
+    # the benchmark-related questions (notebook, or s1 with benchmark_related)
+    correct_column: str | None = "auto"      # the teacher's grade (isgeminicorrect); auto:
+                                             # teacher_correct (difficulty step) where present
     gpqa_sources: list = field(default_factory=lambda: ["Idavidrein/gpqa"])
     aime_sources: list = field(default_factory=lambda: ["qq8933/AIME_1983_2024"])
     math_sources: list = field(default_factory=lambda: ["simplescaling/openaimath", "qfq/openaimath"])
@@ -129,12 +134,16 @@ def benchmark_domain_weights(data, config: SelectConfig) -> dict:
 
 
 LENGTH_COLUMNS = ("trace_tokens", "trace_length")   # `auto`: the real one first, then the proxy
+TEACHER_GRADE = "teacher_correct"                  # the difficulty step's grade of the teacher
 
 
 def resolved(data, config: SelectConfig) -> SelectConfig:
     """`length_column: auto` made concrete for this data."""
     import dataclasses
 
+    if config.correct_column == "auto":
+        config = dataclasses.replace(config, correct_column=TEACHER_GRADE if TEACHER_GRADE in
+                                     data.column_names else None)
     if config.length_column != "auto":
         return config
     found = [c for c in LENGTH_COLUMNS if c in data.column_names]
@@ -165,14 +174,17 @@ def choose(data, config: SelectConfig) -> tuple[list[int], dict]:
         return _descending(list(range(n)), lengths)[:config.size], info
     if config.strategy == "diverse":
         return algorithm1(domains, None, config.size, rng), info
-    if config.strategy == "s1":
+    if config.strategy == "s1" and not config.benchmark_related:
         return algorithm1(domains, lengths, config.size, rng), info
     start = notebook_start(data, config, lengths)
     if len(start) > config.size:
         raise UserError(f"select: {len(start)} benchmark-related questions exceed "
                         f"select.size={config.size}")
+    info.update(benchmark_related=len(start), graded_by=config.correct_column)
+    if config.strategy == "s1":   # the paper: those first, then Algorithm 1 as it is written
+        return algorithm1(domains, lengths, config.size, rng, start), info
     weights = benchmark_domain_weights(data, config)
-    info.update(benchmark_related=len(start), benchmark_domains=len(weights))
+    info.update(benchmark_domains=len(weights))
     return algorithm1(domains, lengths, config.size, rng, start, weights or None,
                       config.switch_at), info
 
@@ -183,12 +195,16 @@ def select(data, config: SelectConfig, ctx) -> StepOutput:
     config = resolved(data, config)
     wanted = [config.domain_column] if config.strategy in ("s1", "notebook", "diverse") else []
     wanted += [config.length_column] if config.strategy in ("s1", "notebook", "longest") else []
-    wanted += [config.correct_column] if config.strategy == "notebook" and config.correct_column else []
+    related = config.strategy == "notebook" or config.strategy == "s1" and config.benchmark_related
+    wanted += [config.correct_column] if related and config.correct_column else []
     missing = [c for c in wanted if c not in data.column_names]
     if missing:
         raise UserError(f"select ({config.strategy}) needs column(s) {', '.join(missing)}: run the "
                         f"domains / difficulty steps (or proxy-columns) first, or name other "
                         f"columns with select.domain_column / select.length_column")
+    if related and not config.correct_column:
+        ctx.log("no teacher grade (teacher_correct; the difficulty step makes it): every "
+                "benchmark-related question is added, not only those the teacher got right")
     chosen, info = choose(data, config)
     if len(chosen) < config.size and config.strategy != "full":
         ctx.log(f"the pool holds only {len(chosen)} selectable questions (size {config.size})")

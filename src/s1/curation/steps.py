@@ -39,8 +39,12 @@ A model step, sketched (the shape `traces` / `difficulty` / `domains` / `audit` 
 and its module joins `s1.curation.STEP_MODULES`. Recipes name it like any other step.
 
 The runner (`run_step`) keys each run by sha256(step, version, config, input fingerprint): a step
-whose output directory already holds that key is not run again; the output fingerprint is the
-key, so a changed config re-runs that step and everything after it. Output directories are
+whose output directory already holds that key, complete, is not run again. The input fingerprint
+is the content of what the step read (the sha256 of its input's `data.parquet`, recorded as the
+step's `output` in step.json), so a step that reruns and changes its output reruns everything
+after it, and one whose output came out the same leaves them cached. A step with failed model
+requests returns `incomplete` (a reason): it is recorded as not complete, its reply caches are
+kept, and the next run runs it again (asking only what failed). Output directories are
 written whole in a temporary directory and renamed into place (`step.json` last), so a killed
 step never leaves a directory that looks complete.
 
@@ -98,6 +102,8 @@ class StepOutput:
     drops: Drops = field(default_factory=Drops)
     artifacts: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    incomplete: str = ""      # why this output is not final (e.g. "3 teacher requests failed"):
+                              # the next run runs the step again, asking only what failed
 
 
 @dataclass
@@ -233,13 +239,21 @@ def check_columns(s: Step, data) -> None:
 
 
 def finished_key(out_dir: Path) -> str | None:
+    """The key of the complete step in `out_dir` (None: none, or one with failed requests)."""
     record = out_dir / STEP_FILE
     if record.exists() and (out_dir / DATA_FILE).exists():
         try:
-            return json.loads(record.read_text())["key"]
+            done = json.loads(record.read_text())
+            return done["key"] if done.get("complete", True) else None
         except (ValueError, KeyError):
             return None
     return None
+
+
+def output_fingerprint(record: dict) -> str:
+    """What the next step is keyed by: the content of this step's data (older step.json files
+    without it: the key)."""
+    return record.get("output") or "step:" + record["key"]
 
 
 def _write_artifact(path: Path, content) -> None:
@@ -263,6 +277,9 @@ def _commit(out_dir: Path, result: StepOutput, record: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write_parquet(result.data, tmp / DATA_FILE)
+    # the content, not the config, keys what comes after (pyarrow writes the same table to the
+    # same bytes)
+    record["output"] = "data:" + file_fingerprint(tmp / DATA_FILE).split(":", 1)[1]
     _write_artifact(tmp / "drops.jsonl", result.drops.records)
     for name, content in result.artifacts.items():
         _write_artifact(tmp / name, content)
@@ -285,14 +302,15 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
     partial.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta, {"shard_rows": shard_rows, "rows": len(data)})
     n_shards = max(1, -(-len(data) // shard_rows))
-    tables, drops, stats, reused = [], Drops(), Counter(), 0
+    tables, drops, stats, reused, incomplete = [], Drops(), Counter(), 0, []
     for i in ctx.progress(range(n_shards), total=n_shards, desc=f"{s.name} (shards)"):
         done = partial / f"shard-{i:06d}.parquet"
         side = partial / f"shard-{i:06d}.json"
         if not (done.exists() and side.exists()):
             part = data.select(range(i * shard_rows, min(len(data), (i + 1) * shard_rows)))
             out = s.fn(part, config, ctx)
-            write_json_atomic(side, {"drops": out.drops.records, "stats": out.stats})
+            write_json_atomic(side, {"drops": out.drops.records, "stats": out.stats,
+                                     "incomplete": out.incomplete})
             tmp = done.with_name(f".{done.name}.tmp")
             write_parquet(out.data, tmp)
             os.replace(tmp, done)   # the parquet appears last: its presence means "shard done"
@@ -302,12 +320,14 @@ def _run_sharded(s: Step, data, config, ctx: Context, partial: Path, shard_rows:
         info = json.loads(side.read_text())
         drops.records.extend(info["drops"])
         stats.update({k: v for k, v in info["stats"].items() if isinstance(v, (int, float))})
+        if info.get("incomplete"):
+            incomplete.append(f"shard {i}: {info['incomplete']}")
     import pyarrow as pa
 
     table = pa.concat_tables([t for t in tables if t.num_rows] or tables[:1],
                              promote_options="default")
     stats["shards"], stats["shards_resumed"] = n_shards, reused
-    return StepOutput(datasets.Dataset(table), drops, {}, dict(stats))
+    return StepOutput(datasets.Dataset(table), drops, {}, dict(stats), "; ".join(incomplete))
 
 
 @dataclass
@@ -362,11 +382,21 @@ def run_step(name: str, data, input_fp: str, config, out_dir: str | Path,
               "dropped": result.drops.counts(), "stats": result.stats,
               "seconds": round(seconds, 3), "rows_per_s": round((rows_in or len(result.data))
                                                                 / max(seconds, 1e-9), 1),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "complete": not result.incomplete, "incomplete": result.incomplete}
     _commit(out_dir, result, record)
-    shutil.rmtree(partial, ignore_errors=True)
+    if result.incomplete:
+        # keep the work directory (its reply caches): the rerun asks only what failed
+        for p in partial.iterdir():
+            if p != ctx.work_dir:   # finished shards would bring the failures back
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
     if not quiet:
         dropped = ", ".join(f"{k} {v}" for k, v in record["dropped"].items()) or "none dropped"
         print(f"{name}: {rows_in if rows_in is not None else '-'} -> {record['rows_out']} rows "
               f"({dropped}) in {seconds:.1f}s -> {out_dir}", file=sys.stderr)
+    if result.incomplete:
+        print(f"{name}: INCOMPLETE, {result.incomplete}; run again to ask them again",
+              file=sys.stderr)
     return StepRun(name, out_dir, key, False, record)

@@ -69,8 +69,9 @@ def load_input(path: str | Path):
         if not record.exists() or not (p / DATA_FILE).exists():
             raise UserError(f"{p} is not a finished curation step directory (no {STEP_FILE}); "
                             "give a step's --out directory, a .parquet or a .jsonl file")
-        key = json.loads(record.read_text())["key"]
-        return read_table(p / DATA_FILE), "step:" + key
+        from s1.curation.steps import output_fingerprint
+
+        return read_table(p / DATA_FILE), output_fingerprint(json.loads(record.read_text()))
     if not p.is_file():
         raise UserError(f"input not found: {path}")
     return read_table(p), file_fingerprint(p)

@@ -10,12 +10,17 @@ Every reply is appended to the cache (`cache`, JSONL keyed by `question_hash`, f
 line with `s1.jsonl`) the moment it arrives, so a killed run loses at most the replies in flight
 and a rerun asks only what is missing. A failed request is recorded in the cache with its error
 (and retried on the next run unless `retry_failed` is off); its row is dropped with the reason
-(`on_drop`) or kept with empty traces (`keep_failed`). Token and cost totals of every request in
+(`on_drop`) or kept with empty traces (`keep_failed`); the step is then marked incomplete, so a
+recipe rerun asks again. More failures than the model's `max_failure_rate` stop the asking with
+one clear error. A reply cut at `max_tokens` (`finish_reason: length`) is no finished trace: it
+is cached (asking again gives the same) but dropped as `teacher-truncated` unless
+`keep_truncated`; kept rows say so in `teacher_truncated`. Token and cost totals of every request in
 the cache are written beside it (`<cache>.usage.json`) and returned by `trace_usage`.
 
 Config: `TracesConfig`. Columns in: `question` (`question_hash` is used when present, else
 sha256(question)[:16]). Columns out, as s1K: `thinking_trajectories` (list of one str), `attempt`
-(str); plus `teacher` (model label) and `teacher_error` (str, "" when it worked).
+(str); plus `teacher` (model label), `teacher_error` (str, "" when it worked) and
+`teacher_truncated` (bool).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class TracesConfig:
     require_thinking: bool = False     # a reply with no separate thinking counts as a failure
     retry_failed: bool = True          # a rerun asks again for questions that failed before
     keep_failed: bool = False          # keep failed rows (empty traces) instead of dropping them
+    keep_truncated: bool = False       # keep replies cut at max_tokens (flagged) instead of dropping
     progress: str = "teacher traces"   # the progress bar's label
 
     def __post_init__(self) -> None:
@@ -89,6 +95,7 @@ def _record(h: str, reply: Reply, cfg: TracesConfig) -> dict:
     cost = (reply.prompt_tokens * t.price_in_per_mtok + reply.completion_tokens * t.price_out_per_mtok) / 1e6
     return {"question_hash": h, "teacher": t.label, "thinking": reply.thinking if error is None else "",
             "attempt": reply.text if error is None else "", "error": error,
+            "truncated": error is None and reply.finish_reason == "length",
             "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
             "cost": cost, "finish_reason": reply.finish_reason, "attempts": reply.attempts,
             "wall_s": round(reply.wall_s, 3)}
@@ -129,7 +136,8 @@ def traces(ds, config: TracesConfig | None = None,
             progress(rec)
 
         try:
-            llm.ask([config.prompt_template.format(question=todo[k]) for k in keys], on_reply=got)
+            llm.ask([config.prompt_template.format(question=todo[k]) for k in keys], on_reply=got,
+                    total=len(set(hashes)), what=f"{config.progress} requests")
         finally:
             if appender is not None:
                 appender.close()
@@ -138,21 +146,28 @@ def traces(ds, config: TracesConfig | None = None,
     if cache_path is not None:
         write_json_atomic(cache_path.with_name(cache_path.name + ".usage.json"), trace_usage(cache_path))
 
-    keep, thinking, attempt, teacher, errors = [], [], [], [], []
+    keep, thinking, attempt, teacher, errors, truncated = [], [], [], [], [], []
     for i, h in enumerate(hashes):
         rec = done[h]
         if rec.get("error") and not config.keep_failed:
             if on_drop:
                 on_drop(ds[i], f"teacher failed: {rec['error']}")
             continue
+        if rec.get("truncated") and not config.keep_truncated:
+            if on_drop:
+                on_drop(ds[i], f"teacher truncated: cut at max_tokens "
+                               f"({rec.get('completion_tokens', 0)} tokens)")
+            continue
         keep.append(i)
         thinking.append([rec.get("thinking", "")])
         attempt.append(rec.get("attempt", ""))
         teacher.append(rec.get("teacher", ""))
         errors.append(rec.get("error") or "")
+        truncated.append(bool(rec.get("truncated")))
     out = ds.select(keep)
     for name, values in (("thinking_trajectories", thinking), ("attempt", attempt),
-                         ("teacher", teacher), ("teacher_error", errors)):
+                         ("teacher", teacher), ("teacher_error", errors),
+                         ("teacher_truncated", truncated)):
         if name in out.column_names:
             out = out.remove_columns(name)
         out = out.add_column(name, values)
@@ -192,14 +207,18 @@ def traces_step(data, config: TracesConfig, ctx) -> StepOutput:
     drops = Drops()
     with bars(ctx):
         out = traces(data, dataclasses.replace(config, cache=cache),
-                     on_drop=drop_into(drops, split_reason({"teacher failed": "teacher-error"},
+                     on_drop=drop_into(drops, split_reason({"teacher failed": "teacher-error",
+                                                            "teacher truncated": "teacher-truncated"},
                                                            "teacher-error")))
     mine = set(hashes_of(data))
     replies = [r for h, r in load_cache(Path(cache)).items() if h in mine]
-    stats = {"teacher": config.teacher.label, "failures": len(drops),
+    failures = sum(bool(r.get("error")) for r in replies)
+    stats = {"teacher": config.teacher.label, "failures": failures,
+             "truncated": sum(bool(r.get("truncated")) for r in replies),
              "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in replies),
              "completion_tokens": sum(r.get("completion_tokens", 0) for r in replies),
              "cost": round(sum(r.get("cost", 0.0) for r in replies), 6)}
     ctx.log(f"{stats['completion_tokens']} completion tokens, {stats['failures']} failed, "
-            f"cost {stats['cost']:g}")
-    return StepOutput(out, drops, stats=stats)
+            f"{stats['truncated']} cut at max_tokens, cost {stats['cost']:g}")
+    return StepOutput(out, drops, stats=stats,
+                      incomplete=f"{failures} teacher requests failed" if failures else "")
