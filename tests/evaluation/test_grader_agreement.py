@@ -74,3 +74,11 @@ def test_the_set_covers_the_suites_and_the_missing_categories():
         assert any(named in a for a in answers), named
     golds = {c["gold"] for c in cases}
     assert {"10 weeks", r"10\text{ cm}^2", "10 cm^2"} <= golds
+
+
+def test_majority_voting_groups_by_the_same_equivalence():
+    from s1.evaluation.verifier import cluster_answers
+
+    answers = ["i(2-i)", "1+2i", "1-2i", "2.314814814815 \\times 10^{-3}", "\\frac{1}{432}",
+               "10\\text{ weeks}", "10", "32, 349", "32349"]
+    assert cluster_answers(answers, "math") == [0, 0, 2, 3, 3, 5, 5, 7, 8]

@@ -36,9 +36,7 @@ def _verdict(parse, verify, config, gold: str, pred: str) -> str:
         if not p:
             return "answer unparseable"
         # Gold first: math-verify judges intervals, inequalities and equations by the gold's form.
-        if verify(g, p, timeout_seconds=None):
-            return "equal"
-        return "equal" if _second_look(parse, verify, config, gold, pred, g, p) else "not equal"
+        return "equal" if _same(parse, verify, config, gold, pred, g, p) else "not equal"
     except MemoryError:
         return "error: out of memory"
     except RecursionError:
@@ -49,6 +47,12 @@ def _verdict(parse, verify, config, gold: str, pred: str) -> str:
 
 _TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
 _DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+
+
+def _same(parse, verify, config, gold: str, pred: str, g: list, p: list) -> bool:
+    """math-verify's verdict on two parsed answers (gold first), with a second look."""
+    return verify(g, p, timeout_seconds=None) or _second_look(parse, verify, config, gold, pred,
+                                                              g, p)
 
 
 def _second_look(parse, verify, config, gold: str, pred: str, g: list, p: list) -> bool:
@@ -94,7 +98,8 @@ def _clusters(parse, verify, config, answers: list) -> list:
         if p:
             for h in heads:
                 try:
-                    if parsed[h] and verify(parsed[h], p, timeout_seconds=None):
+                    if parsed[h] and _same(parse, verify, config, answers[h], answer,
+                                           parsed[h], p):
                         home = h
                         break
                 except Exception:
