@@ -59,10 +59,18 @@ def last_boxed(text: str) -> str | None:
     `\\boxed 5` (a box without braces) gives `5`. An unterminated last box gives None rather than
     an earlier box: an earlier box is an abandoned attempt, not the answer.
     """
+    found = find_box(text)
+    return found[2] if found is not None else None
+
+
+def find_box(text: str, before: int | None = None) -> tuple[int, int, str | None] | None:
+    """The last box command that starts before `before` (default: anywhere): its start, the end
+    of the box (after its closing brace) and its content (None when unterminated)."""
+    limit = len(text) if before is None else before
     start = -1
     command = ""
     for cmd in _BOX_COMMANDS:
-        i = text.rfind(cmd)
+        i = text.rfind(cmd, 0, limit)
         # `\boxed` must not be the prefix of a longer command name (`\boxedx`).
         while i >= 0 and text[i + len(cmd):i + len(cmd) + 1].isalpha():
             i = text.rfind(cmd, 0, i)
@@ -75,8 +83,11 @@ def last_boxed(text: str) -> str | None:
         j += 1
     if j < len(text) and text[j] == "{":
         close = matching_brace(text, j)
-        return text[j + 1:close].strip() if close >= 0 else None
+        if close < 0:
+            return start, len(text), None
+        return start, close + 1, text[j + 1:close].strip()
     if j > start + len(command):  # "\boxed 5": up to the next space or closing `$`
         m = re.match(r"[^\s$]+", text[j:])
-        return m.group(0) if m else None
-    return None
+        if m:
+            return start, j + m.end(), m.group(0)
+    return start, j, None

@@ -55,16 +55,21 @@ def test_grade_many_over_adversarial_answers_keeps_order_and_completes():
 
 
 @pytest.mark.parametrize("unit", [" ", "\n", "*", "$", ".", "(", "{", "}", "\\", "Answer: ",
-                                  "answer is ", "\\boxed{", "1,", "(A", "A ", "\\text{"])
+                                  "answer is ", "\\boxed{", "1,", "(A", "A ", "\\text{",
+                                  " \t", "final answer is ", "I hope it is correct",
+                                  "answer \\(", "answer $", "\\boxed{1} and ", "<|im_start|>"])
 def test_extraction_is_linear_on_long_repetitions(unit):
     for head, tail in [("", ""), ("Answer:", "B"), ("\\boxed{", "}"),
-                       ("The correct answer is ", "x")]:
+                       ("The correct answer is ", "x"), ("The answer is \\(", "\\)"),
+                       ("Final Answer: The final answer is", "I hope it is correct.")]:
         text = head + unit * (200_000 // len(unit)) + tail
         start = time.monotonic()
         extract.split_answer(text)
         extract.extract_answer(text)
         extract.extract_choice(text)
         extract.as_integer(text)
+        extract.strip_unit(text)
+        extract.plain_number(text)
         extract.canonical_math(text)
         # linear takes milliseconds, quadratic minutes: 5 s leaves room for a busy machine
         assert time.monotonic() - start < 5.0, (unit, head, tail)

@@ -4,12 +4,17 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import time
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from s1 import hub
 from s1.errors import UserError
 from s1.evaluation import Item, load_benchmark
 
@@ -204,6 +209,24 @@ def test_hub_benchmarks_offline_give_a_clear_error(monkeypatch):
         with pytest.raises(UserError, match=r"offline.*local copy") as err:
             load_benchmark(name)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["gpqa-diamond", "aime25"])
+def test_hub_benchmarks_with_the_hub_unreachable_are_one_line_at_once(tmp_path, name):
+    """No offline flag, no network (the hub is a closed port): one line naming --benchmark-file,
+    at once, instead of a dozen lines of retries over half a minute (issue 19.9)."""
+    env = {k: v for k, v in os.environ.items() if k not in hub.OFFLINE_FLAGS}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "s1.cli", "eval", "--benchmark", name, "--limit",
+                        "1", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: {name} is not shipped and the hub is offline (127.0.0.1 cannot be reached); "
+        f"give a local copy with --benchmark-file {name}=FILE"]
+    assert time.monotonic() - start < 20
+    assert not (tmp_path / "run").exists()
 
 
 def test_aime25_from_a_local_file(tmp_path):

@@ -4,9 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from s1 import hub
 from s1.errors import UserError
 from s1.generation import models
 
@@ -91,6 +93,34 @@ def test_offline_hub_id_is_a_clear_error():
     p = run("generate", "--model", "Qwen/Qwen2.5-0.5B-Instruct-not-cached", "--engine",
             "transformers", "x", env=env)
     assert p.returncode == 2 and "offline" in p.stderr and "Traceback" not in p.stderr
+
+
+def unreachable_hub(tmp_path) -> dict:
+    """An environment where the hub cannot be reached and nothing is cached, with no offline
+    flag set: what a user without network sees (the hub is a closed port on loopback)."""
+    env = {k: v for k, v in os.environ.items() if k not in hub.OFFLINE_FLAGS}
+    return {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+
+
+def test_unknown_hub_id_with_the_hub_unreachable_is_one_line_at_once(tmp_path):
+    # Before issue 19.9: 23 lines of the hub client's retries and a minute of "Retrying in N s".
+    start = time.monotonic()
+    p = run("generate", "--model", "foo-org/no-such-model", "What is 2+2?",
+            env=unreachable_hub(tmp_path))
+    elapsed = time.monotonic() - start
+    assert p.returncode == 2, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("error: cannot load model 'foo-org/no-such-model'")
+    assert "127.0.0.1 cannot be reached" in p.stderr and "Retrying" not in p.stderr
+    assert elapsed < 20, elapsed    # the interpreter's start and imports; retries take 20 s+
+
+
+@pytest.mark.parametrize("question", ["", "  \n"])
+def test_an_empty_question_is_refused(question):
+    p = run("generate", question)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == ["error: the question is empty: give its text (or "
+                                             "--input FILE.jsonl)"]
 
 
 def test_unreachable_server_is_a_clear_error():

@@ -9,6 +9,7 @@ user script is re-imported and no thread state is forked. It imports nothing fro
 import json
 import logging
 import os
+import re
 import sys
 
 MEMORY_BYTES = 4 * 1024**3
@@ -35,13 +36,50 @@ def _verdict(parse, verify, config, gold: str, pred: str) -> str:
         if not p:
             return "answer unparseable"
         # Gold first: math-verify judges intervals, inequalities and equations by the gold's form.
-        return "equal" if verify(g, p, timeout_seconds=None) else "not equal"
+        return "equal" if _same(parse, verify, config, gold, pred, g, p) else "not equal"
     except MemoryError:
         return "error: out of memory"
     except RecursionError:
         return "error: nesting too deep"
     except Exception as e:  # sympy and the LaTeX parser raise many kinds on odd input
         return f"error: {type(e).__name__}"
+
+
+_TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+
+
+def _same(parse, verify, config, gold: str, pred: str, g: list, p: list) -> bool:
+    """math-verify's verdict on two parsed answers (gold first), with a second look."""
+    return verify(g, p, timeout_seconds=None) or _second_look(parse, verify, config, gold, pred,
+                                                              g, p)
+
+
+def _second_look(parse, verify, config, gold: str, pred: str, g: list, p: list) -> bool:
+    """Readings math-verify does not try itself, each only after it found the two unequal:
+    `i` as the imaginary unit (1+2i = i(2-i)), degrees inside a trigonometric function
+    (sin(90° - x) = cos x), and a number written as an unevaluated product (2.3148 × 10^{-3})
+    by its value, compared with math-verify's own rounding."""
+    import sympy
+
+    gx, px = g[0], p[0]
+    if not (isinstance(gx, sympy.Basic) and isinstance(px, sympy.Basic)):
+        return False
+    # math-verify's symbols carry assumptions (`i` is real), so they are matched by name.
+    units = {s: sympy.I for s in gx.free_symbols | px.free_symbols if s.name == "i"}
+    if units and verify([gx.subs(units)], [px.subs(units)], timeout_seconds=None):
+        return True
+    if _TRIG.search(gold + pred) and "circ" in gold + pred:
+        to_radians = r"(\\frac{\1\\pi}{180})"
+        g2 = parse(_DEGREES.sub(to_radians, gold), extraction_config=config, parsing_timeout=None)
+        p2 = parse(_DEGREES.sub(to_radians, pred), extraction_config=config, parsing_timeout=None)
+        if g2 and p2 and verify(g2, p2, timeout_seconds=None):
+            return True
+    if not gx.free_symbols and not px.free_symbols and (gx.atoms(sympy.Float) or px.atoms(sympy.Float)):
+        values = [sympy.Float(x.evalf(30), 30) if not x.is_Atom else x for x in (gx, px)]
+        if all(v.is_number for v in values):
+            return bool(verify([values[0]], [values[1]], timeout_seconds=None))
+    return False
 
 
 def _clusters(parse, verify, config, answers: list) -> list:
@@ -60,7 +98,8 @@ def _clusters(parse, verify, config, answers: list) -> list:
         if p:
             for h in heads:
                 try:
-                    if parsed[h] and verify(parsed[h], p, timeout_seconds=None):
+                    if parsed[h] and _same(parse, verify, config, answers[h], answer,
+                                           parsed[h], p):
                         home = h
                         break
                 except Exception:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from s1 import hub
 from s1.errors import UserError
 
 log = logging.getLogger("s1.evaluation")
@@ -238,28 +238,22 @@ def _gpqa_maker(seed: int) -> Callable[[int, dict], Item]:
 # the hub, only when the user is online and asked for it
 
 
-def _hub_offline() -> bool:
-    flags = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    return any(os.environ.get(f, "").strip().lower() in ("1", "true", "yes", "on") for f in flags)
-
-
 def _hub_records(name: str, hub_id: str, config: str | None,
                  splits: tuple[str, ...]) -> Iterator[tuple[int, dict | None, str]]:
-    hint = f"pass a local copy as the benchmark path (load_benchmark({name!r}, path=FILE))"
-    if _hub_offline():
-        raise UserError(f"{name} is not shipped and the hub is offline (HF_HUB_OFFLINE is set); "
-                        f"give a local file: {hint}")
+    hint = f"give a local copy with --benchmark-file {name}=FILE"
+    offline = hub.unreachable()
+    if offline:
+        raise UserError(f"{name} is not shipped and the hub is offline ({offline}); {hint}")
     try:
         import datasets
     except ImportError:
         raise UserError(f"{name} needs the `datasets` package to load {hub_id}; install it or "
-                        f"give a local file: {hint}") from None
+                        f"{hint}") from None
     try:
         loaded = datasets.load_dataset(hub_id, config) if config else datasets.load_dataset(hub_id)
     except Exception as e:  # network, auth (GPQA is gated), missing dataset: all user-fixable
         raise UserError(f"could not load {name} from the hub id {hub_id} "
-                        f"({type(e).__name__}); log in / go online, or give a local file: "
-                        f"{hint}") from None
+                        f"({type(e).__name__}); log in (GPQA is gated) or {hint}") from None
     split = next((s for s in splits if s in loaded), next(iter(loaded)))
     for i, record in enumerate(loaded[split], 1):
         yield i, dict(record), ""

@@ -1,9 +1,20 @@
 """Answer extraction: from a model's text to the short answer that gets verified.
 
-The order is the s1 harness's: keep only the answer segment (after the end of thinking), take
-the last `\\boxed{}` (or `\\fbox{}`), else the last `Answer:`. Every function here is a linear
-scan or a simple regex, so an adversarial text (a megabyte, braces nested ten thousand deep)
-costs milliseconds; nothing is evaluated.
+Only the answer segment is read (after the end of thinking). Its final answer is found by a few
+named patterns, tried in this order (simple-evals reads its `ANSWER_PATTERN` the same way):
+
+1. the last `\\boxed{}` (or `\\fbox{}`), together with the boxes just before it when only
+   separators stand between them (`\\boxed{1}, \\boxed{2}`, "... and \\boxed{(6, 2)}"): one
+   answer written in several boxes. A box that prose separates from the last one is an
+   abandoned attempt;
+2. Minerva's sentence (`MINERVA_ANSWER`, "Final Answer: The final answer is X. I hope it is
+   correct.", lm-eval's minerva_math format), which also wins over a box written before it;
+3. the last `Answer:` line (`ANSWER_LINE`);
+4. the last "the answer is $X$" / "Answer \\(X\\)" (`ANSWER_MATH`), else "the answer is X"
+   (`ANSWER_IS`) up to the end of its line.
+
+Every function here is a linear scan or a regex with bounded repeats, so an adversarial text (a
+megabyte, braces nested ten thousand deep) costs milliseconds; nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -11,18 +22,41 @@ from __future__ import annotations
 import re
 
 # Shared with training, so they live in s1.text; imported here for the extraction below.
-from s1.text import END_DELIMITERS, last_boxed, split_answer  # noqa: F401
+from s1.text import END_DELIMITERS, find_box, last_boxed, split_answer  # noqa: F401
 
-_ANSWER_ANCHOR = re.compile(r"answer\s*:", re.IGNORECASE)
+#: "Final Answer: The final answer is X. I hope it is correct." (Minerva, lm-eval minerva_math)
+MINERVA_ANSWER = re.compile(
+    r"final\s+answer\s+is(?P<answer>[^\n]{1,300}?)I hope it is correct",
+    re.IGNORECASE)
+#: `Answer:` (simple-evals' ANSWER_PATTERN anchor); what follows is read up to the end of the line
+ANSWER_LINE = re.compile(r"answer\s*:", re.IGNORECASE)
+#: "the answer is $X$", "Answer \\( X \\)", "answer: \\[ X \\]": a math environment after "answer"
+ANSWER_MATH = re.compile(
+    r"\banswer\b(?:\s*is\b)?[\s:]{0,20}(?P<answer>\$\$[^$]{1,2000}\$\$|\$(?:[^$\\]|\\.){1,2000}\$"
+    r"|\\\((?:(?!\\\)).){1,2000}\\\)|\\\[(?:(?!\\\]).){1,2000}\\\])",
+    re.IGNORECASE | re.DOTALL)
+#: "the answer is X": the rest of the line
+ANSWER_IS = re.compile(r"\banswer\s+is\b[ \t:]*(?P<answer>[^\n]{1,300})", re.IGNORECASE)
+
+MAX_SHORT_ANSWER = 2000
+# Minerva's closing remark, or a chat template's next turn (`<|im_start|>user`) after the answer.
+_TAIL = re.compile(r"I hope it is correct|<\|[a-z_]{1,20}\|>", re.IGNORECASE)
+_MATH_DELIMITERS = re.compile(r"(?:\$\$|\$|\\\(|\\\[)(.*?)(?:\$\$|\$|\\\)|\\\])", re.DOTALL)
 
 
 def _clean(answer: str) -> str:
-    """Strip the wrapping a model puts around a short answer: bold, `$`, a final period."""
-    answer = answer.strip()
+    """Strip the wrapping a model puts around a short answer: bold, `$`, `\\(...\\)`, quotes, a
+    final period, Minerva's closing "I hope it is correct"."""
+    short = len(answer) < MAX_SHORT_ANSWER   # the regexes below only ever see a short text
+    tail = _TAIL.search(answer) if short else None
+    answer = (answer[:tail.start()] if tail else answer).strip()
     for _ in range(4):  # bounded: each round peels one layer ("**$x$.**")
         previous = answer
-        answer = answer.strip(" \t\r\n*")
-        if len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
+        answer = answer.strip(" \t\r\n*\"“”")
+        m = _MATH_DELIMITERS.fullmatch(answer) if short else None
+        if m and "$" not in m.group(1):
+            answer = m.group(1).strip()
+        elif not short and len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
             answer = answer.strip("$").strip()
         answer = answer.rstrip(" \t\r\n.。")
         if answer == previous:
@@ -30,30 +64,131 @@ def _clean(answer: str) -> str:
     return answer
 
 
+def _last(pattern: re.Pattern, text: str) -> re.Match | None:
+    found = None
+    for found in pattern.finditer(text):
+        pass
+    return found
+
+
+#: A statement pattern is tried at the last few occurrences of "answer" only: each try reads a
+#: bounded stretch, so a text that repeats "answer \\(" a hundred thousand times stays linear.
+MAX_ANSWER_TRIES = 16
+
+
+def _answer_words(text: str) -> list[int]:
+    """Where the last few words "answer" start (any case), last first: found from the end, so
+    a long text costs one lower-casing and a scan of its tail."""
+    lower, starts, end = text.lower(), [], len(text)
+    while len(starts) < MAX_ANSWER_TRIES:
+        i = lower.rfind("answer", 0, end)
+        if i < 0:
+            break
+        end = i
+        if not (i > 0 and lower[i - 1].isalnum()) and not lower[i + 6:i + 7].isalnum():
+            starts.append(i)
+    return starts
+
+
+def _last_statement(pattern: re.Pattern, text: str, starts: list[int],
+                    skip: int = 0) -> re.Match | None:
+    """The last match of `pattern` that starts `skip` characters before one of `starts`."""
+    for start in starts:
+        found = pattern.match(text, max(0, start - skip))
+        if found is not None:
+            return found
+    return None
+
+
+_STATEMENT = re.compile(r"^[^=]{1,80}?\s(?:is|are|equals)\s+(?P<answer>\S.*)$")
+
+
 def answer_line(text: str) -> str | None:
     """What follows the last `Answer:` (case-insensitive, as simple-evals' ANSWER_PATTERN), up to
-    the end of its line, or the next non-empty line when `Answer:` ends its own line."""
-    last = None
-    for last in _ANSWER_ANCHOR.finditer(text):
-        pass
+    the end of its line, or the next non-empty line when `Answer:` ends its own line. A line that
+    names what it answers ("The largest $n$ is 34") gives what follows its first "is"."""
+    last = _last(ANSWER_LINE, text)
     if last is None:
         return None
-    first_line = text[last.end():].lstrip().split("\n", 1)[0]
-    return _clean(first_line) or None
+    line = _clean(text[last.end():].lstrip().split("\n", 1)[0])
+    m = _STATEMENT.match(line)
+    if m and len(line.split()) <= 24:
+        line = _clean(m.group("answer"))
+    return line or None
 
 
 def extract_answer(text: str) -> str | None:
-    """The short answer of an answer segment: last box, else last `Answer:`, else None."""
+    """The short answer of an answer segment (see the module's order), or None."""
     return locate_answer(text)[0]
 
 
+#: At most this many boxes are read as one answer, each at most this far from the next.
+MAX_JOINED_BOXES = 64
+MAX_BOX_GAP = 120
+_GAP_MARKUP = re.compile(r"\\(?:text|mbox|textnormal|mathrm|textbf)\{([^{}]*)\}"
+                         r"|\\[()\[\]]|\\q?quad\b|\\[,;:! ]|\$|&|\\\\")
+_GAP_ASSIGNMENT = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*$")  # "x = ", "y_2 = " before a box
+_JOINERS = {"and", "or", ",", ";"}
+
+
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes only separates two parts of one answer: spacing, math
+    delimiters, `,`, `and`, `\\text{ and }`, "x =", or a few words ending in "and"/"or"."""
+    if len(gap) > MAX_BOX_GAP:
+        return False
+    rest = _GAP_MARKUP.sub(lambda m: f" {m.group(1) or ''} ", gap)
+    rest = _GAP_ASSIGNMENT.sub("", rest.strip())
+    rest = re.sub(r"\(\w\)", " ", rest)                # "for part (a) and"
+    if re.search(r"[\d.=]", rest):
+        return False                                   # a number or a sentence between: not one answer
+    words = re.findall(r"[A-Za-z]+|[,;]", rest)
+    if not words:
+        return True
+    return words[-1].lower() in _JOINERS and sum(w.isalpha() for w in words) <= 4
+
+
+def final_boxes(text: str) -> tuple[str, int] | None:
+    """The last box's content, joined with the boxes right before it that hold other parts of the
+    same answer ("1, 2" from `\\boxed{1}, \\boxed{2}`), and where the last box ends; None when
+    there is no box, or the last is empty or unterminated."""
+    found = find_box(text)
+    if found is None or not found[2]:
+        return None
+    first, end, content = found
+    parts = [content]
+    while len(parts) < MAX_JOINED_BOXES:
+        before = find_box(text, before=first)
+        if before is None or before[2] is None or not before[2] or before[1] > first:
+            break
+        if not _joins(text[before[1]:first]):
+            break
+        parts.append(before[2])
+        first = before[0]
+    return ", ".join(reversed(parts)), end
+
+
 def locate_answer(text: str) -> tuple[str | None, str]:
-    """The short answer and where it came from: "box", "line" (an `Answer:` line) or "none"."""
-    boxed = last_boxed(text)
-    if boxed is not None and boxed.strip():
-        return boxed.strip(), "box"
+    """The short answer and where it came from: "box", "minerva" (Minerva's final-answer
+    sentence), "line" (an `Answer:` line), "statement" ("the answer is ...") or "none"."""
+    boxed = final_boxes(text)
+    starts = _answer_words(text)
+    minerva = _last_statement(MINERVA_ANSWER, text, starts, skip=len("final "))
+    if minerva is not None and (boxed is None or minerva.start() >= boxed[1]):
+        answer = _clean(minerva.group("answer"))
+        if answer:
+            return answer, "minerva"
+    if boxed is not None:
+        return boxed[0], "box"
     line = answer_line(text)
-    return (line, "line") if line is not None else (None, "none")
+    if line is not None:
+        return line, "line"
+    for pattern in (ANSWER_MATH, ANSWER_IS):
+        found = _last_statement(pattern, text, starts)
+        if found is not None:
+            answer = _clean(found.group("answer"))
+            if answer:
+                return answer, "statement"
+    return None, "none"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +200,8 @@ _THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+")
 
 
 def as_integer(answer: str | None) -> int | None:
-    """The integer an answer states plainly ("023", "1,000", "$42$", "\\text{42}"), else None."""
+    """The integer an answer states plainly ("023", "1,000", "$42$", "\\text{42}", "\\$1,000"),
+    else None. "32, 349" is a list of two numbers, not 32349."""
     if answer is None:
         return None
     s = answer.strip()
@@ -73,8 +209,11 @@ def as_integer(answer: str | None) -> int | None:
     if m:
         s = m.group(1)
     s = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", s)   # "1\\,000": a thin-space separator
-    s = strip_currency(s).replace("\\!", "").replace("{,}", ",").replace("$", "").replace(" ", "")
-    s = re.sub(r"\.$", "", s)
+    s = re.sub(r",\\!\s*", ",", s)                     # "11,\\! 111": MATH's separator, then a space
+    s = strip_currency(s).replace("\\!", "").replace("{,}", ",").replace("$", "")
+    if re.search(r",\s", s):
+        return None                                   # "32, 349": a list, not a separator
+    s = re.sub(r"\.$", "", s.replace(" ", ""))
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     # No answer has a thousand digits; int() of a huge digit string is slow (and refused past
@@ -84,9 +223,34 @@ def as_integer(answer: str | None) -> int | None:
     return int(s)
 
 
+_CURRENCY = re.compile(r"\\\$|\\text\{\s*\}|\\euro\b|[€£¥]")
+
+
 def strip_currency(answer: str) -> str:
-    """Drop escaped dollar signs (`\\$36`, MATH500's money golds): a currency mark, not math."""
-    return answer.replace("\\$", "")
+    """Drop currency marks: escaped dollar signs (`\\$36`, MATH500's money golds), €, £, ¥."""
+    return _CURRENCY.sub("", answer.replace("\\text{\\$}", ""))
+
+
+_UNIT = re.compile(
+    r"(?P<number>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*"
+    r"(?:\\(?:text|mbox|textnormal|mathrm)\{\s*(?P<unit>[A-Za-z][A-Za-z .]{0,30})\}"
+    r"|\s(?P<words>[A-Za-z]{2,20}(?:\s[A-Za-z]{2,20}){0,2})|(?P<word>[A-Za-z]{4,20}))"
+    r"\s*(?:\^\s*\{?[23]\}?)?")
+#: Words after a number that are mathematics, not a unit ("10 pi").
+_NOT_UNITS = {"pi", "and", "or", "times", "sqrt", "cdot", "mod", "pmod", "i", "e"}
+
+
+def strip_unit(answer: str) -> str:
+    """The number of an answer that is a number and a unit ("10\\text{ cm}^2", "10 weeks",
+    "125 miles": 10, 10, 125); any other answer unchanged. A unit never hides a wrong number, and
+    graders compare the numbers (hendrycks/math and MARIO_EVAL drop units the same way)."""
+    m = _UNIT.fullmatch(answer.strip()) if len(answer) < 200 else None
+    if m is None:
+        return answer
+    unit = (m.group("unit") or m.group("words") or m.group("word")).strip().lower()
+    if not unit or set(unit.split()) & _NOT_UNITS:
+        return answer
+    return m.group("number")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,6 +263,7 @@ _REMARK = re.compile(r"\([^()]*\)")        # "(since 6*7)", "(6*7)", "(per day)"
 _BECAUSE = re.compile(r"\b(?:because|since|given|which)\b|;", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z]+")
+_NEGATION = re.compile(r"\b(?:not|never)\b|n't\b", re.IGNORECASE)
 _SETUP = re.compile(r"\W*(?:let|suppose|assume|consider|denote|first|to|we|if|define)\b",
                     re.IGNORECASE)
 
@@ -131,6 +296,8 @@ def plain_number(line: str) -> str | None:
         return None   # part of a word or an identifier: "8-digit", "x2", "v-1"
     if len(_WORD.findall(before)) > 8 or len(_WORD.findall(after)) > 3:
         return None
+    if _NEGATION.search(before) or _NOT_UNITS & {w.lower() for w in _WORD.findall(after)}:
+        return None   # "not 12", "10 pi": the number alone is not what the line states
     if _SETUP.match(s):
         return None   # the start of a derivation cut off by the answer cap, not a statement
     return token
@@ -163,6 +330,7 @@ def canonical_answer(extracted: str | None, answer_type: str) -> str | None:
         return None
     if answer_type == "choice":
         return extract_choice(extracted)
+    extracted = strip_unit(extracted)
     value = as_integer(extracted)
     if value is not None:
         return str(value)

@@ -3,9 +3,10 @@
 1. The caller passes the answer segment (see `split_answer`); the short answer is extracted from
    it (`extract.py`).
 2. It is verified by the item's answer type:
+   - a number with a unit ("10\\text{ cm}^2", "10 weeks"), gold or answer, counts as its number;
    - integer golds (of any type): compared as integers when the answer is one ("023" = 23); a
-     short plain-text `Answer:` line by the one number it states ("16 eggs * 4 = 64 eggs");
-     anything else, boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics;
+     short plain-text answer line or sentence by the one number it states ("16 eggs * 4 = 64
+     eggs"); anything else, boxes and LaTeX above all (`2^9`, `\\frac{3}{5}`), as mathematics;
    - `math`: exact text, then math-verify on the extracted answer only, wrapped in `$...$`,
      gold first (the call is not symmetric), then a formatting-free text comparison;
    - `choice`: the letter extractor against the gold letter.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Iterable
 from s1.errors import UserError
 from s1.evaluation.benchmarks import Item
 from s1.evaluation.extract import (as_integer, canonical_math, extract_choice, locate_answer,
-                                   plain_number, split_answer)
+                                   plain_number, split_answer, strip_unit)
 from s1.evaluation.verifier import (MAX_ANSWER_CHARS, GraderUnavailable, VerifierPool, _get_pool,
                                     _math_env, cluster_answers, shutdown_verifiers, verify_math)
 
@@ -54,36 +55,39 @@ class Grade:
 
 def _grade_math(item: Item, extracted: str, source: str, timeout: float,
                 pool: VerifierPool) -> Grade:
-    gold_int, pred_int = as_integer(item.answer), as_integer(extracted)
+    # A number with a unit on either side ("10\\text{ cm}^2", "10 weeks") is compared (and
+    # reported) by its number.
+    gold, answer = strip_unit(item.answer), strip_unit(extracted)
+    gold_int, pred_int = as_integer(gold), as_integer(answer)
     if gold_int is not None and pred_int is not None:
         ok = gold_int == pred_int
-        return Grade(ok, extracted, "integer match" if ok else "integer mismatch")
-    if gold_int is not None and source == "line":
+        return Grade(ok, answer, "integer match" if ok else "integer mismatch")
+    if gold_int is not None and source != "box":
         # A plain-text answer line often shows its working ("16 eggs * 4 = 64 eggs"): read the
         # one number it states. Never a box or LaTeX: `\\frac{3}{5}` is not 5, `2^9` is 512;
         # those are evaluated as mathematics below.
-        token = plain_number(extracted)
+        token = plain_number(answer)
         value = as_integer(re.sub(r"\.0+$", "", token)) if token is not None else None
         if token is not None:
             ok = value == gold_int
             return Grade(ok, token, "answer line number match" if ok
                          else "answer line number mismatch")
-    if "".join(item.answer.split()) == "".join(extracted.split()):
-        return Grade(True, extracted, "exact match")
-    if len(extracted) > MAX_ANSWER_CHARS:
-        return Grade(False, extracted[:200],
-                     f"answer too long to verify ({len(extracted)} characters)")
-    verdict = pool.verify(_math_env(item.answer), _math_env(extracted), timeout)
+    if "".join(gold.split()) == "".join(answer.split()):
+        return Grade(True, answer, "exact match")
+    if len(answer) > MAX_ANSWER_CHARS:
+        return Grade(False, answer[:200],
+                     f"answer too long to verify ({len(answer)} characters)")
+    verdict = pool.verify(_math_env(gold), _math_env(answer), timeout)
     if verdict == "equal":
-        return Grade(True, extracted, "math-verify equal")
+        return Grade(True, answer, "math-verify equal")
     if verdict == "timeout":
-        return Grade(False, extracted, f"timeout (verification over {timeout:g}s)")
-    same_text = canonical_math(item.answer) == canonical_math(extracted)
+        return Grade(False, answer, f"timeout (verification over {timeout:g}s)")
+    same_text = canonical_math(gold) == canonical_math(answer)
     if verdict == "not equal":
         # math-verify can miss a match only formatting separates (text answers, odd units).
-        return Grade(same_text, extracted,
+        return Grade(same_text, answer,
                      "normalized text match" if same_text else "math-verify not equal")
-    return Grade(same_text, extracted,
+    return Grade(same_text, answer,
                  f"{verdict}; normalized text {'match' if same_text else 'mismatch'}")
 
 

@@ -80,6 +80,8 @@ def generate(
 
     if (question is None) == (input is None):
         raise UserError("give a QUESTION or --input FILE.jsonl (one of them)")
+    if question is not None and not question.strip():
+        raise UserError("the question is empty: give its text (or --input FILE.jsonl)")
     budget = Budget(max_thinking_tokens=max_thinking, min_thinking_tokens=min_thinking,
                     min_mode=min_mode, num_ignore=num_ignore, answer_reserve=answer_reserve,
                     require_answer=require_answer,

@@ -1,16 +1,17 @@
 """Where models come from: the embedded GGUF, a local path, or a hub id (online only).
 
 Nothing here downloads at import time. A hub id is passed to transformers, which fetches it when
-the user is online; offline, a missing id becomes one clear error that names the alternatives.
+the hub can be reached; otherwise (`s1.hub`) it loads from the local cache or becomes, at once,
+one clear error that names the alternatives.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from s1 import hub
 from s1.errors import UserError
 
 EMBEDDED = "smollm2-135m"
@@ -89,25 +90,43 @@ def resolve_model(model: str | None) -> ModelRef:
     return ModelRef(model, model)
 
 
-def hub_error(ref: ModelRef, err: Exception) -> UserError:
+def hub_error(ref: ModelRef, why: str) -> UserError:
     """The clear error for a hub id that cannot be loaded (offline, gated, misspelled)."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    why = "offline mode is on" if offline else f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     return UserError(f"cannot load model {ref.name!r} from the Hugging Face hub ({why}); "
                      f"download it while online (huggingface-cli download {ref.name}) or use a "
                      f"local path, a .gguf file, or the embedded {EMBEDDED!r}")
 
 
-def load_tokenizer(ref: ModelRef):
-    from transformers import AutoTokenizer
+def check_hub(ref: ModelRef) -> str | None:
+    """For a hub id, ask first whether the hub can be reached (`s1.hub`): when it cannot, a model
+    missing from the local cache is refused at once, in one line, before transformers is even
+    imported, instead of after a minute of retries. Returns why the hub is offline, or None."""
+    if Path(ref.path).exists():
+        return None
+    offline = hub.unreachable()
+    if offline and not hub.cached(ref.path):
+        raise hub_error(ref, f"not in the local cache, and the hub is offline: {offline}")
+    return offline
+
+
+def from_pretrained(load, ref: ModelRef, **kwargs):
+    """`load(ref.path, **kwargs)` (a transformers `from_pretrained`); what fails to load (gated,
+    misspelled, half cached) is one clear error."""
     try:
-        return AutoTokenizer.from_pretrained(ref.path, **ref.pretrained_kwargs())
+        return load(ref.path, **kwargs)
     except (OSError, ValueError) as err:
-        raise hub_error(ref, err) from None
+        raise hub_error(ref, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+
+
+def load_tokenizer(ref: ModelRef):
+    check_hub(ref)
+    from transformers import AutoTokenizer
+    return from_pretrained(AutoTokenizer.from_pretrained, ref, **ref.pretrained_kwargs())
 
 
 def load_causal_lm(ref: ModelRef, dtype=None, device: str | None = None):
     """transformers model for ref: GGUF weights are dequantized (float32 by default)."""
+    check_hub(ref)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -116,10 +135,7 @@ def load_causal_lm(ref: ModelRef, dtype=None, device: str | None = None):
     kwargs = ref.pretrained_kwargs()
     if dtype is not None:
         kwargs["dtype"] = dtype
-    try:
-        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise hub_error(ref, err) from None
+    model = from_pretrained(AutoModelForCausalLM.from_pretrained, ref, **kwargs)
     if device:
         model = model.to(device)
     return model.eval()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from s1 import hub
 from s1.errors import UserError
 from s1.text import last_boxed
 from s1.generation.formats import ThinkingFormat
@@ -104,6 +105,7 @@ def _load_table(source: str, split: str):
         elif path.is_dir():
             loaded = datasets.load_dataset(str(path), split=split)
         elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            hub.unreachable()   # offline: read from the local cache, or fail at once (no retries)
             loaded = datasets.load_dataset(source, split=split)
         else:
             raise UserError(f"training data not found: {source} (give a .jsonl/.parquet file, a "

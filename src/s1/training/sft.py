@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from s1.generation.formats import get_format, save_format
-from s1.generation.models import (EMBEDDED, TRAIN_RECORD, ModelRef, hub_error, load_tokenizer,
-                                  resolve_model)
+from s1.generation.models import (EMBEDDED, TRAIN_RECORD, ModelRef, check_hub, from_pretrained,
+                                  load_tokenizer, resolve_model)
 from s1.errors import UserError
 from s1.training import lora as lora_
 from s1.training.data import (SYNTHETIC, TruncationReport, build_dataset, hold_out, load_records,
@@ -67,6 +67,7 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 def load_model(ref: ModelRef, recipe: Recipe, quantize: bool = True):
     """The model to train; `quantize=False` loads the base unquantized (to merge an adapter)."""
+    check_hub(ref)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -82,10 +83,7 @@ def load_model(ref: ModelRef, recipe: Recipe, quantize: bool = True):
         kwargs["attn_implementation"] = cfg.attn_implementation
     if not torch.cuda.is_available():
         torch.set_flush_denormal(True)   # denormals make CPU matmuls ~19x slower
-    try:
-        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise hub_error(ref, err) from None
+    model = from_pretrained(AutoModelForCausalLM.from_pretrained, ref, **kwargs)
     # A model read from a GGUF remembers it in its config; the dequantized weights we save are
     # plain tensors, and a saved config claiming GGUF would make from_pretrained look for one.
     if getattr(model.config, "quantization_config", None) is not None and ref.is_gguf:

@@ -7,7 +7,7 @@ import importlib.util
 from s1.errors import UserError
 from s1.generation.engines.base import Engine, Request
 from s1.generation.formats import ThinkingFormat, format_for_model
-from s1.generation.models import resolve_model
+from s1.generation.models import check_hub, resolve_model
 
 ENGINES = ("auto", "transformers", "llama.cpp", "remote")
 
@@ -41,6 +41,7 @@ def load_engine(model: str | None = None, server: str | None = None, engine: str
                                   concurrency=concurrency, context_length=context_length,
                                   api_key=api_key, timeout=timeout, dialect=dialect)
     ref = resolve_model(model)
+    check_hub(ref)   # offline, a model that is not cached is refused before torch is imported
     fmt = fmt or format_for_model(ref.path if not ref.is_gguf else model)
     has_llama = importlib.util.find_spec("llama_cpp") is not None
     if engine == "llama.cpp" or (engine == "auto" and ref.is_gguf and has_llama and device in (None, "cpu")):
