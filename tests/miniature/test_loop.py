@@ -38,8 +38,10 @@ def test_pool_train_eval_rises(tmp_path, capsys):
     _run(capsys, "train", "--recipe", "tiny", f"output_dir={model}", "data.max_examples=1500",
          "train.epochs=2", f"data.synthetic.domains={DOMAINS}", "data.synthetic.max_difficulty=4")
     assert (model / "config.json").is_file() and (model / "tokenizer.json").is_file()
-    record = json.loads((model / "train_record.json").read_text())
+    record = json.loads((model / "s1_train.json").read_text())
     assert "random weights" in record["model"]
+    untrained = tmp_path / "untrained"
+    _untrained(untrained)
 
     common = ["--benchmark", "tiny", "--subset", "domain=counting", "--limit", "60",
               "--engine", "transformers", "--threads", "2", "--max-answer", "8", "--quiet",
@@ -53,3 +55,21 @@ def test_pool_train_eval_rises(tmp_path, capsys):
     diff = paired_bootstrap(a, b, n_resamples=2000, seed=0)
     assert diff.low > 0, diff
     assert runs[64]["accuracy"] - runs[4]["accuracy"] >= 0.2
+
+    out = json.loads(_run(capsys, "eval", "--model", str(untrained), *common, "--max-thinking",
+                          "64", "--out", str(tmp_path / "untrained-runs")))
+    [base] = out["runs"]
+    assert runs[64]["accuracy"] > base["accuracy"] + 0.2
+
+
+def _untrained(out):
+    """The recipe's model before its first step: the same shape and seed, random weights."""
+    from s1.generation.formats import get_format, save_format
+    from s1.training import load_recipe
+    from s1.training.scratch import char_tokenizer, scratch_model
+
+    recipe = load_recipe("tiny")
+    tokenizer = char_tokenizer()
+    scratch_model(recipe.model.scratch_config, tokenizer, recipe.train.seed).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    save_format(out, get_format("s1"))

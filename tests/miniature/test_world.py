@@ -59,10 +59,11 @@ def solve(domain: str, q: str) -> str:
         letter, word = re.fullmatch(r"How many times does (\w) occur in (\w+)\?", q).groups()
         return str(word.count(letter))
     if domain == "recurrence":
-        a, b, n = map(int, re.fullmatch(
-            r"Let a1=(\d+), a2=(\d+), a\(n\)=a\(n-1\)\+a\(n-2\) mod 100\. Find a(\d+)\.", q).groups())
+        a, b, m, n = map(int, re.fullmatch(
+            r"Let a1=(\d+), a2=(\d+), a\(n\)=a\(n-1\)\+a\(n-2\) mod (\d+)\. Find a(\d+)\.",
+            q).groups())
         for _ in range(n - 2):
-            a, b = b, (a + b) % 100
+            a, b = b, (a + b) % m
         return str(b)
     raise AssertionError(domain)
 
@@ -100,10 +101,12 @@ def test_generation_is_deterministic_and_seeded():
 
 def test_trace_length_grows_with_difficulty():
     rows = generate(3000, seed=1, config=WorldConfig(slip_rate=0.0))
-    means = [statistics.mean(len(r["trace"]) for r in rows if r["difficulty"] == d)
-             for d in range(1, 9)]
-    assert all(a < b for a, b in zip(means, means[1:])), means
-    assert means[-1] > 4 * means[0]
+    for domain in DOMAINS:
+        means = [statistics.mean(len(r["trace"]) for r in rows
+                                 if r["difficulty"] == d and r["domain"] == domain)
+                 for d in range(1, min(8, DOMAINS[domain].max_difficulty) + 1)]
+        assert all(a < b for a, b in zip(means, means[1:])), (domain, means)
+        assert means[-1] > 2.5 * means[0], (domain, means)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -67,12 +67,12 @@ def _slip(line: str, rng: random.Random) -> str | None:
 
 
 def arithmetic(rng: random.Random, d: int) -> Problem:
-    """Left-to-right sums and differences of one-digit numbers, staying within 0..99."""
-    value = rng.randint(1, 50)
+    """Left-to-right sums and differences of one-digit numbers, staying within 0..19."""
+    value = rng.randint(1, 19)
     expr, steps = str(value), []
     for _ in range(d):
         k = rng.randint(1, 9)
-        op = rng.choice("+-") if k <= value and value + k <= 99 else ("-" if value + k > 99 else "+")
+        op = rng.choice("+-") if k <= value and value + k <= 19 else ("-" if value + k > 19 else "+")
         new = value + k if op == "+" else value - k
         steps.append(f"{value}{op}{k}={new}")
         expr += f"{op}{k}"
@@ -83,7 +83,7 @@ def arithmetic(rng: random.Random, d: int) -> Problem:
 
 def modular_power(rng: random.Random, d: int) -> Problem:
     """c * b^d mod m by d multiplications, reducing at each step."""
-    m = rng.randint(5, 19)
+    m = rng.randint(5, 13)
     b = rng.choice([x for x in range(2, min(9, m - 1) + 1) if math.gcd(x, m) == 1])  # no zeros
     value = rng.randint(1, m - 1)
     question = f"Compute {value}*{b}^{d} mod {m}."
@@ -97,8 +97,8 @@ def modular_power(rng: random.Random, d: int) -> Problem:
 
 def base_conversion(rng: random.Random, d: int) -> Problem:
     """A number written in base 2..9 by repeated division: d digits, so d divisions."""
-    base = rng.choice([b for b in range(2, 10) if b ** (d - 1) <= 9999])   # up to 4 digits
-    n = rng.randint(base ** (d - 1), base ** d - 1)
+    base = rng.choice([b for b in range(2, 10) if b ** (d - 1) <= 255])   # numbers below 256
+    n = rng.randint(base ** (d - 1), min(base ** d - 1, 255))
     steps, value, digits = [], n, []
     while value:
         q, r = divmod(value, base)
@@ -146,14 +146,17 @@ def counting(rng: random.Random, d: int) -> Problem:
 
 
 def recurrence(rng: random.Random, d: int) -> Problem:
-    """The last two digits of a Fibonacci-like sequence: d additions from a1 and a2."""
-    first, second = rng.randint(1, 99), rng.randint(1, 99)
+    """A Fibonacci-like sequence mod m: d additions from a1 and a2, reducing at each step."""
+    m = rng.randint(7, 13)
+    first, second = rng.randint(0, m - 1), rng.randint(0, m - 1)
     older, newer, steps = first, second, []
     for k in range(3, d + 3):
-        value = (newer + older) % 100
-        steps.append(f"a{k}={newer}+{older}={value}")
+        total = newer + older
+        value = total % m
+        steps.append(f"a{k}={newer}+{older}={total}={value}" if total != value
+                     else f"a{k}={newer}+{older}={value}")
         older, newer = newer, value
-    return Problem(f"Let a1={first}, a2={second}, a(n)=a(n-1)+a(n-2) mod 100. Find a{d + 2}.",
+    return Problem(f"Let a1={first}, a2={second}, a(n)=a(n-1)+a(n-2) mod {m}. Find a{d + 2}.",
                    str(newer), "recurrence", d, tuple(steps))
 
 
@@ -220,7 +223,8 @@ def generate(n: int, seed: int, config: WorldConfig | None = None,
              exclude: set[str] = frozenset()) -> list[dict]:
     """n distinct problems with their teacher traces, deterministic in (n, seed, config).
 
-    Domains take turns; each problem's difficulty is uniform on the domain's range. Each row:
+    Domains take turns; each problem's difficulty is uniform on the domain's range. A domain
+    whose distinct problems run out (base conversion has ~500 below 256) stops taking turns. Each row:
     question, answer, solution (the correct steps), trace (the teacher's thinking, maybe with a
     slip and its correction), slip, domain, msc, difficulty.
     """
@@ -228,19 +232,23 @@ def generate(n: int, seed: int, config: WorldConfig | None = None,
     if n < 0:
         raise UserError(f"the number of problems must be at least 0, not {n}")
     rng = random.Random(f"s1-miniature-{seed}")
-    rows, seen, misses = [], set(exclude), 0
+    rows, seen = [], set(exclude)
+    live = list(config.domains)        # domains that still have unused problems
+    misses = dict.fromkeys(live, 0)
     while len(rows) < n:
-        if misses > 1000:
+        if not live:
             raise UserError(f"cannot draw {n} distinct problems from these domains and "
                             "difficulties; widen them or ask for fewer")
-        dom = DOMAINS[config.domains[len(rows) % len(config.domains)]]
+        dom = DOMAINS[live[len(rows) % len(live)]]
         high = min(config.max_difficulty, dom.max_difficulty)
         d = rng.randint(min(config.min_difficulty, high), high)
         problem = dom.make(rng, d)
         if problem.question in seen:
-            misses += 1       # consecutive: a domain whose problems are used up stops the draw
+            misses[dom.name] += 1   # consecutive: a domain whose problems are used up drops out
+            if misses[dom.name] > 500:
+                live.remove(dom.name)
             continue
-        misses = 0
+        misses[dom.name] = 0
         seen.add(problem.question)
         trace, slipped = problem.trace(rng, config.slip_rate)
         rows.append({"question": problem.question, "answer": problem.answer,
