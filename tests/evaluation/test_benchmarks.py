@@ -225,7 +225,7 @@ def test_hub_benchmarks_with_the_hub_unreachable_are_one_line_at_once(tmp_path, 
     assert p.stderr.strip().splitlines() == [
         f"error: {name} is not shipped and the hub is offline (127.0.0.1 cannot be reached); "
         f"give a local copy with --benchmark-file {name}=FILE"]
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 60   # a guard against the minute of retries; a loaded 2-core machine takes 30 s to start
     assert not (tmp_path / "run").exists()
 
 

@@ -112,7 +112,7 @@ def test_unknown_hub_id_with_the_hub_unreachable_is_one_line_at_once(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert p.stderr.startswith("error: cannot load model 'foo-org/no-such-model'")
     assert "127.0.0.1 cannot be reached" in p.stderr and "Retrying" not in p.stderr
-    assert elapsed < 20, elapsed    # the interpreter's start and imports; retries take 20 s+
+    assert elapsed < 60, elapsed    # a guard: a loaded 2-core machine takes up to 30 s to start; the retries add a minute
 
 
 @pytest.mark.parametrize("question", ["", "  \n"])
