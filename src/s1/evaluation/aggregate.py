@@ -34,7 +34,8 @@ from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 class RunData:
     dir: Path
     manifest: dict
-    records: list[Record]
+    records: list[Record]              # graded samples: what every metric reads
+    failed: list[Record] = field(default_factory=list)   # samples the engine failed (ungraded)
     setting: Setting = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +74,16 @@ def load_run(path: str | Path) -> RunData:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path / MANIFEST} is unreadable ({e})") from None
-    return RunData(path, manifest, read_records(path / RECORDS))
+    graded, failed = split_failed(read_records(path / RECORDS))
+    return RunData(path, manifest, graded, failed)
+
+
+def split_failed(records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    """(graded records, the engine's error records of keys with no graded record): an error is
+    no answer, so it is never scored, and a retried key counts once."""
+    graded = [r for r in records if not r.failed]
+    keys = {r.key for r in graded}
+    return graded, [r for r in records if r.failed and r.key not in keys]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
@@ -172,8 +182,11 @@ def summarize_run(run: RunData) -> RunSummary:
     s = run.setting
     questions = _by_question(run.records)
     expected = run.config["benchmark"]["questions"]
+    errors = len(run.failed)
+    error_share = errors / (errors + len(run.records)) if errors or run.records else None
     if not questions:
-        return RunSummary(name=run.name, questions=0, expected_questions=expected)
+        return RunSummary(name=run.name, questions=0, expected_questions=expected,
+                          errors=errors, error_share=error_share)
     outs = run.outcomes_at(None)
     acc = accuracy([o["correct"] for o in outs.values()])
     recs = run.records
@@ -186,7 +199,8 @@ def summarize_run(run: RunData) -> RunSummary:
         benchmark=run.config["benchmark"]["name"], model=run.config["model"],
         engine=run.config["engine"],
         questions=len(outs), expected_questions=expected,
-        complete=len(outs) == expected and all(len(v) == s.samples for v in questions.values()),
+        complete=(len(outs) == expected and not errors
+                  and all(len(v) == s.samples for v in questions.values())),
         samples_per_question=s.samples,
         accuracy=acc.value, wilson_low=acc.low, wilson_high=acc.high, correct=acc.correct,
         a_max=s.a_max,

@@ -55,6 +55,12 @@ def given_flags(ctx: typer.Context) -> dict[str, dict]:
 # --- renderers -------------------------------------------------------------------------------
 
 def render_run(s: RunSummary) -> str:
+    failed = (f" · {s.errors} engine error{'s' * (s.errors > 1)}, not graded (re-run to retry)"
+              if s.errors else "")
+    return _render_run(s) + failed
+
+
+def _render_run(s: RunSummary) -> str:
     if s.pass_at_1 is not None:   # the R1 protocol: pass@1 over n samples, and the vote
         c = s.cons_at_n
         return (f"{s.name}: pass@1 {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
@@ -157,6 +163,8 @@ def eval_(
         for s in result.summaries:
             if not s.empty:
                 print(render_run(s))
+            elif s.errors:
+                print(f"{s.name}: no graded sample · {s.errors} engine errors (re-run to retry)")
     for c in result.curves:
         if len(c["points"]) >= 2:
             print(render_curve(c))
