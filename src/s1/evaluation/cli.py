@@ -217,28 +217,32 @@ def compare_compute(
     num_ignore: int = typer.Option(0, help="Budget forcing: times to ignore the end of thinking at each B."),
     max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto (the rest of the context)."),
     model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
+    seeds: int = typer.Option(5, help="Seeds of the parallel runs (mean ± sd over them; budget forcing is greedy, one run)."),
     resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
     *,
     engine: EngineOptions,
 ):
-    """Matched compute: budget forcing at B against majority@k and oracle best-of-k at B/k, on
-    the same questions, with paired bootstrap differences, a table and a plot."""
+    """Matched compute: majority@k and oracle best-of-k at B/k against budget forcing at the
+    same measured FLOPs (interpolated along its budgets), on the same questions, over seeds,
+    with paired differences, a table and a plot."""
     from s1.evaluation.compute import ComputePlan, matched_compute, table
     from s1.evaluation.config import _ints
 
     plan = ComputePlan(tuple(_ints(budgets, "--budgets")), tuple(_ints(ks, "--ks")),
-                       temperature=temperature, num_ignore=num_ignore)
+                       temperature=temperature, num_ignore=num_ignore, seeds=seeds)
     bench = B(name=benchmark, file=benchmark_file, limit=limit, subset=subset, protocol=protocol)
     result = matched_compute(plan, engine, bench, out, max_answer=max_answer,
                              model_config=model_config, resamples=resamples, quiet=quiet)
     if json_out:
         print(json.dumps({"cells": [c.to_dict() for c in result["cells"]],
-                          "model_shape": result["shape"],
+                          "budget_forcing": [{"budget": p.budget, "cost_per_question": p.cost}
+                                             for p in result["curve"]],
+                          "unit": result["unit"], "model_shape": result["shape"],
                           "files": [str(f) for f in result["files"]]}))
         return
-    header, rows = table(result["cells"])
+    header, rows = table(result["cells"], result["unit"])
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(row))
