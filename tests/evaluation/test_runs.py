@@ -144,6 +144,12 @@ def test_compare_reports_the_paired_difference(sweep):
     assert "2 shared questions" in p.stdout
     assert f"A − B = {100 * (acc[0] - acc[1]):+.1f} points" in p.stdout
     assert "95% paired bootstrap CI" in p.stdout
+    # the p-value is McNemar's exact test on the questions where the runs disagree
+    ok = [{r["id"]: r["correct"] for r in records(d)} for d in (a, b)]
+    a_better = sum(ok[0][q] and not ok[1][q] for q in ok[0])
+    b_better = sum(ok[1][q] and not ok[0][q] for q in ok[0])
+    assert (f"(exact McNemar: A better on {a_better}, B better on {b_better} of the 2 "
+            "questions)") in p.stdout
 
 
 @pytest.mark.slow

@@ -132,27 +132,57 @@ def outcomes(run: RunData, k: int | None = None) -> dict[str, dict]:
     return out
 
 
+COMPARED = ("headline", "pass@1", "prediction")   # what `s1 compare --metric` may compare
+
+
+def compared_scores(run: RunData, metric: str = "headline") -> tuple[dict[str, float], str]:
+    """Per-question scores of a run for `s1 compare`, and what they are.
+
+    "prediction": the method's answer per question (cons@n for the R1 protocol, maj@k, best-of-n
+    or the single sample); "pass@1": the mean correctness over a question's samples; "headline":
+    what the run's table shows (pass@1 for the R1 protocol, the prediction otherwise).
+    """
+    _check_metric(metric)
+    s = run.setting
+    if metric == "pass@1" or (metric == "headline" and s.method == "r1"):
+        return ({q: statistics.fmean(float(r.correct) for r in v)
+                 for q, v in _by_question(run.records).items()},
+                f"pass@1 (mean over {s.samples} samples)" if s.samples > 1 else "accuracy")
+    label = {"r1": f"cons@{s.samples}", "majority": f"maj@{s.samples}",
+             "best-of-n": f"best-of-{s.samples}"}.get(s.method, "accuracy")
+    return {q: float(o["correct"]) for q, o in run.outcomes_at(None).items()}, label
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in COMPARED:
+        raise UserError(f"unknown --metric {metric!r}; choose one of {', '.join(COMPARED)}")
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 10_000,
-                 seed: int = 0) -> dict:
-    """Accuracy of A minus B on their shared questions, with a paired bootstrap 95% CI."""
+                 seed: int = 0, metric: str = "headline") -> dict:
+    """Accuracy of A minus B on their shared questions: a paired bootstrap 95% CI, and the
+    p-value of the exact paired test (McNemar's on the discordant questions for 0/1 scores).
+    `metric` chooses what is compared (`compared_scores`); the result names it per run."""
     from s1.evaluation.metrics import paired_bootstrap
 
     if resamples < 1:
         raise UserError("--resamples must be at least 1")
+    _check_metric(metric)
     a, b = load_run(run_a), load_run(run_b)
-    oa, ob = outcomes(a), outcomes(b)
-    shared = sorted(set(oa) & set(ob))
+    (sa, what_a), (sb, what_b) = compared_scores(a, metric), compared_scores(b, metric)
+    shared = sorted(set(sa) & set(sb))
     if not shared:
         raise UserError(f"{run_a} and {run_b} share no graded question")
-    res = paired_bootstrap({q: float(oa[q]["correct"]) for q in shared},
-                           {q: float(ob[q]["correct"]) for q in shared},
+    res = paired_bootstrap({q: sa[q] for q in shared}, {q: sb[q] for q in shared},
                            n_resamples=resamples, seed=seed)
-    return {"a": a.name, "b": b.name,
-            "accuracy_a": sum(oa[q]["correct"] for q in shared) / len(shared),
-            "accuracy_b": sum(ob[q]["correct"] for q in shared) / len(shared),
-            "shared": len(shared), "only_a": len(oa) - len(shared), "only_b": len(ob) - len(shared),
+    return {"a": a.name, "b": b.name, "metric": metric, "compared_a": what_a,
+            "compared_b": what_b,
+            "accuracy_a": sum(sa[q] for q in shared) / len(shared),
+            "accuracy_b": sum(sb[q] for q in shared) / len(shared),
+            "shared": len(shared), "only_a": len(sa) - len(shared), "only_b": len(sb) - len(shared),
             "difference": res.difference, "low": res.low, "high": res.high,
-            "p_value": res.p_value, "resamples": res.resamples}
+            "p_value": res.p_value, "test": res.test, "a_better": res.a_better,
+            "b_better": res.b_better, "resamples": res.resamples}
 
 
 def _ks(n: int) -> list[int]:

@@ -176,20 +176,24 @@ def compare(
     run_b: str = typer.Argument(..., help="Run directory B."),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples (the paper: 10,000)."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    metric: str = typer.Option("headline", help="What is compared per question: headline (what the run's table shows: pass@1 for the R1 protocol, else the method's answer), pass@1 (mean over the samples) or prediction (the method's answer: cons@n, maj@k, best-of-n)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
 ):
-    """Accuracy of run A minus run B on their shared questions, with a paired bootstrap 95% CI."""
+    """Accuracy of run A minus run B on their shared questions: a paired bootstrap 95% CI and an
+    exact paired test (McNemar's on the questions where the runs disagree)."""
     from s1.evaluation.aggregate import compare_runs
 
-    c = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    c = compare_runs(run_a, run_b, resamples=resamples, seed=seed, metric=metric)
     if json_out:
         print(json.dumps(c))
         return
-    print(f"A {c['a']}: {100 * c['accuracy_a']:.1f}%   B {c['b']}: {100 * c['accuracy_b']:.1f}%   "
-          f"({c['shared']} shared questions; {c['only_a']} only in A, {c['only_b']} only in B)")
+    print(f"A {c['a']}: {c['compared_a']} {100 * c['accuracy_a']:.1f}%   B {c['b']}: "
+          f"{c['compared_b']} {100 * c['accuracy_b']:.1f}%   ({c['shared']} shared questions; "
+          f"{c['only_a']} only in A, {c['only_b']} only in B)")
     print(f"A − B = {100 * c['difference']:+.1f} points, 95% paired bootstrap CI "
-          f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], p = {c['p_value']:.3f} "
-          f"({c['resamples']} resamples)")
+          f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] ({c['resamples']} resamples)")
+    print(f"p = {c['p_value']:.3f} ({c['test']}: A better on {c['a_better']}, B better on "
+          f"{c['b_better']} of the {c['shared']} questions)")
 
 
 def report(
