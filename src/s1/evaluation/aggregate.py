@@ -207,6 +207,13 @@ def _by_waits(records: Sequence[Record]) -> dict[str, list[int]]:
     return out
 
 
+def _observed_share(records: Sequence[Record], happened) -> float | None:
+    """Share of the samples where `happened(record)`, among those whose generation was observed;
+    None when none was (imported outputs: how a sample ended is unknown, not "never")."""
+    seen = [r for r in records if r.finish_reason != "unknown"]
+    return _mean([bool(happened(r)) for r in seen])
+
+
 def summarize_run(run: RunData) -> RunSummary:
     """Everything the report and `s1 compare` need about one run (use `run.summary`: cached)."""
     s = run.setting
@@ -238,7 +245,7 @@ def summarize_run(run: RunData) -> RunSummary:
         thinking_per_question=_mean([o["thinking_tokens"] for o in per_q]),
         answer_tokens_mean=_mean([r.answer_tokens for r in recs]),
         waits_mean=_mean([r.waits for r in recs]),
-        forced_end_share=_mean([r.thinking_finish == "max" for r in recs]),
+        forced_end_share=_observed_share(recs, lambda r: r.thinking_finish == "max"),
         no_answer=sum(r.extracted is None for r in recs),
         grading_reasons=dict(Counter(r.reason or "unknown" for r in recs)),
         control_per_sample=(control(thinking, s.a_max) if s.a_max is not None else None),
@@ -252,10 +259,14 @@ def summarize_run(run: RunData) -> RunSummary:
         },
         per_question={q: o["correct"] for q, o in outs.items()},
         # The answer ran into the cap (or the context) rather than ending: it may be cut short.
-        answer_cut_share=_mean([r.finish_reason == "length" and r.thinking_finish != "context"
-                                for r in recs]),
-        loop_share=_mean([any(e.get("kind") == "loop" for e in r.events) for r in recs]),
+        answer_cut_share=_observed_share(
+            recs, lambda r: r.finish_reason == "length" and r.thinking_finish != "context"),
+        # The thinking itself filled the context: neither a forced end nor a cut answer.
+        context_full_share=_observed_share(recs, lambda r: r.thinking_finish == "context"),
+        loop_share=_observed_share(recs, lambda r: any(e.get("kind") == "loop"
+                                                       for e in r.events)),
         by_waits=_by_waits(recs),
+        errors=errors, error_share=error_share,
     )
     if s.accept_max is not None:
         summary.tries_mean = _mean([r.tries for r in recs])

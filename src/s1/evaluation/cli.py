@@ -92,6 +92,11 @@ def render_curve(c: dict) -> str:
     slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
     if c["scaling_log2"] is not None and c.get("scaling_log2_low") is not None:
         slope += f" [{c['scaling_log2_low']:+.2f}, {c['scaling_log2_high']:+.2f}]"
+    if c.get("scaling_log2_fit") is not None:
+        slope += f" (least squares {c['scaling_log2_fit']:+.2f})"
+    if c.get("near_ties"):
+        slope += (f", {len(c['near_ties'])} pair(s) of points < 0.1 doublings apart: the "
+                  "pairwise mean may be dominated by their noise")
     return (f"{c['benchmark']} · {c.get('name', c['label'])}: Control {ctrl} · Scaling {slope} · "
             f"Performance {c['performance']:.1f}%")
 

@@ -116,6 +116,7 @@ class RunSummary:
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
+    # Shares of samples; None: unknown (imported outputs, whose generation was not observed).
     answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
     loop_share: float | None = None        # samples where the loop guard saw a repeated n-gram
     by_waits: dict[str, list[int]] | None = None   # Waits appended -> [correct, samples]
