@@ -336,9 +336,10 @@ def plot(path: Path, title: str, cells: Sequence[Cell], curve: Sequence[CurvePoi
                         fmt=style, color=f"C{i}", capsize=2, alpha=0.85,
                         label=f"best-of-{k} (oracle)" if "oracle" in method else f"majority@{k}")
     ax.set_xscale("log")
+    tops = [100 * (mean + (0 if sd != sd else sd)) for c in cells
+            for mean, sd in c.accuracy.values()]   # the bars' ends, not only the points
     ax.set_ylim(-1, max(10.0, min(101.0, 5 + max(
-        [100 * c.accuracy[m][0] for c in cells for m in c.accuracy]
-        + [100 * _mean(list(p.scores.values())) for p in pts]))))
+        tops + [100 * _mean(list(p.scores.values())) for p in pts]))))
     save(fig, ax, path, title, f"measured {unit} per question (log)", "accuracy (%)",
          legend_size=7)
 
