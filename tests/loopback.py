@@ -1,6 +1,7 @@
 """Real servers on loopback for the tests: start a process on a free port, wait until it answers,
-stop it and hand back its log. llama.cpp's OpenMP threads wait passively here: spinning threads
-make a shared CI machine 10-20x slower for every other process."""
+stop it and hand back its log; a relay in front of one that fails chosen completions (`Flaky`).
+llama.cpp's OpenMP threads wait passively here: spinning threads make a shared CI machine
+10-20x slower for every other process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -63,3 +66,52 @@ def stop(proc, log) -> str:
     log.close()
     os.unlink(log.name)
     return text
+
+
+class Flaky:
+    """A real HTTP server on loopback that fails the first `failures` completions with
+    `status`, then forwards to `upstream`."""
+
+    def __init__(self, upstream: str, failures: int, status: int = 503,
+                 headers: dict | None = None):
+        self.calls = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _relay(self, method):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "POST" and self.path.endswith("/completions"):
+                    outer.calls += 1
+                    if outer.calls <= failures:
+                        msg = b'{"error": {"message": "busy, try later"}}'
+                        self.send_response(status)
+                        for k, v in (headers or {}).items():
+                            self.send_header(k, v)
+                        self.send_header("Content-Length", str(len(msg)))
+                        self.end_headers()
+                        self.wfile.write(msg)
+                        return
+                r = httpx.request(method, upstream + self.path, content=body or None,
+                                  headers={"content-type": "application/json"}, timeout=120)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def do_GET(self):
+                self._relay("GET")
+
+            def do_POST(self):
+                self._relay("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -132,11 +132,16 @@ def test_report_shows_intervals_diagnostics_and_incomplete_runs(dirs, tmp_path):
     runs = find_runs([dirs["sampled"], dirs["strings"], cut])
     cs = curves(runs)
     # Scaling with its bootstrap interval, each curve under its own name
-    assert "Scaling (pp per doubling) [bootstrap 95%]" in md
+    assert "Scaling, paper: mean pairwise slope (pp per doubling) [bootstrap 95%]" in md
+    assert "least-squares slope (pp per doubling) [bootstrap 95%]" in md
     for c in cs:
         assert f"| {c.name} |" in md
         if c.scaling_log2_low is not None:
             assert f"{c.scaling_log2:.2f} [{c.scaling_log2_low:.2f}, {c.scaling_log2_high:.2f}]" in md
+        if c.scaling_log2_fit_low is not None:
+            assert (f"{c.scaling_log2_fit:.2f} [{c.scaling_log2_fit_low:.2f}, "
+                    f"{c.scaling_log2_fit_high:.2f}]") in md
+            assert c.scaling_log2_fit_low <= c.scaling_log2_fit <= c.scaling_log2_fit_high
     # incomplete runs are named and left out
     assert "Incomplete, left out of the curves: gsm8k-budget-max8-ign0-s0" in md
     # grading reasons: one column per reason, counts from the records

@@ -104,6 +104,14 @@ def test_report_and_regrade_work_on_imported_runs(imported, tmp_path):
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "report" / "report.md").read_text()
     assert AIME_RUN in md and MATH_RUN in md
+    # lm-eval logs no finish reason and no loop guard: those shares are unknown, not 0%
+    row = next(line for line in md.splitlines() if line.startswith(f"| {AIME_RUN} |"))  # runs
+    # forced end, answer cut, thinking filled context, loops
+    assert [c.strip() for c in row.split("|")].count("unknown") == 4
+    s = json.loads((copy / AIME_RUN / "summary.json").read_text())
+    assert {k: s[k] for k in ("forced_end_share", "answer_cut_share", "context_full_share",
+                              "loop_share")} == dict.fromkeys(
+        ("forced_end_share", "answer_cut_share", "context_full_share", "loop_share"))
     p = s1("regrade", str(copy), "--json")
     assert p.returncode == 0, p.stderr
     assert all(r["flipped"] == 0 for r in json.loads(p.stdout)["runs"])

@@ -7,10 +7,10 @@ import pytest
 
 from s1.errors import UserError
 from s1.evaluation.metrics import (accuracy, bootstrap_interval, compute_tokens, control,
-                                   cov_at_k, estimate_flops, maj_at_k, mean_sd, paired_bootstrap,
-                                   pass_at_k, performance, question_interval, scaling,
-                                   scaling_bootstrap, score_interval, seed_means, thinking_stats,
-                                   wilson_interval)
+                                   cov_at_k, estimate_flops, maj_at_k, mean_sd, near_ties,
+                                   paired_bootstrap, paired_test, pass_at_k, performance,
+                                   question_interval, scaling, scaling_bootstrap, scaling_fit,
+                                   score_interval, seed_means, thinking_stats, wilson_interval)
 
 
 def test_wilson_against_hand_computation_and_known_values():
@@ -134,13 +134,15 @@ def test_performance():
 
 
 def test_estimate_flops_and_tokens():
-    # N=1e9, T = 100 + 900 = 1000: weights 2·1e9·1000 = 2e12; attention L·d·T·(T+1) =
-    # 2·4·1000·1001 = 8,008,000
-    assert estimate_flops(1e9, 100, 900, n_layers=2, d_model=4) == pytest.approx(2e12 + 8_008_000)
+    # N=1e9, T = 100 + 900 = 1000: weights 2·1e9·1000 = 2e12; attention QK plus AV,
+    # Σ_{t=1..T} 4·L·t·d = 2·L·d·T·(T+1) = 2·2·4·1000·1001 = 16,016,000
+    assert estimate_flops(1e9, 100, 900, n_layers=2, d_model=4) == pytest.approx(2e12 + 16_016_000)
     assert estimate_flops(1e9, 100, 900) == pytest.approx(2e12)
+    # one token at context 1, one layer of width 1: QK 2 FLOPs + AV 2 FLOPs (+ 2N)
+    assert estimate_flops(1.0, 0, 1, n_layers=1, d_model=1) == pytest.approx(2 + 4)
     # sequences add up; a longer context costs more than linearly
     two = estimate_flops(1e9, [100, 100], [900, 900], n_layers=2, d_model=4)
-    assert two == pytest.approx(2 * (2e12 + 8_008_000))
+    assert two == pytest.approx(2 * (2e12 + 16_016_000))
     long = estimate_flops(1e6, 0, 2000, n_layers=24, d_model=1024)
     short = estimate_flops(1e6, 0, 1000, n_layers=24, d_model=1024)
     assert long > 2 * short
@@ -152,15 +154,16 @@ def test_estimate_flops_and_tokens():
 
 def test_paired_bootstrap():
     # two questions, a=[1,0], b=[0,0]: per-question differences [1,0]; a resample's mean is
-    # 0, .5 or 1 with probabilities 1/4, 1/2, 1/4 -> 95% interval [0, 1], P(mean <= 0) = 1/4,
-    # so the two-sided p is 2·1/4 = 0.5
+    # 0, .5 or 1 with probabilities 1/4, 1/2, 1/4 -> 95% interval [0, 1]. One discordant
+    # question: McNemar's exact p is 2 · 1/2 = 1.
     r = paired_bootstrap([1, 0], [0, 0], seed=0)
     assert (r.difference, r.low, r.high, r.n, r.resamples) == (0.5, 0.0, 1.0, 2, 10_000)
-    assert r.p_value == pytest.approx(0.5, abs=0.03)
+    assert (r.p_value, r.a_better, r.b_better, r.test) == (1.0, 1, 0, "exact McNemar")
     same = paired_bootstrap([1, 0, 1, 1], [1, 0, 1, 1])
-    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
     better = paired_bootstrap([1] * 30, [0] * 30)
-    assert (better.low, better.high, better.p_value) == (1.0, 1.0, 0.0)
+    assert (better.low, better.high) == (1.0, 1.0)
+    assert better.p_value == pytest.approx(2 * 0.5 ** 30)
     # seeded: the same draw twice; mappings are aligned by id
     rng = random.Random(1)
     a = {f"q{i}": rng.random() < 0.6 for i in range(200)}
@@ -172,6 +175,39 @@ def test_paired_bootstrap():
         paired_bootstrap({"x": 1}, {"y": 1})
     with pytest.raises(UserError):
         paired_bootstrap([1, 0], [1])
+
+
+def test_the_p_value_is_mcnemars_exact_test_not_the_bootstraps():
+    # Issue 19.1: 10/30 against 16/30 with A's right answers among B's: 6 discordant
+    # questions, all for B. McNemar's exact p = 2 · P(Binomial(6, 1/2) <= 0) = 2/64 = 0.03125;
+    # the bootstrap's share of resamples on the other side of 0 claimed about 0.003.
+    a = [1] * 10 + [0] * 20
+    b = [1] * 16 + [0] * 14
+    r = paired_bootstrap(a, b)
+    assert r.difference == pytest.approx(-0.2)
+    assert (r.a_better, r.b_better, r.test) == (0, 6, "exact McNemar")
+    assert r.p_value == pytest.approx(0.03125)
+    # discordant 2 against 7 (n = 9): 2 · (C(9,0) + C(9,1) + C(9,2)) / 512 = 2 · 46/512
+    a = [1, 1] + [0] * 7 + [1] * 5 + [0] * 6
+    b = [0, 0] + [1] * 7 + [1] * 5 + [0] * 6
+    t = paired_test(a, b)
+    assert (t.a_better, t.b_better) == (2, 7) and t.p_value == pytest.approx(92 / 512)
+    assert paired_test(b, a).p_value == t.p_value            # two-sided, symmetric
+
+
+def test_sign_flip_test_for_scores_averaged_over_seeds():
+    # Per-question means over 3 seeds: differences 1, 2/3, 1/3 (and ties, which carry no
+    # information). Of the 2^3 sign patterns, |sum| >= 2 only for all + and all −: p = 2/8.
+    t = paired_test([1, 2 / 3, 1 / 3, 0.5], [0, 0, 0, 0.5])
+    assert (t.test, t.a_better, t.b_better) == ("sign-flip permutation", 3, 0)
+    assert t.p_value == pytest.approx(0.25)
+    # on 0/1 scores the sign-flip test is the sign test: sampled beyond 16 differences, it
+    # agrees with McNemar's exact p within its Monte Carlo error
+    rng = random.Random(5)
+    a = [0.5 * (rng.random() < 0.7) + 0.5 * (rng.random() < 0.7) for _ in range(60)]
+    b = [0.5 * (rng.random() < 0.4) + 0.5 * (rng.random() < 0.4) for _ in range(60)]
+    sampled = paired_test(a, b, n_resamples=20_000)
+    assert sampled.test == "sign-flip permutation" and 0 < sampled.p_value < 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,3 +301,49 @@ def test_scaling_bootstrap_is_paired_and_matches_scaling():
         scaling_bootstrap([[1, 0]], [1])
     with pytest.raises(UserError):
         scaling_bootstrap([[1, 0], [1, 0]], [5, 5])     # no two runs at different compute
+
+
+# ---------------------------------------------------------------------------------------------
+# near-ties in thinking tokens (issue 19.3)
+
+
+def test_a_near_tie_swings_the_pairwise_mean_but_not_the_least_squares_slope():
+    # +10 pp per doubling at 1250, 2500, 5000 tokens; then a saturated cap: 5,010 tokens, one
+    # question of 30 (3.3 pp) apart from the 5,000-token point.
+    tokens = [1250, 2500, 5000]
+    acc = [30.0, 40.0, 50.0]
+    assert scaling(tokens, acc, log2=True) == pytest.approx(10.0)
+    assert scaling_fit(tokens, acc, log2=True) == pytest.approx(10.0)
+    for step in (+100 / 30, -100 / 30):
+        t, a = tokens + [5010], acc + [50.0 + step]
+        # that pair's slope is 3.33 / log2(5010/5000) = ±1,157 pp per doubling, a sixth of the mean
+        tie = step / math.log2(5010 / 5000)
+        pairs = [10.0, 10.0, 10.0, (50 + step - 30) / math.log2(5010 / 1250),
+                 (50 + step - 40) / math.log2(5010 / 2500), tie]
+        assert scaling(t, a, log2=True) == pytest.approx(sum(pairs) / 6)
+        assert abs(scaling(t, a, log2=True) - 10) > 150
+        fit = scaling_fit(t, a, log2=True)
+        assert 8 < fit < 12          # the least-squares slope barely moves
+        assert near_ties(t) == [(2, 3)]
+    assert near_ties([1000, 1060, 2000]) == [(0, 1)]      # log2(1.06) = 0.084 < 0.1
+    assert near_ties([1000, 1080, 2000]) == []            # log2(1.08) = 0.111
+    # the least-squares slope by hand: x = 0, 1, 3 doublings, y = 0, 2, 3 ->
+    # x̄ = 4/3, ȳ = 5/3; Σ(x−x̄)(y−ȳ) = (−4/3)(−5/3) + (−1/3)(1/3) + (5/3)(4/3) = 39/9;
+    # Σ(x−x̄)² = 16/9 + 1/9 + 25/9 = 42/9 -> slope 39/42
+    assert scaling_fit([1, 2, 8], [0, 2, 3], log2=True) == pytest.approx(39 / 42)
+    with pytest.raises(UserError):
+        scaling_fit([5, 5], [1, 2])
+
+
+def test_the_least_squares_slope_has_its_own_bootstrap():
+    # two runs: the least-squares slope of two points is their pairwise slope, so the two
+    # bootstraps agree (the hand enumeration of test_scaling_bootstrap_against_hand_enumeration)
+    r = scaling_bootstrap([[0, 0], [1, 0]], [100, 200], log2=True, n_resamples=4000,
+                          least_squares=True)
+    assert r.scaling == pytest.approx(0.5) and (r.low, r.high) == (0.0, 1.0)
+    rng = random.Random(2)
+    noisy = [[rng.random() < 0.3 + 0.1 * i for _ in range(40)] for i in range(3)]
+    tokens = [100, 200, 400]
+    r = scaling_bootstrap(noisy, tokens, log2=True, n_resamples=2000, least_squares=True)
+    assert r.scaling == pytest.approx(scaling_fit(tokens, [sum(x) / 40 for x in noisy], log2=True))
+    assert r.low < r.scaling < r.high

@@ -83,3 +83,14 @@ def test_r1_protocol_end_to_end(tmp_path):
         wilson_interval(wins, 2))
     assert f"pass@1 {100 * s['accuracy']:.1f}%" in p.stdout and "cons@3" in p.stdout
     assert "2 questions × 3 samples" in p.stdout
+
+    # `s1 compare` compares what the table shows (pass@1), says so, and can compare the vote
+    def compare(*extra):
+        c = subprocess.run([*S1, "compare", str(run), str(run), "--resamples", "100", *extra],
+                           capture_output=True, text=True, timeout=300)
+        assert c.returncode == 0, c.stderr
+        return c.stdout.splitlines()[0]
+
+    pass1 = f"pass@1 (mean over 3 samples) {100 * s['accuracy']:.1f}%"
+    assert pass1 in compare() and pass1 in compare("--metric", "pass@1")
+    assert f"cons@3 {100 * s['cons_at_n']['accuracy']:.1f}%" in compare("--metric", "prediction")

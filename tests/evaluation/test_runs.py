@@ -108,6 +108,19 @@ def test_control_scaling_performance_match_a_hand_computation(sweep):
     assert curve["scaling"] == pytest.approx(lin)
     assert curve["scaling_log2"] == pytest.approx(log)
     assert curve["performance"] == pytest.approx(max(p[1] for p in points))
+    # per-sample Control beside it: the share of samples within their cap
+    samples = [(r["thinking_tokens"], cap) for name, cap in zip(RUNS, (4, 8, 16))
+               for r in records(sweep / name)]
+    assert curve["control_per_sample"] == pytest.approx(
+        sum(t <= cap for t, cap in samples) / len(samples))
+    # the least-squares slope on log2 thinking tokens beside the pairwise mean
+    xs = [math.log2(p[0]) for p in by_x]
+    mx, my = sum(xs) / 3, sum(p[1] for p in by_x) / 3
+    fit = (sum((x - mx) * (p[1] - my) for x, p in zip(xs, by_x))
+           / sum((x - mx) ** 2 for x in xs))
+    assert curve["scaling_log2_fit"] == pytest.approx(fit)
+    assert curve["near_ties"] == [[a["name"], b["name"]] for a, b in itertools.combinations(
+        curve["points"], 2) if abs(math.log2(b["thinking"] / a["thinking"])) < 0.1]
     # one seed: the interval is Wilson's on the run's questions
     for p in curve["points"]:
         assert (p["low"], p["high"]) == pytest.approx(wilson_interval(p["correct"], p["total"]))
@@ -127,6 +140,11 @@ def test_report_writes_html_markdown_and_pngs(sweep, tmp_path):
     assert html.count("data:image/png;base64,") == 3 and "<img" in html
     assert "Control" in html and "Performance" in html
     md = (out / "report.md").read_text()
+    # the bars are unpaired intervals of points that share questions: the page says so
+    assert "each point's own Wilson 95% interval" in md and "share their questions" in md
+    # Control per point and per sample; the near-tie guard beside the paper's Scaling
+    assert "Control % (per sample)" in md and "least-squares slope" in md
+    assert "thinking filled context %" in md and "engine errors %" in md
     for name in RUNS:
         assert name in md
     for qid in ("gsm8k-1", "gsm8k-2"):
@@ -144,6 +162,12 @@ def test_compare_reports_the_paired_difference(sweep):
     assert "2 shared questions" in p.stdout
     assert f"A − B = {100 * (acc[0] - acc[1]):+.1f} points" in p.stdout
     assert "95% paired bootstrap CI" in p.stdout
+    # the p-value is McNemar's exact test on the questions where the runs disagree
+    ok = [{r["id"]: r["correct"] for r in records(d)} for d in (a, b)]
+    a_better = sum(ok[0][q] and not ok[1][q] for q in ok[0])
+    b_better = sum(ok[1][q] and not ok[0][q] for q in ok[0])
+    assert (f"(exact McNemar: A better on {a_better}, B better on {b_better} of the 2 "
+            "questions)") in p.stdout
 
 
 @pytest.mark.slow
@@ -217,6 +241,7 @@ def test_a_changed_configuration_is_refused(sweep):
     (["eval", "--benchmark", "gsm8k", "--limit", "0", "--out", "{out}"], "limit"),
     (["report", "{out}"], "is not a directory"),
     (["compare", "{out}", "{out}"], "not a run directory"),
+    (["compare", "{out}", "{out}", "--metric", "votes"], "unknown --metric 'votes'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     out = tmp_path / "missing"

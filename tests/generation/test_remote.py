@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from s1.generation.formats import FORMATS, ThinkingFormat
 from s1.generation.models import embedded_gguf
 from s1.serving.proxy import load_upstream
 from tests.conftest import SMALL_CTX
+from tests.loopback import Flaky
 
 pytestmark = pytest.mark.slow
 
@@ -186,55 +185,6 @@ def test_unreachable_server_is_one_clear_user_error_fast():
         RemoteEngine(f"http://127.0.0.1:{port}", FORMATS["s1"], tokenizer=None, retries=2,
                      backoff=0.05)
     assert time.monotonic() - started < 5
-
-
-class Flaky:
-    """A real HTTP server on loopback that fails the first `failures` completions with
-    `status`, then forwards to `upstream`."""
-
-    def __init__(self, upstream: str, failures: int, status: int = 503,
-                 headers: dict | None = None):
-        self.calls = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _relay(self, method):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if method == "POST" and self.path.endswith("/completions"):
-                    outer.calls += 1
-                    if outer.calls <= failures:
-                        msg = b'{"error": {"message": "busy, try later"}}'
-                        self.send_response(status)
-                        for k, v in (headers or {}).items():
-                            self.send_header(k, v)
-                        self.send_header("Content-Length", str(len(msg)))
-                        self.end_headers()
-                        self.wfile.write(msg)
-                        return
-                r = httpx.request(method, upstream + self.path, content=body or None,
-                                  headers={"content-type": "application/json"}, timeout=120)
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            def do_GET(self):
-                self._relay("GET")
-
-            def do_POST(self):
-                self._relay("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.mark.parametrize("status", [503, 429, 408])

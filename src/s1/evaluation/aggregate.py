@@ -34,7 +34,8 @@ from s1.evaluation.runs import MANIFEST, RECORDS, read_records
 class RunData:
     dir: Path
     manifest: dict
-    records: list[Record]
+    records: list[Record]              # graded samples: what every metric reads
+    failed: list[Record] = field(default_factory=list)   # samples the engine failed (ungraded)
     setting: Setting = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +74,16 @@ def load_run(path: str | Path) -> RunData:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path / MANIFEST} is unreadable ({e})") from None
-    return RunData(path, manifest, read_records(path / RECORDS))
+    graded, failed = split_failed(read_records(path / RECORDS))
+    return RunData(path, manifest, graded, failed)
+
+
+def split_failed(records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    """(graded records, the engine's error records of keys with no graded record): an error is
+    no answer, so it is never scored, and a retried key counts once."""
+    graded = [r for r in records if not r.failed]
+    keys = {r.key for r in graded}
+    return graded, [r for r in records if r.failed and r.key not in keys]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
@@ -122,27 +132,57 @@ def outcomes(run: RunData, k: int | None = None) -> dict[str, dict]:
     return out
 
 
+COMPARED = ("headline", "pass@1", "prediction")   # what `s1 compare --metric` may compare
+
+
+def compared_scores(run: RunData, metric: str = "headline") -> tuple[dict[str, float], str]:
+    """Per-question scores of a run for `s1 compare`, and what they are.
+
+    "prediction": the method's answer per question (cons@n for the R1 protocol, maj@k, best-of-n
+    or the single sample); "pass@1": the mean correctness over a question's samples; "headline":
+    what the run's table shows (pass@1 for the R1 protocol, the prediction otherwise).
+    """
+    _check_metric(metric)
+    s = run.setting
+    if metric == "pass@1" or (metric == "headline" and s.method == "r1"):
+        return ({q: statistics.fmean(float(r.correct) for r in v)
+                 for q, v in _by_question(run.records).items()},
+                f"pass@1 (mean over {s.samples} samples)" if s.samples > 1 else "accuracy")
+    label = {"r1": f"cons@{s.samples}", "majority": f"maj@{s.samples}",
+             "best-of-n": f"best-of-{s.samples}"}.get(s.method, "accuracy")
+    return {q: float(o["correct"]) for q, o in run.outcomes_at(None).items()}, label
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in COMPARED:
+        raise UserError(f"unknown --metric {metric!r}; choose one of {', '.join(COMPARED)}")
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 10_000,
-                 seed: int = 0) -> dict:
-    """Accuracy of A minus B on their shared questions, with a paired bootstrap 95% CI."""
+                 seed: int = 0, metric: str = "headline") -> dict:
+    """Accuracy of A minus B on their shared questions: a paired bootstrap 95% CI, and the
+    p-value of the exact paired test (McNemar's on the discordant questions for 0/1 scores).
+    `metric` chooses what is compared (`compared_scores`); the result names it per run."""
     from s1.evaluation.metrics import paired_bootstrap
 
     if resamples < 1:
         raise UserError("--resamples must be at least 1")
+    _check_metric(metric)
     a, b = load_run(run_a), load_run(run_b)
-    oa, ob = outcomes(a), outcomes(b)
-    shared = sorted(set(oa) & set(ob))
+    (sa, what_a), (sb, what_b) = compared_scores(a, metric), compared_scores(b, metric)
+    shared = sorted(set(sa) & set(sb))
     if not shared:
         raise UserError(f"{run_a} and {run_b} share no graded question")
-    res = paired_bootstrap({q: float(oa[q]["correct"]) for q in shared},
-                           {q: float(ob[q]["correct"]) for q in shared},
+    res = paired_bootstrap({q: sa[q] for q in shared}, {q: sb[q] for q in shared},
                            n_resamples=resamples, seed=seed)
-    return {"a": a.name, "b": b.name,
-            "accuracy_a": sum(oa[q]["correct"] for q in shared) / len(shared),
-            "accuracy_b": sum(ob[q]["correct"] for q in shared) / len(shared),
-            "shared": len(shared), "only_a": len(oa) - len(shared), "only_b": len(ob) - len(shared),
+    return {"a": a.name, "b": b.name, "metric": metric, "compared_a": what_a,
+            "compared_b": what_b,
+            "accuracy_a": sum(sa[q] for q in shared) / len(shared),
+            "accuracy_b": sum(sb[q] for q in shared) / len(shared),
+            "shared": len(shared), "only_a": len(sa) - len(shared), "only_b": len(sb) - len(shared),
             "difference": res.difference, "low": res.low, "high": res.high,
-            "p_value": res.p_value, "resamples": res.resamples}
+            "p_value": res.p_value, "test": res.test, "a_better": res.a_better,
+            "b_better": res.b_better, "resamples": res.resamples}
 
 
 def _ks(n: int) -> list[int]:
@@ -167,13 +207,23 @@ def _by_waits(records: Sequence[Record]) -> dict[str, list[int]]:
     return out
 
 
+def _observed_share(records: Sequence[Record], happened) -> float | None:
+    """Share of the samples where `happened(record)`, among those whose generation was observed;
+    None when none was (imported outputs: how a sample ended is unknown, not "never")."""
+    seen = [r for r in records if r.finish_reason != "unknown"]
+    return _mean([bool(happened(r)) for r in seen])
+
+
 def summarize_run(run: RunData) -> RunSummary:
     """Everything the report and `s1 compare` need about one run (use `run.summary`: cached)."""
     s = run.setting
     questions = _by_question(run.records)
     expected = run.config["benchmark"]["questions"]
+    errors = len(run.failed)
+    error_share = errors / (errors + len(run.records)) if errors or run.records else None
     if not questions:
-        return RunSummary(name=run.name, questions=0, expected_questions=expected)
+        return RunSummary(name=run.name, questions=0, expected_questions=expected,
+                          errors=errors, error_share=error_share)
     outs = run.outcomes_at(None)
     acc = accuracy([o["correct"] for o in outs.values()])
     recs = run.records
@@ -186,7 +236,8 @@ def summarize_run(run: RunData) -> RunSummary:
         benchmark=run.config["benchmark"]["name"], model=run.config["model"],
         engine=run.config["engine"],
         questions=len(outs), expected_questions=expected,
-        complete=len(outs) == expected and all(len(v) == s.samples for v in questions.values()),
+        complete=(len(outs) == expected and not errors
+                  and all(len(v) == s.samples for v in questions.values())),
         samples_per_question=s.samples,
         accuracy=acc.value, wilson_low=acc.low, wilson_high=acc.high, correct=acc.correct,
         a_max=s.a_max,
@@ -194,7 +245,7 @@ def summarize_run(run: RunData) -> RunSummary:
         thinking_per_question=_mean([o["thinking_tokens"] for o in per_q]),
         answer_tokens_mean=_mean([r.answer_tokens for r in recs]),
         waits_mean=_mean([r.waits for r in recs]),
-        forced_end_share=_mean([r.thinking_finish == "max" for r in recs]),
+        forced_end_share=_observed_share(recs, lambda r: r.thinking_finish == "max"),
         no_answer=sum(r.extracted is None for r in recs),
         grading_reasons=dict(Counter(r.reason or "unknown" for r in recs)),
         control_per_sample=(control(thinking, s.a_max) if s.a_max is not None else None),
@@ -208,10 +259,14 @@ def summarize_run(run: RunData) -> RunSummary:
         },
         per_question={q: o["correct"] for q, o in outs.items()},
         # The answer ran into the cap (or the context) rather than ending: it may be cut short.
-        answer_cut_share=_mean([r.finish_reason == "length" and r.thinking_finish != "context"
-                                for r in recs]),
-        loop_share=_mean([any(e.get("kind") == "loop" for e in r.events) for r in recs]),
+        answer_cut_share=_observed_share(
+            recs, lambda r: r.finish_reason == "length" and r.thinking_finish != "context"),
+        # The thinking itself filled the context: neither a forced end nor a cut answer.
+        context_full_share=_observed_share(recs, lambda r: r.thinking_finish == "context"),
+        loop_share=_observed_share(recs, lambda r: any(e.get("kind") == "loop"
+                                                       for e in r.events)),
         by_waits=_by_waits(recs),
+        errors=errors, error_share=error_share,
     )
     if s.accept_max is not None:
         summary.tries_mean = _mean([r.tries for r in recs])

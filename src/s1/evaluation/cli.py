@@ -55,6 +55,12 @@ def given_flags(ctx: typer.Context) -> dict[str, dict]:
 # --- renderers -------------------------------------------------------------------------------
 
 def render_run(s: RunSummary) -> str:
+    failed = (f" · {s.errors} engine error{'s' * (s.errors > 1)}, not graded (re-run to retry)"
+              if s.errors else "")
+    return _render_run(s) + failed
+
+
+def _render_run(s: RunSummary) -> str:
     if s.pass_at_1 is not None:   # the R1 protocol: pass@1 over n samples, and the vote
         c = s.cons_at_n
         return (f"{s.name}: pass@1 {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
@@ -86,6 +92,11 @@ def render_curve(c: dict) -> str:
     slope = "n/a" if c["scaling_log2"] is None else f"{c['scaling_log2']:+.2f} pp/doubling"
     if c["scaling_log2"] is not None and c.get("scaling_log2_low") is not None:
         slope += f" [{c['scaling_log2_low']:+.2f}, {c['scaling_log2_high']:+.2f}]"
+    if c.get("scaling_log2_fit") is not None:
+        slope += f" (least squares {c['scaling_log2_fit']:+.2f})"
+    if c.get("near_ties"):
+        slope += (f", {len(c['near_ties'])} pair(s) of points < 0.1 doublings apart: the "
+                  "pairwise mean may be dominated by their noise")
     return (f"{c['benchmark']} · {c.get('name', c['label'])}: Control {ctrl} · Scaling {slope} · "
             f"Performance {c['performance']:.1f}%")
 
@@ -157,6 +168,8 @@ def eval_(
         for s in result.summaries:
             if not s.empty:
                 print(render_run(s))
+            elif s.errors:
+                print(f"{s.name}: no graded sample · {s.errors} engine errors (re-run to retry)")
     for c in result.curves:
         if len(c["points"]) >= 2:
             print(render_curve(c))
@@ -168,20 +181,24 @@ def compare(
     run_b: str = typer.Argument(..., help="Run directory B."),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples (the paper: 10,000)."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    metric: str = typer.Option("headline", help="What is compared per question: headline (what the run's table shows: pass@1 for the R1 protocol, else the method's answer), pass@1 (mean over the samples) or prediction (the method's answer: cons@n, maj@k, best-of-n)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
 ):
-    """Accuracy of run A minus run B on their shared questions, with a paired bootstrap 95% CI."""
+    """Accuracy of run A minus run B on their shared questions: a paired bootstrap 95% CI and an
+    exact paired test (McNemar's on the questions where the runs disagree)."""
     from s1.evaluation.aggregate import compare_runs
 
-    c = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    c = compare_runs(run_a, run_b, resamples=resamples, seed=seed, metric=metric)
     if json_out:
         print(json.dumps(c))
         return
-    print(f"A {c['a']}: {100 * c['accuracy_a']:.1f}%   B {c['b']}: {100 * c['accuracy_b']:.1f}%   "
-          f"({c['shared']} shared questions; {c['only_a']} only in A, {c['only_b']} only in B)")
+    print(f"A {c['a']}: {c['compared_a']} {100 * c['accuracy_a']:.1f}%   B {c['b']}: "
+          f"{c['compared_b']} {100 * c['accuracy_b']:.1f}%   ({c['shared']} shared questions; "
+          f"{c['only_a']} only in A, {c['only_b']} only in B)")
     print(f"A − B = {100 * c['difference']:+.1f} points, 95% paired bootstrap CI "
-          f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}], p = {c['p_value']:.3f} "
-          f"({c['resamples']} resamples)")
+          f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] ({c['resamples']} resamples)")
+    print(f"p = {c['p_value']:.3f} ({c['test']}: A better on {c['a_better']}, B better on "
+          f"{c['b_better']} of the {c['shared']} questions)")
 
 
 def report(
@@ -209,28 +226,32 @@ def compare_compute(
     num_ignore: int = typer.Option(0, help="Budget forcing: times to ignore the end of thinking at each B."),
     max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto (the rest of the context)."),
     model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
+    seeds: int = typer.Option(5, help="Seeds of the parallel runs (mean ± sd over them; budget forcing is greedy, one run)."),
     resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
     *,
     engine: EngineOptions,
 ):
-    """Matched compute: budget forcing at B against majority@k and oracle best-of-k at B/k, on
-    the same questions, with paired bootstrap differences, a table and a plot."""
+    """Matched compute: majority@k and oracle best-of-k at B/k against budget forcing at the
+    same measured FLOPs (interpolated along its budgets), on the same questions, over seeds,
+    with paired differences, a table and a plot."""
     from s1.evaluation.compute import ComputePlan, matched_compute, table
     from s1.evaluation.config import _ints
 
     plan = ComputePlan(tuple(_ints(budgets, "--budgets")), tuple(_ints(ks, "--ks")),
-                       temperature=temperature, num_ignore=num_ignore)
+                       temperature=temperature, num_ignore=num_ignore, seeds=seeds)
     bench = B(name=benchmark, file=benchmark_file, limit=limit, subset=subset, protocol=protocol)
     result = matched_compute(plan, engine, bench, out, max_answer=max_answer,
                              model_config=model_config, resamples=resamples, quiet=quiet)
     if json_out:
         print(json.dumps({"cells": [c.to_dict() for c in result["cells"]],
-                          "model_shape": result["shape"],
+                          "budget_forcing": [{"budget": p.budget, "cost_per_question": p.cost}
+                                             for p in result["curve"]],
+                          "unit": result["unit"], "model_shape": result["shape"],
                           "files": [str(f) for f in result["files"]]}))
         return
-    header, rows = table(result["cells"])
+    header, rows = table(result["cells"], result["unit"])
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(row))

@@ -1,28 +1,39 @@
-"""Matched compute in one command (`s1 compare-compute`, the review's Conjecture 1): for each
-thinking budget B and k = 1, 2, 4, ..., budget forcing at B against majority@k and oracle
-best-of-k at B/k, on the same questions, with paired bootstrap differences.
+"""Matched compute in one command (`s1 compare-compute`, the review's Conjecture 1): budget
+forcing at thinking budgets B against majority@k and oracle best-of-k at B/k thinking tokens per
+sample, compared at equal measured FLOPs on the same questions.
 
-One sampled run per cap c = B/k draws max k samples per question at c; majority@k and the
-oracle's best-of-k are read from its first k samples (the oracle is right when any of them is),
-so both parallel methods see the same samples, and a cap shared by several (B, k) cells is drawn
-once. Budget forcing runs greedy at each B. All runs are ordinary `s1 eval` runs in `--out`
-(resumable, `s1 report` draws them); the comparison is computed from their records.
+One sampled run per cap c = B/k and seed draws max k samples per question at c; majority@k and
+the oracle's best-of-k are read from its first k samples (the oracle is right when any of them
+is), so both parallel methods see the same samples, and a cap shared by several (B, k) cells is
+drawn once per seed. Budget forcing runs greedy at each B (one seed: greedy repeats are
+identical). All runs are ordinary `s1 eval` runs in `--out` (resumable, `s1 report` draws them);
+the comparison is computed from their records.
+
+Matching the thinking cap is not matching compute: the parallel side pays k prompts and k
+answers (at B = 64, k = 4 on a 300-token prompt, 3.2× the FLOPs of budget forcing at B). So each
+parallel point is compared with budget forcing at the FLOPs it measured: budget forcing's
+accuracy-against-FLOPs curve is interpolated there, per question, linearly in log FLOPs between
+the two budgets around it (never extrapolated: a point outside budget forcing's range is shown,
+not compared). Differences come with a paired bootstrap 95% interval and an exact paired test
+over the questions (seeds averaged per question), and as mean ± sd over the seeds.
 
 FLOPs come from the model's real shape: the engine's (`describe()`), or a Hugging Face
-config.json (`--model-config`, for a remote server that cannot tell), so the x axis is what each
-method paid, prompts of every sample included.
+config.json (`--model-config`, for a remote server that cannot tell), prompts of every sample
+included, attention counted as QK plus AV (`metrics.estimate_flops`); without a shape, compute
+is counted in tokens (prompt + generated).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from s1.errors import UserError
-from s1.evaluation.intervals import paired_bootstrap
+from s1.evaluation.intervals import mean_sd, paired_bootstrap
 from s1.evaluation.metrics import estimate_flops
 
 COMPUTE_JSON, COMPUTE_MD = "compute.json", "compute.md"
@@ -32,12 +43,14 @@ COMPUTE_JSON, COMPUTE_MD = "compute.json", "compute.md"
 class ComputePlan:
     """budgets: total thinking tokens per question B; ks: ways to split them (B/k each, floor);
     temperature / top_p: how the parallel samples are drawn (budget forcing stays greedy, as the
-    paper); num_ignore: budget forcing's ignores of the end of thinking at each B."""
+    paper); num_ignore: budget forcing's ignores of the end of thinking at each B; seeds: runs of
+    each parallel setting (mean ± sd over them)."""
 
     budgets: tuple[int, ...]
     ks: tuple[int, ...] = (1, 2, 4)
     temperature: float = 1.0
     num_ignore: int = 0
+    seeds: int = 5
 
     def __post_init__(self) -> None:
         budgets, ks = tuple(self.budgets), tuple(self.ks)
@@ -58,6 +71,8 @@ class ComputePlan:
                             "are one sample repeated)")
         if self.num_ignore < 0:
             raise UserError("--num-ignore cannot be negative")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise UserError(f"--seeds must be a positive number of runs, not {self.seeds}")
         object.__setattr__(self, "budgets", tuple(sorted(budgets)))
         object.__setattr__(self, "ks", tuple(sorted(ks)))
 
@@ -69,10 +84,11 @@ class ComputePlan:
                 out[b // k] = max(out.get(b // k, 0), k)
         return dict(sorted(out.items()))
 
-    def methods(self) -> list:
+    def methods(self) -> tuple[list, list]:
+        """(budget forcing's methods, the parallel ones): run with one seed and `seeds`."""
         from s1.evaluation.methods import BudgetForcing, MajorityVoting
 
-        return [BudgetForcing(list(self.budgets), [self.num_ignore])] + [
+        return [BudgetForcing(list(self.budgets), [self.num_ignore])], [
             MajorityVoting(k, temperature=self.temperature, max_thinking=c)
             for c, k in self.caps().items()]
 
@@ -110,12 +126,50 @@ def shape_from_config(path: str | Path) -> dict:
     return {"n_params": float(n_params), "n_layers": layers, "d_model": d}
 
 
-def _flops(rec, shape: dict | None) -> float | None:
-    if not shape or not shape.get("n_params"):
+def _cost(rec, shape: dict | None) -> float:
+    """What one sample cost: its FLOPs from the model's shape, else the FLOPs it recorded, else
+    its tokens (prompt + generated)."""
+    if shape and shape.get("n_params"):
+        return estimate_flops(shape["n_params"], rec.compute.prompt_tokens,
+                              rec.compute.generated_tokens, shape.get("n_layers"),
+                              shape.get("d_model"))
+    if rec.compute.flops:
         return rec.compute.flops
-    return estimate_flops(shape["n_params"], rec.compute.prompt_tokens,
-                          rec.compute.generated_tokens, shape.get("n_layers"),
-                          shape.get("d_model"))
+    return float(rec.compute.prompt_tokens + rec.compute.generated_tokens)
+
+
+def _unit(shape: dict | None, runs: Sequence) -> str:
+    known = (shape and shape.get("n_params")) or all(
+        r.compute.flops for run in runs for r in run.records)
+    return "FLOPs" if known else "tokens"
+
+
+# ---------------------------------------------------------------------------------------------
+# budget forcing at a given compute
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    budget: int
+    cost: float                       # mean per question
+    scores: dict[str, float]          # question -> 0/1
+
+
+def interpolate(curve: Sequence[CurvePoint], cost: float
+                ) -> tuple[dict[str, float], float] | None:
+    """Per-question scores of a curve at `cost`, linear in log cost between the two points
+    around it, and the budget there (interpolated alike); None outside the curve's measured
+    range (no extrapolation). The points must share their questions."""
+    pts = sorted(curve, key=lambda p: (p.cost, p.budget))
+    if not pts or not pts[0].cost <= cost <= pts[-1].cost:
+        return None
+    for lo, hi in zip(pts, pts[1:] or pts):
+        if lo.cost <= cost <= hi.cost:
+            break
+    span = math.log(hi.cost) - math.log(lo.cost)
+    w = 0.0 if span <= 0 else (math.log(cost) - math.log(lo.cost)) / span
+    scores = {q: (1 - w) * lo.scores[q] + w * hi.scores[q] for q in lo.scores}
+    return scores, math.exp((1 - w) * math.log(lo.budget) + w * math.log(hi.budget))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,20 +178,34 @@ def _flops(rec, shape: dict | None) -> float | None:
 
 @dataclass
 class Cell:
+    """One parallel point (k samples at cap B/k, over the seeds) against budget forcing at the
+    compute it measured."""
+
     budget: int
     k: int
     cap: int
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)   # method -> id -> 0/1
-    flops: dict[str, float | None] = field(default_factory=dict)        # method -> per question
-    thinking: dict[str, float] = field(default_factory=dict)            # method -> per question
-    differences: dict[str, dict] = field(default_factory=dict)          # "majority" / "oracle"
+    seeds: int
+    questions: int
+    cost: tuple[float, float]          # parallel compute per question: mean, sd over seeds
+    thinking: float                    # parallel thinking tokens per question (seeds' mean)
+    accuracy: dict[str, tuple[float, float]]   # "majority" / "oracle best-of-k": mean, sd
+    bf_accuracy: float | None = None   # budget forcing at `cost`; None: outside its range
+    bf_budget: float | None = None     # the budget there (interpolated)
+    differences: dict[str, dict] = field(default_factory=dict)   # "majority" / "oracle"
 
     def to_dict(self) -> dict:
-        n = len(self.scores["budget forcing"])
-        return {"budget": self.budget, "k": self.k, "cap": self.cap, "questions": n,
-                "accuracy": {m: sum(s.values()) / n for m, s in self.scores.items()},
-                "flops_per_question": self.flops, "thinking_per_question": self.thinking,
-                "differences": self.differences}
+        return {"budget": self.budget, "k": self.k, "cap": self.cap, "seeds": self.seeds,
+                "questions": self.questions,
+                "cost_per_question": {"mean": self.cost[0], "sd": _json_sd(self.cost[1])},
+                "thinking_per_question": self.thinking,
+                "accuracy": {"budget forcing": self.bf_accuracy,
+                             **{m: {"mean": mean, "sd": _json_sd(sd)}
+                                for m, (mean, sd) in self.accuracy.items()}},
+                "budget_forcing_budget": self.bf_budget, "differences": self.differences}
+
+
+def _json_sd(sd: float) -> float | None:
+    return None if sd != sd else sd    # JSON has no NaN: one seed has no sd
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -145,133 +213,168 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def compare(runs: Sequence, plan: ComputePlan, shape: dict | None = None,
-            resamples: int = 10_000, seed: int = 0) -> list[Cell]:
-    """The cells of the comparison from the plan's runs (complete ones, any order)."""
-    by_name = {r.setting.name: r for r in runs}
-    bf = {r.setting.params["max_thinking"]: r for r in runs if r.setting.method == "budget"}
-    par = {r.setting.params["max_thinking"]: r for r in runs if r.setting.method == "majority"}
+            resamples: int = 10_000, seed: int = 0) -> tuple[list[Cell], list[CurvePoint], str]:
+    """The cells of the comparison from the plan's runs (complete ones, any order), budget
+    forcing's curve and the unit of compute ("FLOPs" or "tokens")."""
     shape = shape or next((r.manifest.get("model_shape") for r in runs), None)
-    cells = []
+    bf = {r.setting.params["max_thinking"]: r for r in runs
+          if r.setting.method == "budget" and r.seed == 0}
+    par: dict[tuple[int, int], object] = {}   # (cap, seed) -> the run with the most samples
+    for r in runs:
+        key = (r.setting.params.get("max_thinking"), r.seed)
+        if r.setting.method == "majority" and (key not in par
+                                               or par[key].setting.samples < r.setting.samples):
+            par[key] = r
     for b in plan.budgets:
         if b not in bf:
-            raise UserError(f"no budget-forcing run at {b} tokens among {sorted(by_name)}")
-        seq = bf[b]
-        seq_out = seq.outcomes_at(None)
-        seq_recs = {r.id: r for r in seq.records}
+            raise UserError(f"no budget-forcing run at {b} tokens")
+    ids = set.intersection(*(set(bf[b].outcomes_at(None)) for b in plan.budgets))
+    samples: dict[tuple[int, int], dict[str, list]] = {}   # (cap, seed) -> id -> samples
+    for key, run in par.items():
+        by_q: dict[str, list] = {}
+        for r in sorted(run.records, key=lambda r: r.sample):
+            by_q.setdefault(r.id, []).append(r)
+        samples[key] = by_q
+    for b in plan.budgets:
         for k in plan.ks:
             cap = b // k
-            run = par.get(cap)
-            if run is None or run.setting.samples < k:
-                raise UserError(f"no run with {k} samples at {cap} thinking tokens")
-            samples: dict[str, list] = {}
-            for r in sorted(run.records, key=lambda r: r.sample):
-                if r.sample < k:
-                    samples.setdefault(r.id, []).append(r)
-            maj = run.outcomes_at(k)
-            ids = sorted(q for q in seq_out if q in maj and len(samples.get(q, ())) == k)
-            if not ids:
-                raise UserError(f"budget forcing at {b} and {k} samples at {cap} share no "
-                                "finished question")
-            cell = Cell(b, k, cap)
-            cell.scores = {
-                "budget forcing": {q: float(seq_out[q]["correct"]) for q in ids},
-                "majority": {q: float(maj[q]["correct"]) for q in ids},
-                "oracle best-of-k": {q: float(any(r.correct for r in samples[q])) for q in ids}}
-            seq_flops = [_flops(seq_recs[q], shape) for q in ids]
-            par_flops = [sum(f for f in (_flops(r, shape) for r in samples[q]) if f is not None)
-                         if all(_flops(r, shape) is not None for r in samples[q]) else None
-                         for q in ids]
-            fl_seq = _mean(seq_flops) if None not in seq_flops else None
-            fl_par = _mean(par_flops) if None not in par_flops else None
-            cell.flops = {"budget forcing": fl_seq, "majority": fl_par, "oracle best-of-k": fl_par}
-            th_par = _mean([sum(r.thinking_tokens for r in samples[q]) for q in ids])
-            cell.thinking = {"budget forcing": _mean([seq_recs[q].thinking_tokens for q in ids]),
-                             "majority": th_par, "oracle best-of-k": th_par}
-            for name, method in (("majority", "majority"), ("oracle", "oracle best-of-k")):
-                res = paired_bootstrap(cell.scores["budget forcing"], cell.scores[method],
-                                       n_resamples=resamples, seed=seed)
-                cell.differences[name] = {"difference": res.difference, "low": res.low,
-                                          "high": res.high, "p_value": res.p_value}
+            for s in range(plan.seeds):
+                if (cap, s) not in par or par[cap, s].setting.samples < k:
+                    raise UserError(f"no run of seed {s} with {k} samples at {cap} thinking "
+                                    "tokens")
+                ids &= {q for q, v in samples[cap, s].items() if len(v) >= k}
+    if not ids:
+        raise UserError("budget forcing and the parallel runs share no finished question")
+    ids_sorted = sorted(ids)
+    curve = []
+    for b in plan.budgets:
+        recs = {r.id: r for r in bf[b].records}
+        out = bf[b].outcomes_at(None)
+        curve.append(CurvePoint(b, _mean([_cost(recs[q], shape) for q in ids_sorted]),
+                                {q: float(out[q]["correct"]) for q in ids_sorted}))
+    cells = []
+    for b in plan.budgets:
+        for k in plan.ks:
+            cap = b // k
+            costs, thinking, per_seed = [], [], {"majority": [], "oracle best-of-k": []}
+            for s in range(plan.seeds):
+                vote = par[cap, s].outcomes_at(k)
+                used = {q: samples[cap, s][q][:k] for q in ids_sorted}
+                costs.append(_mean([sum(_cost(r, shape) for r in used[q]) for q in ids_sorted]))
+                thinking.append(_mean([sum(r.thinking_tokens for r in used[q])
+                                       for q in ids_sorted]))
+                per_seed["majority"].append({q: float(vote[q]["correct"]) for q in ids_sorted})
+                per_seed["oracle best-of-k"].append(
+                    {q: float(any(r.correct for r in used[q])) for q in ids_sorted})
+            cost = mean_sd(costs)
+            cell = Cell(b, k, cap, plan.seeds, len(ids_sorted), cost, _mean(thinking),
+                        {m: mean_sd([_mean(list(v.values())) for v in seeds])
+                         for m, seeds in per_seed.items()})
+            matched = interpolate(curve, cost[0])
+            if matched is not None:
+                bf_scores, cell.bf_budget = matched
+                cell.bf_accuracy = _mean(list(bf_scores.values()))
+                for name, method in (("majority", "majority"), ("oracle", "oracle best-of-k")):
+                    pooled = {q: _mean([v[q] for v in per_seed[method]]) for q in ids_sorted}
+                    res = paired_bootstrap(bf_scores, pooled, n_resamples=resamples, seed=seed)
+                    over_seeds = mean_sd([cell.bf_accuracy - _mean(list(v.values()))
+                                          for v in per_seed[method]])
+                    cell.differences[name] = {
+                        "difference": res.difference, "low": res.low, "high": res.high,
+                        "p_value": res.p_value, "test": res.test, "bf_better": res.a_better,
+                        "parallel_better": res.b_better, "seeds_mean": over_seeds[0],
+                        "seeds_sd": _json_sd(over_seeds[1])}
             cells.append(cell)
-    return cells
+    return cells, curve, _unit(shape, [*bf.values(), *par.values()])
 
 
-def table(cells: Sequence[Cell]) -> tuple[list[str], list[list[str]]]:
-    """The comparison as a table (header, rows), percentages and FLOPs per question."""
-    def pct(x: float) -> str:
-        return f"{100 * x:.1f}"
+def table(cells: Sequence[Cell], unit: str = "FLOPs") -> tuple[list[str], list[list[str]]]:
+    """The comparison as a table (header, rows): percentages, compute per question."""
+    def pm(pair: tuple[float, float], scale: float = 100, fmt: str = "{:.1f}") -> str:
+        mean, sd = pair
+        return fmt.format(scale * mean) + ("" if sd != sd else " ± " + fmt.format(scale * sd))
 
-    def diff(d: dict) -> str:
+    def diff(c: Cell, name: str) -> str:
+        d = c.differences.get(name)
+        if d is None:
+            return "outside BF's range"
+        sd = d["seeds_sd"]
         return (f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
-                f"p={d['p_value']:.2f}")
+                f"p={d['p_value']:.3f} ({d['bf_better']}:{d['parallel_better']})"
+                + ("" if sd is None else f"; seeds {100 * d['seeds_mean']:+.1f} ± {100 * sd:.1f}"))
 
-    def fl(x: float | None) -> str:
-        return "–" if x is None else f"{x:.3g}"
-
-    header = ["B", "k", "B/k", "questions", "budget forcing %", "majority@k %",
-              "oracle best-of-k %", "BF − maj [95% CI]", "BF − best [95% CI]",
-              "FLOPs/q BF", "FLOPs/q parallel", "thinking/q BF", "thinking/q parallel"]
+    header = ["B", "k", "B/k", "questions", "seeds", f"{unit}/q parallel",
+              "BF at equal compute %", "BF budget there", "majority@k %", "oracle best-of-k %",
+              "BF − maj [95% CI]", "BF − best [95% CI]", "thinking/q parallel"]
     rows = []
     for c in cells:
-        d = c.to_dict()
-        acc = d["accuracy"]
-        rows.append([str(c.budget), str(c.k), str(c.cap), str(d["questions"]),
-                     pct(acc["budget forcing"]), pct(acc["majority"]),
-                     pct(acc["oracle best-of-k"]), diff(c.differences["majority"]),
-                     diff(c.differences["oracle"]), fl(c.flops["budget forcing"]),
-                     fl(c.flops["majority"]), f"{c.thinking['budget forcing']:.0f}",
-                     f"{c.thinking['majority']:.0f}"])
+        rows.append([str(c.budget), str(c.k), str(c.cap), str(c.questions), str(c.seeds),
+                     pm(c.cost, 1, "{:.3g}"),
+                     "–" if c.bf_accuracy is None else f"{100 * c.bf_accuracy:.1f}",
+                     "–" if c.bf_budget is None else f"{c.bf_budget:.0f}",
+                     pm(c.accuracy["majority"]), pm(c.accuracy["oracle best-of-k"]),
+                     diff(c, "majority"), diff(c, "oracle"), f"{c.thinking:.0f}"])
     return header, rows
 
 
-def plot(path: Path, title: str, cells: Sequence[Cell]) -> None:
-    """Accuracy against FLOPs (tokens where FLOPs are unknown) per question: budget forcing
-    over B, majority@k and oracle best-of-k over B for each k."""
+def plot(path: Path, title: str, cells: Sequence[Cell], curve: Sequence[CurvePoint],
+         unit: str) -> None:
+    """Accuracy against measured compute per question: budget forcing over B, majority@k and
+    oracle best-of-k (mean ± sd over seeds) over B/k for each k."""
     from s1.pages import figure, save
 
-    use_flops = all(c.flops["budget forcing"] and c.flops["majority"] for c in cells)
-
-    def x(c: Cell, m: str) -> float:
-        return c.flops[m] if use_flops else c.thinking[m]
-
     fig, ax = figure()
-    seq = {c.budget: c for c in cells}
-    ax.plot([x(c, "budget forcing") for c in seq.values()],
-            [100 * _mean(list(c.scores["budget forcing"].values())) for c in seq.values()],
-            "o-", color="black", label="budget forcing at B")
+    pts = sorted(curve, key=lambda p: p.cost)
+    ax.plot([p.cost for p in pts], [100 * _mean(list(p.scores.values())) for p in pts], "o-",
+            color="black", label="budget forcing at B")
     for i, k in enumerate(sorted({c.k for c in cells})):
-        row = [c for c in cells if c.k == k]
-        color = f"C{i}"
+        row = sorted((c for c in cells if c.k == k), key=lambda c: c.cost[0])
         for method, style in (("majority", "s--"), ("oracle best-of-k", "^:")):
-            ax.plot([x(c, method) for c in row],
-                    [100 * _mean(list(c.scores[method].values())) for c in row], style,
-                    color=color, label=f"{method.replace('-k', f'-{k}')}" if "oracle" in method
-                    else f"majority@{k}", alpha=0.85)
+            sds = [c.accuracy[method][1] for c in row]
+            ax.errorbar([c.cost[0] for c in row], [100 * c.accuracy[method][0] for c in row],
+                        yerr=None if any(sd != sd for sd in sds) else [100 * sd for sd in sds],
+                        fmt=style, color=f"C{i}", capsize=2, alpha=0.85,
+                        label=f"best-of-{k} (oracle)" if "oracle" in method else f"majority@{k}")
     ax.set_xscale("log")
+    tops = [100 * (mean + (0 if sd != sd else sd)) for c in cells
+            for mean, sd in c.accuracy.values()]   # the bars' ends, not only the points
     ax.set_ylim(-1, max(10.0, min(101.0, 5 + max(
-        100 * _mean(list(s.values())) for c in cells for s in c.scores.values()))))
-    save(fig, ax, path, title,
-         "estimated FLOPs per question" if use_flops else "thinking tokens per question",
-         "accuracy (%)", legend_size=7)
+        tops + [100 * _mean(list(p.scores.values())) for p in pts]))))
+    save(fig, ax, path, title, f"measured {unit} per question (log)", "accuracy (%)",
+         legend_size=7)
 
 
-def write(out: Path, bench: str, cells: Sequence[Cell], shape: dict | None) -> list[Path]:
+def write(out: Path, bench: str, cells: Sequence[Cell], curve: Sequence[CurvePoint],
+          unit: str, shape: dict | None) -> list[Path]:
     """compute.json, compute.md and compute-matched-BENCH.png in `out`, each written whole."""
     from s1.pages import render_markdown
     from s1.evaluation.runs import write_json_atomic
 
     png = out / f"compute-matched-{bench}.png"
     tmp_png = png.with_name(f".{png.name}.tmp.png")
-    plot(tmp_png, f"{bench}: budget forcing vs parallel at matched compute", cells)
+    plot(tmp_png, f"{bench}: budget forcing vs parallel at equal {unit}", cells, curve, unit)
     os.replace(tmp_png, png)
-    write_json_atomic(out / COMPUTE_JSON, {"benchmark": bench, "model_shape": shape,
-                                           "cells": [c.to_dict() for c in cells]})
-    header, rows = table(cells)
+    write_json_atomic(out / COMPUTE_JSON, {
+        "benchmark": bench, "model_shape": shape, "unit": unit,
+        "budget_forcing": [{"budget": p.budget, "cost_per_question": p.cost,
+                            "accuracy": _mean(list(p.scores.values()))} for p in curve],
+        "cells": [c.to_dict() for c in cells]})
+    header, rows = table(cells, unit)
     md = render_markdown([
         ("h1", f"Matched compute on {bench}"),
-        ("p", "Budget forcing at B (greedy) against majority@k and oracle best-of-k at B/k "
-              "thinking tokens per sample, on the same questions. Differences are budget forcing "
-              "minus the parallel method in points, with a paired bootstrap 95% interval."),
+        ("p", f"Majority@k and oracle best-of-k at B/k thinking tokens per sample against "
+              f"budget forcing (greedy) at the same measured {unit} per question: budget "
+              f"forcing's accuracy is interpolated between the two budgets around the parallel "
+              f"point's {unit} (linear in log {unit}, per question; never extrapolated: "
+              f"\"outside BF's range\" is a point to compare with more or fewer budgets). The "
+              f"parallel side pays k prompts and k answers. {unit} count every sample's prompt "
+              "and tokens" + (", attention as QK plus AV" if unit == "FLOPs" else "") + ". "
+              "Parallel accuracies are mean ± sd over the seeds. Differences are budget forcing "
+              "minus the parallel method in points over the questions (seeds averaged per "
+              "question), with a paired bootstrap 95% interval; p is an exact paired test "
+              "(McNemar's for 0/1 scores, else a sign-flip permutation test), (x:y) the "
+              "questions where budget forcing / the parallel method scored higher; then the "
+              "difference as mean ± sd over the seeds."),
         ("table", header, rows), ("img", png.name, "accuracy against compute")])
     tmp_md = out / f".{COMPUTE_MD}.tmp"
     tmp_md.write_text(md, encoding="utf-8")
@@ -300,7 +403,8 @@ def matched_compute(plan: ComputePlan, engine_options, benchmark, out: str | Pat
         raise UserError("--resamples must be at least 1")
     budget = BudgetOptions(max_answer=max_answer)
     shape = shape_from_config(model_config) if model_config else None
-    expand(plan.methods(), budget.base())      # every setting checked before a model loads
+    for methods in plan.methods():             # every setting checked before a model loads
+        expand(methods, budget.base())
     b = benchmark
     bench = load_benchmark(b.name, limit=b.limit, subset=b.subset, path=b.file,
                            question_field=b.question_field, answer_field=b.answer_field,
@@ -309,16 +413,20 @@ def matched_compute(plan: ComputePlan, engine_options, benchmark, out: str | Pat
     try:
         if shape is None and engine_options.model and Path(engine_options.model, "config.json").is_file():
             shape = shape_from_config(engine_options.model)   # a local HF model tells its shape
-        settings = expand(plan.methods(), budget.base(engine.describe().get("context_length")))
-        runs = make_runs(out, engine, engine_options.label, bench, settings, [0],
-                         protocol=b.protocol, n_params=shape["n_params"] if shape else None,
-                         benchmark_args={"limit": b.limit, "subset": b.subset})
+        base = budget.base(engine.describe().get("context_length"))
+        sequential, parallel = plan.methods()
+        runs = [run for methods, seeds in ((sequential, [0]), (parallel, range(plan.seeds)))
+                for run in make_runs(out, engine, engine_options.label, bench,
+                                     expand(methods, base), seeds, protocol=b.protocol,
+                                     n_params=shape["n_params"] if shape else None,
+                                     benchmark_args={"limit": b.limit, "subset": b.subset})]
         execute(runs, engine, progress=not quiet)
     finally:
         engine.close()
     write_summaries(out, [r.dir for r in runs])
     loaded = [load_run(r.dir) for r in runs]
-    cells = compare(loaded, plan, shape, resamples=resamples)
+    cells, curve, unit = compare(loaded, plan, shape, resamples=resamples)
     shape = shape or next((r.manifest.get("model_shape") for r in loaded), None)
-    files = write(out, bench.name, cells, shape)
-    return {"cells": cells, "files": files, "shape": shape, "runs": [r.name for r in loaded]}
+    files = write(out, bench.name, cells, curve, unit, shape)
+    return {"cells": cells, "curve": curve, "unit": unit, "files": files, "shape": shape,
+            "runs": [r.name for r in loaded]}

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from s1.errors import UserError
 from s1.evaluation.intervals import mean_sd, scaling_bootstrap, score_interval
-from s1.evaluation.metrics import control, performance, scaling
+from s1.evaluation.metrics import control, near_ties, performance, scaling, scaling_fit
 
 if TYPE_CHECKING:
     from s1.evaluation.aggregate import RunData
@@ -111,7 +111,7 @@ class Curve:
     model: str
     label: str
     points: list[Point]
-    control: float | None
+    control: float | None              # the paper's: points whose mean thinking is in bounds
     scaling: float | None              # pp per thinking token
     scaling_log2: float | None         # pp per doubling (the paper's figures)
     performance: float
@@ -120,6 +120,15 @@ class Curve:
     scaling_high: float | None = None
     scaling_log2_low: float | None = None
     scaling_log2_high: float | None = None
+    # Beside the paper's mean pairwise slope: the least-squares slope on log2 thinking tokens
+    # (pp per doubling, with its bootstrap 95%), which near-ties cannot swing, and the pairs of
+    # points closer than 0.1 doublings, whose slopes are mostly noise.
+    scaling_log2_fit: float | None = None
+    scaling_log2_fit_low: float | None = None
+    scaling_log2_fit_high: float | None = None
+    near_ties: list[list[str]] = field(default_factory=list)
+    # Control over samples: a point's mean can sit inside its bound while many samples overshoot
+    control_per_sample: float | None = None
     config: dict = field(default_factory=dict, repr=False)   # the curve's identity
 
     @property
@@ -221,15 +230,15 @@ def _variants(configs: list[dict]) -> list[str]:
     return out
 
 
-def _bootstrap(pts: list[Point], log2: bool, resamples: int, seed: int
-               ) -> tuple[float | None, float | None]:
+def _bootstrap(pts: list[Point], log2: bool, resamples: int, seed: int,
+               least_squares: bool = False) -> tuple[float | None, float | None]:
     ids = set(pts[0].scores)
     if not ids or any(set(p.scores) != ids for p in pts):
         return None, None   # points on different questions cannot be resampled together
     try:
         r = scaling_bootstrap([{q: 100 * v for q, v in p.scores.items()} for p in pts],
                               [p.thinking_by_question for p in pts], log2=log2,
-                              n_resamples=resamples, seed=seed)
+                              n_resamples=resamples, seed=seed, least_squares=least_squares)
     except UserError:
         return None, None
     return r.low, r.high
@@ -242,8 +251,10 @@ def curves(runs: Sequence["RunData"], include_incomplete: bool = False,
 
     Control is the paper's: the share of points whose mean thinking stays within the bound the
     setting asked for (points without a bound, e.g. "auto", are left out; no bound at all gives
-    None). Scaling is the mean pairwise slope in percentage points per token (linear) and per
-    doubling of thinking tokens (log2, the paper's figures). Performance is the best accuracy.
+    None); beside it the share of samples that do. Scaling is the mean pairwise slope in
+    percentage points per token (linear) and per doubling of thinking tokens (log2, the paper's
+    figures); beside it the least-squares slope per doubling and the near-tied pairs of points.
+    Performance is the best accuracy.
     Incomplete runs are left out unless `include_incomplete`.
     """
     usable = [r for r in runs if not r.summary.empty
@@ -254,6 +265,8 @@ def curves(runs: Sequence["RunData"], include_incomplete: bool = False,
         pts = _points(group)
         bounded = [p for p in pts if p.a_max is not None]
         ctrl = control([p.thinking for p in bounded], [p.a_max for p in bounded]) if bounded else None
+        in_bounds = [(rec.thinking_tokens, r.setting.a_max) for r in group
+                     if r.setting.a_max is not None for rec in r.records]
         xs, ys = [p.thinking for p in pts], [100 * p.accuracy for p in pts]
         distinct = len(set(xs)) > 1
         positive = distinct and all(x > 0 for x in xs)
@@ -261,11 +274,17 @@ def curves(runs: Sequence["RunData"], include_incomplete: bool = False,
                       scaling(xs, ys) if distinct else None,
                       scaling(xs, ys, log2=True) if positive else None,
                       100 * performance([p.accuracy for p in pts]), config=json.loads(key))
+        if in_bounds:
+            curve.control_per_sample = control(*map(list, zip(*in_bounds)))
         if distinct:
             curve.scaling_low, curve.scaling_high = _bootstrap(pts, False, resamples, seed)
         if positive:
             curve.scaling_log2_low, curve.scaling_log2_high = _bootstrap(pts, True, resamples,
                                                                          seed)
+            curve.scaling_log2_fit = scaling_fit(xs, ys, log2=True)
+            curve.scaling_log2_fit_low, curve.scaling_log2_fit_high = _bootstrap(
+                pts, True, resamples, seed, least_squares=True)
+            curve.near_ties = [[pts[i].name, pts[j].name] for i, j in near_ties(xs)]
         built.append(curve)
     families: dict[tuple, list[Curve]] = {}
     for c in built:

@@ -1,6 +1,8 @@
 """Uncertainty of accuracies and of the paper's metrics: Wilson / score intervals over questions
 (never questions × seeds), bootstrap intervals resampling questions (lm-eval's approach), the
-paired bootstrap between runs (the paper's Table 2) and the bootstrap of Scaling.
+paired bootstrap between runs (the paper's Table 2: its interval) with an exact paired test (its
+p-value: McNemar's for 0/1 scores, a sign-flip permutation test otherwise) and the bootstrap of
+Scaling.
 
 Scores are fractions in [0, 1] per question (0/1, or a question's mean over seeds or samples).
 """
@@ -162,7 +164,7 @@ def _as_matrix(per_run: Sequence, name: str) -> tuple[np.ndarray, list[str] | No
 def scaling_bootstrap(scores: Sequence[Sequence[float] | Mapping[str, float]],
                       thinking: Sequence[float | Sequence[float] | Mapping[str, float]],
                       log2: bool = False, n_resamples: int = 10_000, seed: int = 0,
-                      confidence: float = 0.95) -> ScalingInterval:
+                      confidence: float = 0.95, least_squares: bool = False) -> ScalingInterval:
     """Bootstrap interval of Scaling, resampling questions, so a slope can be told from noise.
 
     `scores`: per run, one score per question (0/1 or a mean over seeds; in the unit Scaling
@@ -171,6 +173,7 @@ def scaling_bootstrap(scores: Sequence[Sequence[float] | Mapping[str, float]],
     number. Every resample draws the same questions for all runs (the runs are paired); its
     Scaling is the mean pairwise slope of the resampled accuracies against the resampled mean
     thinking. Pairs whose thinking ties in a resample are left out of that resample's mean.
+    `least_squares`: the interval of the least-squares slope (`metrics.scaling_fit`) instead.
     """
     if len(scores) != len(thinking) or len(scores) < 2:
         raise UserError("Scaling needs one thinking value per run and at least two runs")
@@ -186,10 +189,11 @@ def scaling_bootstrap(scores: Sequence[Sequence[float] | Mapping[str, float]],
         x_fixed = None
     if acc.shape[1] == 0:
         raise UserError("Scaling's bootstrap needs at least one question")
-    from s1.evaluation.metrics import scaling   # metrics re-exports this module
+    from s1.evaluation.metrics import scaling, scaling_fit   # metrics re-exports this module
 
-    observed = scaling((x_fixed[:, 0] if x_rows is None else x_rows.mean(axis=1)).tolist(),
-                       acc.mean(axis=1).tolist(), log2=log2)
+    observed = (scaling_fit if least_squares else scaling)(
+        (x_fixed[:, 0] if x_rows is None else x_rows.mean(axis=1)).tolist(),
+        acc.mean(axis=1).tolist(), log2=log2)
     rng = np.random.default_rng(seed)
     if x_rows is None:
         draws = _resampled_means(acc, n_resamples, rng)
@@ -204,8 +208,13 @@ def scaling_bootstrap(scores: Sequence[Sequence[float] | Mapping[str, float]],
     dx = xs[b] - xs[a]
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # a resample with every pair tied
-        slopes = np.where(dx != 0, (draws[b] - draws[a]) / dx, np.nan)
-        per_draw = np.nanmean(slopes, axis=0)
+        if least_squares:
+            xc, yc = xs - xs.mean(axis=0), draws - draws.mean(axis=0)
+            spread = (xc * xc).sum(axis=0)
+            per_draw = np.where(spread > 0, (xc * yc).sum(axis=0) / spread, np.nan)
+        else:
+            slopes = np.where(dx != 0, (draws[b] - draws[a]) / dx, np.nan)
+            per_draw = np.nanmean(slopes, axis=0)
     per_draw = per_draw[~np.isnan(per_draw)]
     if per_draw.size == 0:
         raise UserError("no resample had two runs with different thinking tokens")
@@ -219,20 +228,76 @@ def scaling_bootstrap(scores: Sequence[Sequence[float] | Mapping[str, float]],
 
 
 @dataclass(frozen=True)
+class PairedTest:
+    """An exact test of "A and B score alike" on paired per-question scores."""
+
+    p_value: float  # two-sided
+    a_better: int   # questions where A scored higher (0/1: A right, B wrong; McNemar's b)
+    b_better: int   # questions where B scored higher (McNemar's c)
+    test: str       # "exact McNemar" (0/1 scores) or "sign-flip permutation"
+
+
+EXACT_SIGN_FLIPS = 16   # up to 2^16 sign patterns are enumerated; beyond, they are sampled
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10_000,
+                seed: int = 0) -> PairedTest:
+    """Two-sided paired test of A against B on aligned per-question scores.
+
+    0/1 scores: the exact McNemar test, a binomial sign test on the discordant questions (only
+    they carry information; under "no difference" each is as likely to favour A as B). Other
+    scores (means over seeds or samples): a sign-flip permutation test of the summed difference,
+    exact up to 16 differing questions, sampled beyond. A bootstrap of the mean difference is
+    no test: at 10/30 against 16/30 with the right answers nested it gives p ≈ 0.003, where
+    McNemar's exact p is 2 · 2⁻⁶ = 0.031.
+    """
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    differing = diff[diff != 0]
+    a_better, b_better = int((differing > 0).sum()), int((differing < 0).sum())
+    m = a_better + b_better
+    binary = np.isin(np.asarray(a, dtype=float), (0, 1)).all() and \
+        np.isin(np.asarray(b, dtype=float), (0, 1)).all()
+    if m == 0:
+        return PairedTest(1.0, 0, 0, "exact McNemar" if binary else "sign-flip permutation")
+    if binary:
+        tail = sum(math.comb(m, i) for i in range(min(a_better, b_better) + 1)) / 2 ** m
+        return PairedTest(min(1.0, 2 * tail), a_better, b_better, "exact McNemar")
+    observed = abs(differing.sum())
+    if m <= EXACT_SIGN_FLIPS:
+        signs = 1 - 2 * ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1)
+        sums = np.abs(signs @ differing)
+        p = float(np.mean(sums >= observed - 1e-12))
+    else:
+        if n_resamples < 1:
+            raise UserError(f"the number of resamples must be positive, not {n_resamples}")
+        rng = np.random.default_rng(seed)
+        hits = 0
+        for start in range(0, n_resamples, 1000):
+            signs = rng.choice((-1.0, 1.0), size=(min(1000, n_resamples - start), m))
+            hits += int((np.abs(signs @ differing) >= observed - 1e-12).sum())
+        p = (hits + 1) / (n_resamples + 1)   # the observed signs count as one draw
+    return PairedTest(min(1.0, p), a_better, b_better, "sign-flip permutation")
+
+
+@dataclass(frozen=True)
 class BootstrapResult:
     difference: float  # mean(a) − mean(b) on the questions as they are
     low: float
     high: float
-    p_value: float  # two-sided: how often the resampled difference falls on the other side of 0
+    p_value: float  # two-sided, from the exact paired test (`paired_test`), not the bootstrap
     n: int
     resamples: int
+    a_better: int = 0  # questions where A scored higher (0/1: McNemar's discordant b)
+    b_better: int = 0  # questions where B scored higher (McNemar's c)
+    test: str = ""     # which test gave the p-value
 
 
 def paired_bootstrap(a: Sequence[float] | Mapping[str, float],
                      b: Sequence[float] | Mapping[str, float],
                      n_resamples: int = 10_000, seed: int = 0,
                      confidence: float = 0.95) -> BootstrapResult:
-    """Paired bootstrap interval for accuracy(a) − accuracy(b) over the same questions.
+    """Paired bootstrap interval for accuracy(a) − accuracy(b) over the same questions, with the
+    p-value of the exact paired test (`paired_test`: McNemar's for 0/1 scores).
 
     `a` and `b` are per-question scores (0/1, or a mean over seeds), either aligned sequences or
     mappings from question id to score (then their ids must match). Questions are resampled with
@@ -256,6 +321,6 @@ def paired_bootstrap(a: Sequence[float] | Mapping[str, float],
     means = _resampled_means(diff[None, :], n_resamples, np.random.default_rng(seed))[0]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    observed = float(diff.mean())
-    p = 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0)))
-    return BootstrapResult(observed, float(low), float(high), min(1.0, p), n, n_resamples)
+    test = paired_test(a, b, n_resamples=n_resamples, seed=seed)
+    return BootstrapResult(float(diff.mean()), float(low), float(high), test.p_value, n,
+                           n_resamples, test.a_better, test.b_better, test.test)

@@ -1,5 +1,6 @@
-"""Metrics: accuracy, sampling metrics, the paper's Control / Scaling / Performance, and compute
-accounting (their intervals: `s1.evaluation.intervals`).
+"""Metrics: accuracy, sampling metrics, the paper's Control / Scaling / Performance (with a
+least-squares slope beside Scaling, and its near-ties flagged), and compute accounting (their
+intervals: `s1.evaluation.intervals`).
 
 Conventions: accuracies and shares are fractions in [0, 1] unless a docstring says otherwise;
 `scaling` works in whatever unit the accuracies are given (the paper's Table 3 uses percent
@@ -18,8 +19,9 @@ import numpy as np
 
 from s1.errors import UserError
 # The intervals live in their own module; their names stay importable from here.
-from s1.evaluation.intervals import (Z95, BootstrapResult, ScalingInterval,  # noqa: F401
-                                     bootstrap_interval, mean_sd, paired_bootstrap,
+from s1.evaluation.intervals import (Z95, BootstrapResult, PairedTest,  # noqa: F401
+                                     ScalingInterval, bootstrap_interval, mean_sd,
+                                     paired_bootstrap, paired_test,
                                      question_interval, scaling_bootstrap, score_interval,
                                      seed_means, wilson_interval)
 from s1.evaluation.verifier import cluster_answers
@@ -135,26 +137,63 @@ def control(thinking_tokens: Sequence[float], a_max: float | Sequence[float | No
     return inside / n
 
 
+NEAR_TIE_DOUBLINGS = 0.1   # points closer than this in log2 thinking tokens are near-ties
+
+
+def _log2_tokens(thinking_tokens: Sequence[float], log2: bool) -> list[float]:
+    xs = [float(t) for t in thinking_tokens]
+    if log2:
+        if any(x <= 0 for x in xs):
+            raise UserError("Scaling on log2 thinking tokens needs every run above 0 tokens")
+        xs = [math.log2(x) for x in xs]
+    return xs
+
+
 def scaling(thinking_tokens: Sequence[float], accuracies: Sequence[float],
             log2: bool = False) -> float:
     """Scaling: the average slope of accuracy against thinking tokens over all pairs of runs.
 
     (1 / C(|A|, 2)) Σ_{b > a} (f(b) − f(a)) / (b − a), with `log2=True` measuring compute in
     doublings as the paper's reported figures do. Pairs of runs at identical compute have no
-    slope and are left out of both the sum and the count.
+    slope and are left out of both the sum and the count. Pairs at almost identical compute
+    keep their slope, mostly noise over a tiny step: `near_ties` finds them, `scaling_fit` is
+    the slope they cannot swing.
     """
     if len(thinking_tokens) != len(accuracies):
         raise UserError("Scaling needs one accuracy per run")
-    xs = [float(t) for t in thinking_tokens]
-    if log2:
-        if any(x <= 0 for x in xs):
-            raise UserError("Scaling on log2 thinking tokens needs every run above 0 tokens")
-        xs = [math.log2(x) for x in xs]
+    xs = _log2_tokens(thinking_tokens, log2)
     slopes = [(fb - fa) / (xb - xa)
               for (xa, fa), (xb, fb) in combinations(zip(xs, accuracies), 2) if xb != xa]
     if not slopes:
         raise UserError("Scaling needs at least two runs with different thinking tokens")
     return statistics.fmean(slopes)
+
+
+def scaling_fit(thinking_tokens: Sequence[float], accuracies: Sequence[float],
+                log2: bool = False) -> float:
+    """The least-squares slope of accuracy against thinking tokens (log2: per doubling).
+
+    Beside the paper's mean pairwise slope: two runs at almost the same thinking (a cap the
+    model never reaches, 5,000 against 5,010 tokens) give one pair a slope of noise over a step
+    of 0.003 doublings, which can swing the pairwise mean by tens of points; here a point's
+    weight grows with its distance from the others, so such a pair barely moves the slope.
+    """
+    if len(thinking_tokens) != len(accuracies):
+        raise UserError("Scaling needs one accuracy per run")
+    xs = np.asarray(_log2_tokens(thinking_tokens, log2))
+    ys = np.asarray(accuracies, dtype=float)
+    spread = float(((xs - xs.mean()) ** 2).sum())
+    if spread == 0:
+        raise UserError("Scaling needs at least two runs with different thinking tokens")
+    return float(((xs - xs.mean()) * (ys - ys.mean())).sum() / spread)
+
+
+def near_ties(thinking_tokens: Sequence[float],
+              doublings: float = NEAR_TIE_DOUBLINGS) -> list[tuple[int, int]]:
+    """Pairs of runs (indices) whose thinking tokens lie within `doublings` of each other on a
+    log2 scale: the pairs whose slope dominates the paper's Scaling with noise."""
+    xs = _log2_tokens(thinking_tokens, True)
+    return [(i, j) for i, j in combinations(range(len(xs)), 2) if abs(xs[i] - xs[j]) < doublings]
 
 
 def performance(accuracies: Sequence[float]) -> float:
@@ -173,11 +212,12 @@ def estimate_flops(n_params: float, prompt_tokens: int | Sequence[int],
                    d_model: int | None = None) -> float:
     """Inference FLOPs of generating after a prompt, summed over sequences.
 
-    Per token: 2·N for the weights (a multiply-add per parameter) plus 2·n_layers·t·d_model for
-    attention at context length t (Kaplan et al. 2020, Table 1). Over a sequence of T = prompt +
-    generated tokens that is 2·N·T + n_layers·d_model·T·(T + 1). Without the shape only the
-    weight term is counted. Parallel samples that share a prompt each count it, as they pay for
-    attention over it.
+    Per token: 2·N for the weights (a multiply-add per parameter) plus, per layer at context
+    length t, 2·t·d_model for the attention logits (QK) and 2·t·d_model for the weighted sum of
+    the values (AV), so 4·n_layers·t·d_model (Kaplan et al. 2020's Table 1 counts the logits
+    only). Over a sequence of T = prompt + generated tokens that is
+    2·N·T + 2·n_layers·d_model·T·(T + 1). Without the shape only the weight term is counted.
+    Parallel samples that share a prompt each count it, as they pay for attention over it.
     """
     prompts = [prompt_tokens] if isinstance(prompt_tokens, int) else list(prompt_tokens)
     gens = [generated_tokens] if isinstance(generated_tokens, int) else list(generated_tokens)
@@ -192,7 +232,7 @@ def estimate_flops(n_params: float, prompt_tokens: int | Sequence[int],
         t = p + g
         total += 2.0 * n_params * t
         if n_layers and d_model:
-            total += float(n_layers) * d_model * t * (t + 1)
+            total += 2.0 * n_layers * d_model * t * (t + 1)
     return total
 
 

@@ -53,6 +53,12 @@ class Record:
     score: float | None = None         # best-of-N: the scorer's value
     extra: dict[str, Any] = field(default_factory=dict)   # keys of a newer version, kept
 
+    @property
+    def failed(self) -> bool:
+        """The engine failed this sample (`finish_reason` "error"): it is not graded, leaves its
+        run incomplete, and a resume asks again."""
+        return self.finish_reason == "error"
+
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)
              if f.name not in ("accepted", "score", "extra")}
@@ -73,7 +79,8 @@ class RunSummary:
     """summary.json: everything the report and `s1 compare` need about one run.
 
     Fields in the order summary.json has always had them. A run without records has only
-    name, questions (0), expected_questions and complete.
+    name, questions (0), expected_questions and complete (and errors when the engine failed
+    every sample so far).
     """
 
     name: str = ""
@@ -109,11 +116,15 @@ class RunSummary:
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
+    # Shares of samples; None: unknown (imported outputs, whose generation was not observed).
     answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
     loop_share: float | None = None        # samples where the loop guard saw a repeated n-gram
     by_waits: dict[str, list[int]] | None = None   # Waits appended -> [correct, samples]
     pass_at_1: dict | None = None      # the R1 protocol: mean over samples, its interval
     cons_at_n: dict | None = None      # the R1 protocol: majority over the n samples
+    context_full_share: float | None = None   # samples whose thinking filled the context
+    errors: int = 0                    # samples the engine failed (not graded; a resume retries)
+    error_share: float | None = None   # errors / (graded samples + errors)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,12 +133,13 @@ class RunSummary:
 
     def to_dict(self, per_question: bool = True) -> dict:
         if self.empty:
+            failed = {"errors": self.errors, "error_share": self.error_share} if self.errors else {}
             return {"name": self.name, "questions": 0,
-                    "expected_questions": self.expected_questions, "complete": False, **self.extra}
+                    "expected_questions": self.expected_questions, "complete": False, **failed,
+                    **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k", "answer_cut_share", "loop_share", "by_waits", "pass_at_1",
-                     "cons_at_n"):   # only where they apply
+                     "at_k", "by_waits", "pass_at_1", "cons_at_n"):   # only where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

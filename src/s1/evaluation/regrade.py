@@ -119,12 +119,13 @@ def _regrade_run(run, judge, judge_model: str | None, timeout: float,
                            score=score))
     from s1.evaluation.aggregate import RunData
 
-    after = RunData(run.dir, run.manifest, new).summary.accuracy if records else None
+    after = RunData(run.dir, run.manifest, new, run.failed).summary.accuracy if records else None
     result = Regraded(run.name, run.dir, len(records), r2w, w2r, changed, before, after,
                       judge_model)
     if dry_run or not records:
         return result
-    write_jsonl_atomic(run.dir / RECORDS, [r.to_dict() for r in new])
+    # the engine's error records stay as they are: ungraded, for a resume to ask again
+    write_jsonl_atomic(run.dir / RECORDS, [r.to_dict() for r in new + run.failed])
     manifest = json.loads((run.dir / MANIFEST).read_text(encoding="utf-8"))
     manifest["config"]["judge"] = judge_model
     manifest.setdefault("regraded", []).append({

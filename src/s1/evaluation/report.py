@@ -29,10 +29,21 @@ from s1.pages import figure, render_html, render_markdown, save, write_pages  # 
 
 PARALLEL = ("majority", "best-of-n")
 MAX_QUESTION_ROWS = 200
+# The scaling plot's bars are each point's own interval, while the points share their questions.
+BARS = "bars: each point's own Wilson 95%; the points share questions"
+BARS_NOTE = ("The bars are each point's own Wilson 95% interval, as if the points were drawn on "
+             "different questions. They share their questions, so the difference between two "
+             "points is surer than overlapping bars suggest: the paired comparison is Scaling's "
+             "bootstrap interval below (or `s1 compare` for two runs).")
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def _share(x: float | None) -> str:
+    """A share of samples in percent; None means unknown (imported outputs), not "none"."""
+    return "unknown" if x is None else _pct(x, 0)
 
 
 def _num(x: float | None, fmt: str = "{:.1f}") -> str:
@@ -67,7 +78,7 @@ def _plot_scaling(path: Path, bench: str, cs: list[Curve], multi_model: bool) ->
         ax.errorbar([p.thinking for p in pts], ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
     _accuracy_axis(ax, max((100 * p.high for c in cs for p in c.points), default=0.0))
-    save(fig, ax, path, f"{bench}: test-time scaling (bars: Wilson 95%)",
+    save(fig, ax, path, f"{bench}: test-time scaling\n{BARS}",
          "average thinking tokens per question (log2)", "accuracy (%)")
 
 
@@ -123,7 +134,7 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
     rows = []
     for s in summaries:
         if s.empty:
-            rows.append([s.name] + ["–"] * 13 + ["no records"])
+            rows.append([s.name] + ["–"] * 14 + [_pct(s.error_share, 0), "no graded records"])
             continue
         c = s.compute
         rows.append([s.name, s.benchmark, s.model, s.engine, str(s.seed),
@@ -132,18 +143,27 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
                      _num(s.thinking_per_question, "{:.0f}"),
                      f"{s.thinking['median']:.0f} / {s.thinking['p90']:.0f} / "
                      f"{s.thinking['max']:.0f}",
-                     _num(s.waits_mean, "{:.2f}"), _pct(s.forced_end_share, 0),
-                     _pct(s.answer_cut_share, 0), _pct(s.loop_share, 0),
+                     _num(s.waits_mean, "{:.2f}"), _share(s.forced_end_share),
+                     _share(s.answer_cut_share), _share(s.context_full_share),
+                     _share(s.loop_share),
                      _num(c["flops"], "{:.3g}") if c["flops"] else str(c["generated_tokens"]),
+                     _pct(s.error_share, 0),
                      "yes" if s.complete else f"no ({s.questions}/{s.expected_questions})"])
     blocks.append(("table", ["run", "benchmark", "model", "engine", "seed", "questions×samples",
                              "accuracy % [Wilson 95%]", "thinking tok/q",
                              "thinking per sample: median / p90 / max", "Waits/sample",
-                             "forced end %", "answer cut %", "loops %",
-                             "FLOPs total (or tokens)", "complete"], rows))
-    blocks.append(("p", "answer cut: samples whose answer ran into the answer cap (or the "
-                        "context) instead of ending; loops: samples where the loop guard saw a "
-                        "repeated n-gram in the thinking."))
+                             "forced end %", "answer cut %", "thinking filled context %",
+                             "loops %",
+                             "FLOPs total (or tokens)", "engine errors %", "complete"], rows))
+    blocks.append(("p", "forced end: samples whose thinking was ended at its cap; answer cut: "
+                        "samples whose answer ran into the answer cap (or the context) instead "
+                        "of ending; thinking filled context: samples whose thinking used the "
+                        "whole context (no room left to force an end or answer); loops: samples "
+                        "where the loop guard saw a repeated n-gram in the thinking; unknown: "
+                        "imported outputs, whose generation was not observed; engine errors: samples the engine "
+                        "failed (a server error, a prompt over the context), not graded and not "
+                        "in the accuracy: the run stays incomplete until a re-run asks them "
+                        "again."))
     left_out = incomplete_runs(runs)
     if left_out:
         blocks.append(("p", f"Incomplete, left out of the curves: {', '.join(left_out)} "
@@ -171,20 +191,35 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
         _plot_scaling(tmp / name, bench, bc, multi_model)
         pngs.append(name)
         blocks.append(("img", name, f"{bench} scaling curve"))
+        blocks.append(("p", BARS_NOTE))
         blocks.append(("h3", "Control, Scaling, Performance (paper §3.2)"))
-        blocks.append(("table", ["method", "model", "points", "Control %",
-                                 "Scaling (pp per doubling) [bootstrap 95%]",
-                                 "Scaling (pp per 1k tokens) [bootstrap 95%]", "Performance %"],
+        blocks.append(("table", ["method", "model", "points", "Control % (per point)",
+                                 "Control % (per sample)",
+                                 "Scaling, paper: mean pairwise slope (pp per doubling) "
+                                 "[bootstrap 95%]",
+                                 "least-squares slope (pp per doubling) [bootstrap 95%]",
+                                 "Scaling (pp per 1k tokens) [bootstrap 95%]",
+                                 "pairs < 0.1 doublings apart", "Performance %"],
                        [[c.name, c.model, str(len(c.points)), _pct(c.control, 0),
+                         _pct(c.control_per_sample, 0),
                          _interval(c.scaling_log2, c.scaling_log2_low, c.scaling_log2_high),
+                         _interval(c.scaling_log2_fit, c.scaling_log2_fit_low,
+                                   c.scaling_log2_fit_high),
                          _interval(c.scaling, c.scaling_low, c.scaling_high, 1000),
+                         "; ".join(" ~ ".join(pair) for pair in c.near_ties) or "none",
                          _num(c.performance)] for c in bc]))
-        blocks.append(("p", "Control: share of points whose mean thinking tokens stay within the "
-                            "bound they asked for (points without a bound are left out). Scaling: "
-                            "mean slope over all pairs of points, with a 95% bootstrap interval "
-                            "resampling questions (the same draw for every point): an interval "
-                            "that spans 0 is a slope noise could give. Performance: best "
-                            "accuracy."))
+        blocks.append(("p", "Control per point (the paper's): share of points whose mean "
+                            "thinking tokens stay within the bound they asked for (points without "
+                            "a bound are left out); per sample: share of the samples that do, "
+                            "which a mean inside the bound can hide. Scaling "
+                            "(the paper's): mean slope over all pairs of points, with a 95% "
+                            "bootstrap interval resampling questions (the same draw for every "
+                            "point): an interval that spans 0 is a slope noise could give. Two "
+                            "points at almost the same thinking (a cap the model never reaches) "
+                            "make one pair's slope noise over a tiny step, which can dominate that "
+                            "mean: such pairs are listed, and the least-squares slope beside it "
+                            "is not swung by them. Where the two disagree, trust the "
+                            "least-squares slope. Performance: best accuracy."))
         blocks.append(("table", ["method", "point", "thinking tok/q", "accuracy % (mean ± sd "
                                  "over seeds)", "Wilson 95%", "bound", "FLOPs/q"],
                        [[c.name, p.name, f"{p.thinking:.0f}",

@@ -7,8 +7,11 @@
 
 Re-running the same command resumes: records already on disk (by key) are not generated again,
 a torn last line left by a kill is dropped, and a changed configuration for an existing run
-directory is refused rather than mixed. Every pending generation of every run of a sweep goes
-to the engine in one call, so the transformers engine keeps its batch full across budgets.
+directory is refused rather than mixed. A sample the engine failed (`finish_reason` "error": a
+server error, a prompt over the context) is recorded ungraded and leaves its run incomplete; a
+resume asks it again, its error record replaced rather than added to. Every pending generation
+of every run of a sweep goes to the engine in one call, so the transformers engine keeps its
+batch full across budgets.
 
 GPQA's questions stay out of the records: a record holds the question id, the gold answer and
 the model's output; the prompt (which contains the question) is replaced by its SHA-256.
@@ -124,6 +127,7 @@ class Run:
     config: dict
     manifest: dict
     done: dict[str, Record] = field(default_factory=dict)   # key -> record
+    failed: dict[str, Record] = field(default_factory=dict)  # key -> the engine's error record
     _file: Any = None
 
     @property
@@ -159,11 +163,19 @@ class Run:
                 self.manifest["regraded"] = old["regraded"]
 
     def open(self) -> None:
-        """Load the finished records (cutting a torn last line) and write the manifest."""
+        """Load the finished records (cutting a torn last line) and write the manifest. Samples
+        the engine failed are pending again: their error records leave the file, so a retry
+        replaces them rather than adding a second record of the key."""
         path = self.dir / MANIFEST
         self.dir.mkdir(parents=True, exist_ok=True)
+        failed = 0
         for rec in read_records(self.dir / RECORDS, repair=True):
-            self.done.setdefault(rec.key, rec)   # a duplicate never counts twice
+            if rec.failed:
+                failed += 1
+            else:
+                self.done.setdefault(rec.key, rec)   # a duplicate never counts twice
+        if failed:
+            write_jsonl_atomic(self.dir / RECORDS, [r.to_dict() for r in self.done.values()])
         write_json_atomic(path, self.manifest)
 
     def pending(self) -> list[tuple[Item, int]]:
@@ -174,7 +186,10 @@ class Run:
         if self._file is None:
             self._file = JsonlAppender(self.dir / RECORDS)
         self._file.append(record.to_dict())
-        self.done[record.key] = record
+        if record.failed:
+            self.failed[record.key] = record
+        else:
+            self.done[record.key] = record
 
     def close(self) -> None:
         if self._file is not None:
@@ -309,6 +324,9 @@ def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace]
     engine.generate(requests, on_trace=callback)
 
 
+ENGINE_ERROR = Grade(False, None, "engine_error")   # what a failed sample records: no grade
+
+
 def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> Record:
     tr = trace.to_dict()
     if gpqa:
@@ -365,6 +383,13 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
         bar.set_postfix_str(f"{tokens / max(1e-9, time.perf_counter() - started):.1f} tok/s",
                             refresh=False)
         setting = job.run.setting
+        gpqa = is_gpqa(job.run.bench.name, job.item)
+        if trace.finish_reason == "error":
+            # Not an answer, so not a wrong one: recorded ungraded, the run stays incomplete and
+            # a resume asks again (a server that was down should not lower the accuracy).
+            job.run.append(_record(job, trace, ENGINE_ERROR, None, gpqa))
+            bar.update(1)
+            return
         if not setting.accepts(trace.thinking_tokens, job.tries):
             job.tries += 1
             retries.append(job)
@@ -372,7 +397,7 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
         result = grade(trace.answer, job.item, judge=judge, timeout=grading_timeout)
         score = (float(scorers[setting.scorer](job.item, trace, result))
                  if setting.scorer else None)
-        job.run.append(_record(job, trace, result, score, is_gpqa(job.run.bench.name, job.item)))
+        job.run.append(_record(job, trace, result, score, gpqa))
         bar.update(1)
 
     try:
@@ -386,3 +411,8 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
         bar.close()
         for run in runs:
             run.close()
+    failed = [r for run in runs for r in run.failed.values()]
+    if failed:
+        print(f"{len(failed)} sample(s) failed in the engine and were not graded (first: "
+              f"{failed[0].trace.get('error') or 'no reason given'}); re-run the same command to "
+              "ask them again", file=sys.stderr)
