@@ -6,6 +6,8 @@ its solution needs) and a programmatic teacher that writes the solution one step
 the plain text a small model can learn character by character. With probability `slip_rate`
 the teacher makes one slip at a random step, then writes "Wait, " and the step again, correctly
 (s1's traces re-check after "Wait"; here that re-check is something a forced "Wait" can do).
+With probability `recheck_rate` it also re-checks one right step after "Wait" and confirms it,
+as s1's traces mostly do: "Wait" means "check again", not "the line before was wrong".
 
 A problem's solution needs all its steps: the answer is the last line's value, so thinking cut
 before the end leaves only an intermediate value to answer with. Trace length grows linearly
@@ -39,17 +41,24 @@ class Problem:
     difficulty: int      # steps the solution needs
     steps: tuple[str, ...]   # the correct solution, one line per step
 
-    def trace(self, rng: random.Random, slip_rate: float) -> tuple[str, bool]:
-        """The teacher's thinking: the steps, maybe with one slip corrected after "Wait"."""
+    def trace(self, rng: random.Random, slip_rate: float,
+              recheck_rate: float = 0.0) -> tuple[str, bool]:
+        """The teacher's thinking: the steps, maybe with one slip corrected after "Wait", maybe
+        with one correct step re-checked after "Wait" and confirmed. Without the confirmations a
+        student learns that "Wait" means "the line before was wrong" and, forced to wait after a
+        right answer, changes it (measured: docs/miniature.md)."""
         lines = list(self.steps)
-        if rng.random() >= slip_rate:
-            return "\n".join(lines), False
-        at = rng.randrange(len(lines))
-        wrong = _slip(lines[at], rng)
-        if wrong is None:
-            return "\n".join(lines), False
-        lines[at:at + 1] = [wrong, "Wait, " + lines[at]]
-        return "\n".join(lines), True
+        slipped = False
+        if recheck_rate and rng.random() < recheck_rate:   # no draw at 0: the benchmark stays
+            at = rng.randrange(len(lines))
+            lines[at:at + 1] = [lines[at], "Wait, " + lines[at]]
+        if rng.random() < slip_rate:
+            at = rng.randrange(len(lines))
+            wrong = None if lines[at].startswith("Wait, ") else _slip(lines[at], rng)
+            if wrong is not None:
+                lines[at:at + 1] = [wrong, "Wait, " + lines[at]]
+                slipped = True
+        return "\n".join(lines), slipped
 
 
 def _slip(line: str, rng: random.Random) -> str | None:
@@ -185,7 +194,8 @@ class WorldConfig:
     domains: list[str] = field(default_factory=lambda: list(DOMAINS))
     min_difficulty: int = 1
     max_difficulty: int = 8
-    slip_rate: float = 0.2
+    slip_rate: float = 0.2      # traces with one slip, corrected after "Wait"
+    recheck_rate: float = 0.2   # traces with one right step re-checked after "Wait", confirmed
 
     def __post_init__(self) -> None:
         if isinstance(self.domains, str):
@@ -199,8 +209,9 @@ class WorldConfig:
         if not 1 <= self.min_difficulty <= self.max_difficulty <= MAX_DIFFICULTY:
             raise UserError(f"difficulty must satisfy 1 <= min ({self.min_difficulty}) <= max "
                             f"({self.max_difficulty}) <= {MAX_DIFFICULTY} steps")
-        if not 0 <= self.slip_rate <= 1:
-            raise UserError(f"slip_rate must be in [0, 1], not {self.slip_rate}")
+        for name in ("slip_rate", "recheck_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} must be in [0, 1], not {getattr(self, name)}")
 
 
 @dataclass
@@ -250,7 +261,7 @@ def generate(n: int, seed: int, config: WorldConfig | None = None,
             continue
         misses[dom.name] = 0
         seen.add(problem.question)
-        trace, slipped = problem.trace(rng, config.slip_rate)
+        trace, slipped = problem.trace(rng, config.slip_rate, config.recheck_rate)
         rows.append({"question": problem.question, "answer": problem.answer,
                      "solution": "\n".join(problem.steps), "trace": trace, "slip": slipped,
                      "domain": dom.name, "msc": dom.msc, "difficulty": problem.difficulty})
@@ -267,7 +278,7 @@ BENCHMARK_FILE = "tiny.jsonl"
 
 def benchmark_rows() -> list[dict]:
     """The shipped benchmark as generated (a test checks the shipped file against this)."""
-    rows = generate(BENCHMARK_SIZE, BENCHMARK_SEED, WorldConfig(slip_rate=0.0))
+    rows = generate(BENCHMARK_SIZE, BENCHMARK_SEED, WorldConfig(slip_rate=0.0, recheck_rate=0.0))
     return [{"id": f"tiny-{i:04d}", "question": r["question"], "answer": r["answer"],
              "domain": r["domain"], "msc": r["msc"], "difficulty": r["difficulty"],
              "solution": r["solution"]} for i, r in enumerate(rows)]
