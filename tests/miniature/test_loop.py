@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from s1.cli import main
@@ -15,10 +16,19 @@ from s1.evaluation.records import Record
 
 pytestmark = pytest.mark.slow
 
-# Two families at difficulty 1..4 learn in a couple of minutes on 2 cores; the full world
-# (configs/tiny.yaml, the shipped s1-tiny) takes longer.
-DOMAINS = "counting,arithmetic"
-WORLD = [f"data.synthetic.domains={DOMAINS}"]
+# One family at difficulty 1..4 learns in a couple of minutes on 2 cores; the whole world
+# (configs/tiny.yaml, the shipped s1-tiny) takes 13.
+RECIPE = """
+name: mini-loop
+out: {out}
+steps:
+  - pool:
+      sources: [synthetic]
+      synthetic: {{size: 5000, seed: 11, domains: [arithmetic], max_difficulty: 4}}
+  - dedup: {{}}
+  - select: {{strategy: random, size: 4800, seed: 0}}
+  - output: {{trace_column: solution, attempt_column: answer}}
+"""
 
 
 def _run(capsys, *args) -> str:
@@ -33,19 +43,24 @@ def _scores(run_dir) -> dict[str, float]:
         return {r.id: float(r.correct) for r in (Record.from_dict(json.loads(x)) for x in f)}
 
 
-def test_pool_train_eval_rises(tmp_path, capsys):
+def test_pool_curate_train_eval_rises(tmp_path, capsys):
+    recipe = tmp_path / "mini-loop.yaml"
+    recipe.write_text(RECIPE.format(out=tmp_path / "curate"))
+    _run(capsys, "curate", "run", "--recipe", str(recipe), "--quiet")
+    curated = tmp_path / "curate" / "s1k.parquet"
+    assert len(pq.read_table(curated)) == 4800
     model = tmp_path / "model"
-    _run(capsys, "train", "--recipe", "tiny", f"output_dir={model}", "data.max_examples=1500",
-         "train.epochs=2", f"data.synthetic.domains={DOMAINS}", "data.synthetic.max_difficulty=4")
+    _run(capsys, "train", "--recipe", "tiny", f"output_dir={model}", f"data.source={curated}",
+         "data.max_examples=null")
     assert (model / "config.json").is_file() and (model / "tokenizer.json").is_file()
     record = json.loads((model / "s1_train.json").read_text())
     assert "random weights" in record["model"]
     untrained = tmp_path / "untrained"
     _untrained(untrained)
 
-    common = ["--benchmark", "tiny", "--subset", "domain=counting", "--limit", "60",
-              "--engine", "transformers", "--threads", "2", "--max-answer", "8", "--quiet",
-              "--json"]
+    common = ["--benchmark", "tiny", "--subset", "domain=arithmetic", "--limit", "60",
+              "--engine", "transformers", "--threads", "1", "--batch-size", "64",
+              "--max-answer", "24", "--quiet", "--json"]
     caps = "4,64"
     out = json.loads(_run(capsys, "eval", "--model", str(model), *common, "--max-thinking", caps,
                           "--out", str(tmp_path / "trained")))

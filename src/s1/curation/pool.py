@@ -336,14 +336,9 @@ class PoolConfig:
     def synthetic_config(self):
         from s1.miniature.world import SyntheticConfig
 
-        if not isinstance(self.synthetic, dict):
-            raise UserError("pool.synthetic must be a mapping, e.g. {size: 5000, seed: 0}")
-        fields = set(SyntheticConfig.__dataclass_fields__)
-        unknown = set(self.synthetic) - fields
-        if unknown:
-            raise UserError(f"unknown pool.synthetic field(s) {', '.join(sorted(unknown))} "
-                            f"(fields: {', '.join(sorted(fields))})")
-        return SyntheticConfig(**self.synthetic)
+        from s1.config import build_section
+
+        return build_section(SyntheticConfig, self.synthetic, "pool.synthetic")
 
     def __post_init__(self):
         if not isinstance(self.sources, list) or not self.sources:

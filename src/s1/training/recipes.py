@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from s1.config import (apply_overrides, build_sections, config_dirs, config_path,  # noqa: F401
-                       list_configs, parse_override, read_config)
+from s1.config import (apply_overrides, build_section, build_sections,  # noqa: F401
+                       config_dirs, config_path, list_configs, parse_override, read_config)
 from s1.errors import UserError
 from s1.generation.formats import FORMATS
 
@@ -56,15 +56,7 @@ class ModelConfig:
             return None
         from s1.training.scratch import ScratchConfig
 
-        if not isinstance(self.scratch, dict):
-            raise UserError("model.scratch must be a mapping of the model's shape, e.g. "
-                            "{hidden_size: 128, num_hidden_layers: 4}")
-        fields = set(ScratchConfig.__dataclass_fields__)
-        unknown = set(self.scratch) - fields
-        if unknown:
-            raise UserError(f"unknown model.scratch field(s) {', '.join(sorted(unknown))} "
-                            f"(fields: {', '.join(sorted(fields))})")
-        return ScratchConfig(**self.scratch)
+        return build_section(ScratchConfig, self.scratch, "model.scratch")
 
 
 @dataclass
@@ -109,14 +101,7 @@ class DataConfig:
         """The miniature world's settings (source `synthetic`)."""
         from s1.miniature.world import WorldConfig
 
-        if not isinstance(self.synthetic, dict):
-            raise UserError("data.synthetic must be a mapping, e.g. {max_difficulty: 4}")
-        fields = set(WorldConfig.__dataclass_fields__)
-        unknown = set(self.synthetic) - fields
-        if unknown:
-            raise UserError(f"unknown data.synthetic field(s) {', '.join(sorted(unknown))} "
-                            f"(fields: {', '.join(sorted(fields))})")
-        return WorldConfig(**self.synthetic)
+        return build_section(WorldConfig, self.synthetic, "data.synthetic")
 
 
 @dataclass
@@ -161,6 +146,9 @@ class TrainConfig:
     hub_model_id: str | None = None    # user/name; default: the output directory's name
     hub_private_repo: bool | None = None
     threads: int | None = None         # torch CPU threads (None: torch's default)
+    # Stop after this many optimizer steps with the schedule of the whole run unchanged (a check
+    # that a recipe reproduces a run's first steps; the checkpoint resumes it). None: run it all.
+    stop_after_steps: int | None = None
 
     def validate(self) -> None:
         if self.lr_scheduler not in SCHEDULERS:
@@ -185,7 +173,7 @@ class TrainConfig:
             raise UserError(f"train.save_strategy must be one of {', '.join(SAVE_STRATEGIES)}")
         if self.save_strategy == "steps" and not self.save_steps:
             raise UserError("train.save_strategy steps needs train.save_steps")
-        for name in ("save_steps", "eval_steps"):
+        for name in ("save_steps", "eval_steps", "stop_after_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be at least 1 (or null)")
         if self.hub_model_id and not self.push_to_hub:

@@ -188,6 +188,20 @@ def _callbacks(output_dir: str):
     return JsonlLog()
 
 
+def _stop_after(steps: int):
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        """Ends training after `steps` optimizer steps; the schedule stays the whole run's."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= steps:
+                control.should_training_stop = True
+            return control
+
+    return StopAfter()
+
+
 def _warn(message: str) -> None:
     if is_main_process():
         print(f"\n{'!' * 78}\nWARNING: {message}\n{'!' * 78}\n", file=sys.stderr, flush=True)
@@ -297,8 +311,9 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
     log = _callbacks(str(out))
     eval_set = held_out if held_out is not None else (
         dataset if recipe.train.eval_before_after else None)
+    stop = [_stop_after(recipe.train.stop_after_steps)] if recipe.train.stop_after_steps else []
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_set,
-                         processing_class=tokenizer, callbacks=[log, *callbacks],
+                         processing_class=tokenizer, callbacks=[log, *stop, *callbacks],
                          peft_config=lora_.peft_config(recipe.lora) if recipe.lora.enabled else None)
     if recipe.train.loss_weighting == "device":
         # The Trainer hands the token count of the whole accumulated (and, with
