@@ -39,7 +39,8 @@ def _raw(filename):
 def test_manifest_matches_shipped_files():
     rows = _manifest_rows()
     assert {r[0] for r in rows} == {"benchmarks/aime24_nofigures.jsonl",
-                                    "benchmarks/math500.jsonl", "benchmarks/gsm8k_test.jsonl"}
+                                    "benchmarks/math500.jsonl", "benchmarks/gsm8k_test.jsonl",
+                                    "benchmarks/tiny.jsonl"}
     for name, records, sha in rows:
         data = (DATA / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha, name
