@@ -20,6 +20,7 @@ multiplied by, the tied lm_head included, the embedding lookup not) plus causal 
 the upper triangle).
 
     python bench/bench_train.py [--batch 4] [--length 256] [--steps 5] [--skip-smoke] [--skip-sft]
+    python bench/bench_train.py --tiny --batch 8 --length 160 --steps 20   # the tiny recipe
 """
 
 from __future__ import annotations
@@ -64,14 +65,15 @@ def model_flops_per_token(model, length: int) -> float:
     return 6 * n + 6 * cfg.num_hidden_layers * cfg.hidden_size * length
 
 
-def batch_of_examples(tokenizer, batch: int, length: int) -> torch.Tensor:
-    """Real s1-formatted MATH examples, concatenated and cut into rows of exactly `length`."""
+def batch_of_examples(tokenizer, batch: int, length: int, tiny: bool = False) -> torch.Tensor:
+    """Real s1-formatted examples (MATH, or the miniature world's for the tiny model),
+    concatenated and cut into rows of exactly `length`."""
     from s1.generation.formats import get_format
-    from s1.training.data import load_math_pool, tokenize
+    from s1.training.data import load_math_pool, load_synthetic, tokenize
     from s1.training.format import format_example
 
     ids: list[int] = []
-    for rec in load_math_pool():
+    for rec in (load_synthetic(2000, 0) if tiny else load_math_pool()):
         ids += tokenize(format_example(rec.question, rec.trace, rec.attempt, tokenizer,
                                        get_format("s1")), tokenizer)[0]
         if len(ids) >= batch * length:
@@ -79,15 +81,21 @@ def batch_of_examples(tokenizer, batch: int, length: int) -> torch.Tensor:
     return torch.tensor(ids[:batch * length]).view(batch, length)
 
 
-def throughput(batch: int, length: int, steps: int) -> dict:
+def throughput(batch: int, length: int, steps: int, tiny: bool = False) -> dict:
     from s1.generation.models import load_tokenizer, resolve_model
     from s1.training.recipes import load_recipe
     from s1.training.sft import load_model
 
-    ref = resolve_model(None)
-    model = load_model(ref, load_recipe("cpu-smoke"))
+    if tiny:   # the tiny recipe's model: from random weights, character tokenizer
+        from s1.training.scratch import char_tokenizer, scratch_model
+
+        tokenizer = char_tokenizer()
+        model = scratch_model(load_recipe("tiny").model.scratch_config, tokenizer, 0)
+    else:
+        ref = resolve_model(None)
+        model, tokenizer = load_model(ref, load_recipe("cpu-smoke")), load_tokenizer(ref)
     model.train()
-    x = batch_of_examples(load_tokenizer(ref), batch, length)
+    x = batch_of_examples(tokenizer, batch, length, tiny)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), weight_decay=1e-4)
 
     def step():
@@ -178,12 +186,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-smoke", action="store_true", help="skip the full cpu-smoke run")
     ap.add_argument("--skip-sft", action="store_true", help="skip the s1 train (SFTTrainer) steps")
+    ap.add_argument("--tiny", action="store_true",
+                    help="the tiny recipe's model (0.87M, from random weights) instead of SmolLM2; "
+                         "its real s1 train run is read from the shipped s1-tiny's record")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    tp = throughput(args.batch, args.length, args.steps)
+    tp = throughput(args.batch, args.length, args.steps, args.tiny)
     peak = tp["peak"]
     achieved = tp["tokens_per_s"] * tp["flops_per_token"]
     print(f"matmul peak (fp32, 2048^3): {peak / 1e9:.1f} GFLOP/s, best of {args.steps} "
@@ -195,6 +206,15 @@ def main() -> None:
           f"achieved {achieved / 1e9:.1f} GFLOP/s")
     print(f"MFU = achieved / matmul peak = {achieved / peak:.1%} (target >= 30%; against the "
           f"median peak {achieved / tp['peak_median']:.1%})")
+    if args.tiny:
+        from s1.generation.models import TRAIN_RECORD, tiny_model_dir
+
+        rec = json.loads((tiny_model_dir() / TRAIN_RECORD).read_text())
+        real = rec["tokens_per_second"] * tp["flops_per_token"]
+        print(f"the shipped s1-tiny's own s1 train run (as recorded when it was trained, under that load): "
+              f"{rec['tokens_per_second']:.0f} tokens/s over {rec['global_step']} steps = "
+              f"{real / 1e9:.2f} GFLOP/s, {real / peak:.1%} of this run's matmul peak")
+        return
     if not args.skip_sft:
         sft = sft_steps(args.batch, args.length, args.steps)
         print(f"s1 train (SFTTrainer) step, batch {args.batch} x <= {args.length} tokens: median "
