@@ -5,6 +5,7 @@ llama.cpp's OpenMP threads wait passively here: spinning threads make a shared C
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -66,6 +67,23 @@ def stop(proc, log) -> str:
     log.close()
     os.unlink(log.name)
     return text
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A fake server's request handler: JSON replies, no access log."""
+
+    def _send(self, code, data, headers=None):
+        raw = json.dumps(data).encode()
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
 
 
 class Flaky:

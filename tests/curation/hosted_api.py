@@ -10,9 +10,11 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+
+from tests.loopback import JsonHandler
 
 
 def reply_for(prompt: str) -> tuple[str, str]:
@@ -26,7 +28,7 @@ def reply_for(prompt: str) -> tuple[str, str]:
     return f"thinking about {prompt}", "Answer: 4"
 
 
-class HostedAPI(BaseHTTPRequestHandler):
+class HostedAPI(JsonHandler):
     """A hosted API's behaviour the real servers here cannot show: 429 with Retry-After on the
     first call of each prompt, a 500 forever for prompts containing FAIL, and reasoning_content."""
 
@@ -55,18 +57,6 @@ class HostedAPI(BaseHTTPRequestHandler):
                                       "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
 
-    def _send(self, code, data, headers=None):
-        raw = json.dumps(data).encode()
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

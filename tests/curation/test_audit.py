@@ -14,6 +14,7 @@ from datasets import Dataset
 from s1.curation.audit import AuditConfig, audit
 from s1.errors import UserError
 from s1.evaluation.extract import last_boxed
+from tests.loopback import JsonHandler
 
 HERE = Path(__file__).parent
 FIXTURE = [json.loads(line) for line in (HERE / "data" / "paraphrases.jsonl").open()]
@@ -185,30 +186,19 @@ def test_unreachable_judge_is_one_clear_error():
 # ---------------------------------------------------------------------------------------------
 # equal answers alone flag different problems that share an answer: a judge decides by default
 
-class SameProblemJudge(__import__("http.server").server.BaseHTTPRequestHandler):
+class SameProblemJudge(JsonHandler):
     """A judge on loopback: YES when the two problems are the same text, else NO."""
 
     def do_GET(self):
-        self._send({"data": [{"id": "judge"}]})
+        self._send(200, {"data": [{"id": "judge"}]})
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         a, b = re.match(r"## Problem 1\n(.*)\n\n## Problem 2\n(.*)", body["messages"][-1]["content"],
                         re.S).groups()
         verdict = "YES" if a.strip().lower() == b.strip().lower() else "NO"
-        self._send({"choices": [{"message": {"content": verdict}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-
-    def _send(self, data):
-        raw = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
+        self._send(200, {"choices": [{"message": {"content": verdict}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 
 
 def test_a_judge_decides_by_default_where_one_is_configured_and_the_report_shows_pairs(tmp_path):

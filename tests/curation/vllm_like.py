@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+
+from tests.loopback import JsonHandler
 
 CONTEXT = 512
 
@@ -19,7 +21,7 @@ def prompt_tokens(messages: list[dict]) -> int:
     return sum(len(m["content"].split()) for m in messages) + 10   # words + the template's
 
 
-class VLLMLike(BaseHTTPRequestHandler):
+class VLLMLike(JsonHandler):
     asked: dict = {}            # prompt -> requests
     max_tokens_sent: list = []
     down: set = set()           # prompts answered with 500
@@ -57,16 +59,6 @@ class VLLMLike(BaseHTTPRequestHandler):
         self._send(200, {"choices": [{"message": message, "finish_reason": finish}],
                          "usage": {"prompt_tokens": n, "completion_tokens": 7}})
 
-    def _send(self, code, data):
-        raw = json.dumps(data).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
