@@ -25,7 +25,9 @@ def test_engine_errors_are_not_graded_and_a_resume_retries_them(llama_server, tm
     out = tmp_path / "runs"
     cfg = EvalConfig.load(values={
         "benchmark": {"name": "gsm8k", "limit": 2},
-        "engine": {"engine": "remote", "server": flaky.url, "concurrency": 1},
+        # the context given: no context probe through Flaky to use up its one refusal
+        "engine": {"engine": "remote", "server": flaky.url, "concurrency": 1,
+                   "context_length": 8192},
         "budget": {"max_answer": 8}, "method": {"name": "budget", "max_thinking": "8"},
         "run": {"out": str(out), "quiet": True}})
     try:
