@@ -304,7 +304,6 @@ def shipped_benchmark(filename: str) -> Path:
     return Path(str(resources.files("s1") / "data" / "benchmarks" / filename))
 
 
-_shipped = shipped_benchmark
 
 
 def _tiny_item(lineno: int, r: dict) -> Item:
@@ -339,16 +338,16 @@ def load_benchmark(name: str, limit: int | None = None, subset: str | dict | Non
     file = Path(path) if path is not None else None
 
     if key == "aime24":
-        src = file or _shipped("aime24_nofigures.jsonl")
+        src = file or shipped_benchmark("aime24_nofigures.jsonl")
         bench = _build("aime24", _read_records(src), _aime24_item, strict, str(src))
     elif key == "math500":
-        src = file or _shipped("math500.jsonl")
+        src = file or shipped_benchmark("math500.jsonl")
         bench = _build("math500", _read_records(src), _math500_item, strict, str(src))
     elif key == "gsm8k":
-        src = file or _shipped("gsm8k_test.jsonl")
+        src = file or shipped_benchmark("gsm8k_test.jsonl")
         bench = _build("gsm8k", _read_records(src), _gsm8k_item, strict, str(src))
     elif key == "tiny":
-        src = file or _shipped("tiny.jsonl")
+        src = file or shipped_benchmark("tiny.jsonl")
         bench = _build("tiny", _read_records(src), _tiny_item, strict, str(src))
     elif key == "aime25":
         make = _generic_maker(question_field, answer_field, answer_type or "integer", "aime25")
