@@ -9,6 +9,12 @@ first chunk), `stop_token_ids` (the stop id stays in `token_ids`, `stop_reason` 
 unknown model) and unset sampling fields filled from the model's generation config (like
 Qwen2.5's top_k=20), which is why clients must send them explicitly.
 
+With a `reward` function it is also a process reward model behind vLLM's pooling API
+(`POST /pooling`, as vllm/entrypoints/pooling/pooling/protocol.py): a chat request whose assistant
+turn has `<extra_0>` after each step is answered as vLLM's Qwen2ForProcessRewardModel (STEP
+pooling) answers it, one [P(bad), P(good)] pair per step, the probabilities `reward(question,
+steps)` gives.
+
 For tests it records every request body, counts streams the client closed early, can answer
 the next completions with given error statuses, and can pretend the model has a padded
 embedding whose extra id wins at a given step (`oov_at`), as vLLM does at T=1.
@@ -33,7 +39,8 @@ PADDING = 64                                                   # padded embeddin
 
 class FakeVLLM:
     def __init__(self, gguf: str, served_name: str = "HuggingFaceTB/SmolLM2-135M-Instruct",
-                 root: str | None = None, n_ctx: int = 2048, tokenizer_shift: int = 0):
+                 root: str | None = None, n_ctx: int = 2048, tokenizer_shift: int = 0,
+                 reward=None):
         import llama_cpp
 
         from s1.generation.engines.llamacpp import load_llama
@@ -44,6 +51,7 @@ class FakeVLLM:
         self.eos = {i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)}
         self.served_name, self.root, self.n_ctx = served_name, root or gguf, n_ctx
         self.tokenizer_shift = tokenizer_shift    # a server whose tokenizer differs from ours
+        self.reward = reward                      # (question, steps) -> P(good) per step
         self.bodies: list[dict] = []
         self.aborted = 0
         self.completed = 0
@@ -178,6 +186,30 @@ class FakeVLLM:
                                  "prompt_token_ids": prompt if body.get("return_token_ids") else None}],
                     "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids),
                               "total_tokens": len(prompt) + len(ids)}}
+
+        @app.post("/pooling")
+        async def pooling(request: Request):
+            body = await request.json()
+            self.bodies.append(body)
+            if self.reward is None:
+                return error(400, "The model does not support the Pooling API")
+            if body.get("model") != self.served_name:
+                return error(404, f"The model `{body.get('model')}` does not exist.",
+                             "NotFoundError")
+            turns = {m["role"]: m["content"] for m in body.get("messages") or []}
+            if "user" not in turns or "assistant" not in turns:
+                return error(400, "give messages with a user and an assistant turn")
+            text = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n"   # the chat template
+                           for role, content in turns.items())
+            steps = turns["assistant"].split("<extra_0>")[:-1]
+            probs = self.reward(turns["user"], steps)
+            tokens = len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+            return {"id": "pool-fake", "object": "list", "created": int(time.time()),
+                    "model": self.served_name,
+                    "data": [{"index": 0, "object": "pooling",
+                              "data": [[1.0 - p, p] for p in probs]}],
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens,
+                              "completion_tokens": 0}}
 
         return app
 

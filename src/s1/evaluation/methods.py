@@ -18,7 +18,6 @@ and `predict()`, which turns a question's graded samples into the method's answe
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
@@ -354,15 +353,11 @@ def load_scorer(spec: str) -> Scorer:
     """"oracle", "shortest", or "package.module:function" taking (item, trace, grade)."""
     if spec in BUILTIN_SCORERS:
         return BUILTIN_SCORERS[spec]
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
+    from s1.evaluation.rewards import load_function
+
+    fn = load_function(spec)
+    if fn is None:
         raise UserError(f"unknown scorer {spec!r}; use oracle, shortest or module:function")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise UserError(f"cannot load scorer {spec!r} ({type(e).__name__}: {e})") from None
-    if not callable(fn):
-        raise UserError(f"scorer {spec!r} is not callable")
     return fn
 
 

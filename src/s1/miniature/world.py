@@ -72,22 +72,52 @@ def _slip(line: str, rng: random.Random) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the task families: each (rng, d) -> Problem
+# the task families: each (rng, d) -> Problem, and each question -> its solution's steps
+#
+# A family's step format lives in one function (`*_steps`), which both the generator and the
+# question's parser call: the programmatic reward model (`s1.miniature.steps`) checks a model's
+# lines against the steps the question itself determines.
+
+
+def arithmetic_steps(value: int, ops: list[tuple[str, int]]) -> tuple[list[str], int]:
+    steps = []
+    for op, k in ops:
+        new = value + k if op == "+" else value - k
+        steps.append(f"{value}{op}{k}={new}")
+        value = new
+    return steps, value
 
 
 def arithmetic(rng: random.Random, d: int) -> Problem:
     """Left-to-right sums and differences of one-digit numbers, staying within 0..19."""
-    value = rng.randint(1, 19)
-    expr, steps = str(value), []
+    start = value = rng.randint(1, 19)
+    ops = []
     for _ in range(d):
         k = rng.randint(1, 9)
         op = rng.choice("+-") if k <= value and value + k <= 19 else ("-" if value + k > 19 else "+")
-        new = value + k if op == "+" else value - k
-        steps.append(f"{value}{op}{k}={new}")
-        expr += f"{op}{k}"
-        value = new
+        ops.append((op, k))
+        value = value + k if op == "+" else value - k
+    steps, value = arithmetic_steps(start, ops)
+    expr = str(start) + "".join(f"{op}{k}" for op, k in ops)
     return Problem(f"Compute {expr} from left to right.", str(value), "arithmetic", d,
                    tuple(steps))
+
+
+def parse_arithmetic(question: str) -> list[str] | None:
+    found = re.fullmatch(r"Compute (\d+)((?:[+-]\d+)+) from left to right\.", question)
+    if found is None:
+        return None
+    ops = [(op, int(k)) for op, k in re.findall(r"([+-])(\d+)", found.group(2))]
+    return arithmetic_steps(int(found.group(1)), ops)[0]
+
+
+def modular_power_steps(value: int, b: int, d: int, m: int) -> tuple[list[str], int]:
+    steps = []
+    for _ in range(d):
+        prod = value * b
+        value = prod % m
+        steps.append(f"{prod // b}*{b}={prod}={value}" if prod != value else f"{prod // b}*{b}={value}")
+    return steps, value
 
 
 def modular_power(rng: random.Random, d: int) -> Problem:
@@ -96,18 +126,16 @@ def modular_power(rng: random.Random, d: int) -> Problem:
     b = rng.choice([x for x in range(2, min(9, m - 1) + 1) if math.gcd(x, m) == 1])  # no zeros
     value = rng.randint(1, m - 1)
     question = f"Compute {value}*{b}^{d} mod {m}."
-    steps = []
-    for _ in range(d):
-        prod = value * b
-        value = prod % m
-        steps.append(f"{prod // b}*{b}={prod}={value}" if prod != value else f"{prod // b}*{b}={value}")
+    steps, value = modular_power_steps(value, b, d, m)
     return Problem(question, str(value), "modular_power", d, tuple(steps))
 
 
-def base_conversion(rng: random.Random, d: int) -> Problem:
-    """A number written in base 2..9 by repeated division: d digits, so d divisions."""
-    base = rng.choice([b for b in range(2, 10) if b ** (d - 1) <= 255])   # numbers below 256
-    n = rng.randint(base ** (d - 1), min(base ** d - 1, 255))
+def parse_modular_power(question: str) -> list[str] | None:
+    found = re.fullmatch(r"Compute (\d+)\*(\d+)\^(\d+) mod (\d+)\.", question)
+    return None if found is None else modular_power_steps(*map(int, found.groups()))[0]
+
+
+def base_conversion_steps(n: int, base: int) -> tuple[list[str], str]:
     steps, value, digits = [], n, []
     while value:
         q, r = divmod(value, base)
@@ -116,7 +144,35 @@ def base_conversion(rng: random.Random, d: int) -> Problem:
         value = q
     answer = "".join(reversed(digits))
     steps.append(f"digits reversed: {answer}")
+    return steps, answer
+
+
+def base_conversion(rng: random.Random, d: int) -> Problem:
+    """A number written in base 2..9 by repeated division: d digits, so d divisions."""
+    base = rng.choice([b for b in range(2, 10) if b ** (d - 1) <= 255])   # numbers below 256
+    n = rng.randint(base ** (d - 1), min(base ** d - 1, 255))
+    steps, answer = base_conversion_steps(n, base)
     return Problem(f"Write {n} in base {base}.", answer, "base_conversion", d, tuple(steps))
+
+
+def parse_base_conversion(question: str) -> list[str] | None:
+    found = re.fullmatch(r"Write (\d+) in base (\d+)\.", question)
+    return None if found is None else base_conversion_steps(*map(int, found.groups()))[0]
+
+
+Layer = tuple[str, str, int]   # the expression so far, its last operation, and its operand
+
+
+def linear_equation_steps(layers: list[Layer], value: int) -> list[str]:
+    """Undo the layers from the outside in, one step each."""
+    steps, rhs = [], value
+    for i in range(len(layers) - 1, -1, -1):
+        _, op, k = layers[i]
+        inner = layers[i - 1][0] if i else "x"
+        undo, new = {"+": ("-", rhs - k), "-": ("+", rhs + k), "*": ("/", rhs // k)}[op]
+        steps.append(f"{inner}={rhs}{undo}{k}={new}")
+        rhs = new
+    return steps
 
 
 def linear_equation(rng: random.Random, d: int) -> Problem:
@@ -131,14 +187,32 @@ def linear_equation(rng: random.Random, d: int) -> Problem:
         value = value * k if op == "*" else value + k if op == "+" else value - k
         expr = f"({expr}){op}{k}" if i else f"x{op}{k}"
         layers.append((expr, op, k))
-    steps, rhs = [], value
-    for i in range(d - 1, -1, -1):
-        _, op, k = layers[i]
-        inner = layers[i - 1][0] if i else "x"
-        undo, new = {"+": ("-", rhs - k), "-": ("+", rhs + k), "*": ("/", rhs // k)}[op]
-        steps.append(f"{inner}={rhs}{undo}{k}={new}")
-        rhs = new
-    return Problem(f"Solve for x: {expr}={value}.", str(x), "linear_equation", d, tuple(steps))
+    return Problem(f"Solve for x: {expr}={value}.", str(x), "linear_equation", d,
+                   tuple(linear_equation_steps(layers, value)))
+
+
+def parse_linear_equation(question: str) -> list[str] | None:
+    found = re.fullmatch(r"Solve for x: (.+)=(\d+)\.", question)
+    if found is None:
+        return None
+    expr, layers = found.group(1), []
+    while True:        # peel "(inner)op k" down to "x op k", outermost layer first
+        outer = re.fullmatch(r"\((.+)\)([+*-])(\d+)", expr) or re.fullmatch(r"(x)([+*-])(\d+)", expr)
+        if outer is None:
+            return None
+        layers.append((expr, outer.group(2), int(outer.group(3))))
+        if outer.group(1) == "x":
+            break
+        expr = outer.group(1)
+    return linear_equation_steps(layers[::-1], int(found.group(2)))
+
+
+def counting_steps(word: str, target: str) -> tuple[list[str], int]:
+    steps, count = [], 0
+    for ch in word:
+        count += ch == target
+        steps.append(f"{ch} {count}")
+    return steps, count
 
 
 def counting(rng: random.Random, d: int) -> Problem:
@@ -146,18 +220,17 @@ def counting(rng: random.Random, d: int) -> Problem:
     letters = rng.sample("abcde", 3)
     word = "".join(rng.choice(letters) for _ in range(2 * d))
     target = rng.choice(letters)
-    steps, count = [], 0
-    for ch in word:
-        count += ch == target
-        steps.append(f"{ch} {count}")
+    steps, count = counting_steps(word, target)
     return Problem(f"How many times does {target} occur in {word}?", str(count), "counting", d,
                    tuple(steps))
 
 
-def recurrence(rng: random.Random, d: int) -> Problem:
-    """A Fibonacci-like sequence mod m: d additions from a1 and a2, reducing at each step."""
-    m = rng.randint(7, 13)
-    first, second = rng.randint(0, m - 1), rng.randint(0, m - 1)
+def parse_counting(question: str) -> list[str] | None:
+    found = re.fullmatch(r"How many times does (\w) occur in (\w+)\?", question)
+    return None if found is None else counting_steps(found.group(2), found.group(1))[0]
+
+
+def recurrence_steps(first: int, second: int, m: int, d: int) -> tuple[list[str], int]:
     older, newer, steps = first, second, []
     for k in range(3, d + 3):
         total = newer + older
@@ -165,8 +238,25 @@ def recurrence(rng: random.Random, d: int) -> Problem:
         steps.append(f"a{k}={newer}+{older}={total}={value}" if total != value
                      else f"a{k}={newer}+{older}={value}")
         older, newer = newer, value
+    return steps, newer
+
+
+def recurrence(rng: random.Random, d: int) -> Problem:
+    """A Fibonacci-like sequence mod m: d additions from a1 and a2, reducing at each step."""
+    m = rng.randint(7, 13)
+    first, second = rng.randint(0, m - 1), rng.randint(0, m - 1)
+    steps, value = recurrence_steps(first, second, m, d)
     return Problem(f"Let a1={first}, a2={second}, a(n)=a(n-1)+a(n-2) mod {m}. Find a{d + 2}.",
-                   str(newer), "recurrence", d, tuple(steps))
+                   str(value), "recurrence", d, tuple(steps))
+
+
+def parse_recurrence(question: str) -> list[str] | None:
+    found = re.fullmatch(r"Let a1=(\d+), a2=(\d+), a\(n\)=a\(n-1\)\+a\(n-2\) mod (\d+)\. "
+                         r"Find a(\d+)\.", question)
+    if found is None:
+        return None
+    first, second, m, last = map(int, found.groups())
+    return recurrence_steps(first, second, m, last - 2)[0] if last >= 3 else None
 
 
 @dataclass(frozen=True)
@@ -175,15 +265,21 @@ class Domain:
     msc: str             # the MSC top-level code (s1/data/msc/msc.json)
     make: Callable[[random.Random, int], Problem]
     max_difficulty: int  # past it the question itself gets too long for a small context
+    parse: Callable[[str], list[str] | None]   # a question of this family -> its steps, else None
 
 
 DOMAINS: dict[str, Domain] = {d.name: d for d in (
-    Domain("arithmetic", "97", arithmetic, MAX_DIFFICULTY),          # Mathematics education
-    Domain("modular_power", "11", modular_power, MAX_DIFFICULTY),    # Number theory
-    Domain("base_conversion", "68", base_conversion, 10),            # Computer science
-    Domain("linear_equation", "15", linear_equation, 5),             # Linear algebra
-    Domain("counting", "05", counting, MAX_DIFFICULTY),              # Combinatorics
-    Domain("recurrence", "39", recurrence, MAX_DIFFICULTY),          # Difference equations
+    Domain("arithmetic", "97", arithmetic, MAX_DIFFICULTY,              # Mathematics education
+           parse_arithmetic),
+    Domain("modular_power", "11", modular_power, MAX_DIFFICULTY,        # Number theory
+           parse_modular_power),
+    Domain("base_conversion", "68", base_conversion, 10,                # Computer science
+           parse_base_conversion),
+    Domain("linear_equation", "15", linear_equation, 5,                 # Linear algebra
+           parse_linear_equation),
+    Domain("counting", "05", counting, MAX_DIFFICULTY, parse_counting),  # Combinatorics
+    Domain("recurrence", "39", recurrence, MAX_DIFFICULTY,              # Difference equations
+           parse_recurrence),
 )}
 
 
