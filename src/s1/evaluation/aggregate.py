@@ -129,6 +129,9 @@ def outcomes(run: RunData, k: int | None = None) -> dict[str, dict]:
             "flops": sum(flops) if all(f is not None for f in flops) else None,
             "samples": len(used),
         }
+        if any(s.reward for s in used):    # what the reward model spent reading them
+            out[qid]["reward_tokens"] = sum((s.reward or {}).get("tokens", 0) for s in used)
+            out[qid]["reward_flops"] = sum((s.reward or {}).get("flops", 0.0) for s in used)
     return out
 
 
@@ -149,7 +152,8 @@ def compared_scores(run: RunData, metric: str = "headline") -> tuple[dict[str, f
                  for q, v in _by_question(run.records).items()},
                 f"pass@1 (mean over {s.samples} samples)" if s.samples > 1 else "accuracy")
     label = {"r1": f"cons@{s.samples}", "majority": f"maj@{s.samples}",
-             "best-of-n": f"best-of-{s.samples}"}.get(s.method, "accuracy")
+             "best-of-n": f"best-of-{s.samples}",
+             "weighted-majority": f"weighted maj@{s.samples}"}.get(s.method, "accuracy")
     return {q: float(o["correct"]) for q, o in run.outcomes_at(None).items()}, label
 
 
@@ -214,6 +218,15 @@ def _observed_share(records: Sequence[Record], happened) -> float | None:
     return _mean([bool(happened(r)) for r in seen])
 
 
+def _reward_compute(per_q: Sequence[dict]) -> dict:
+    """A reward model's reading, beside the generator's compute (only where one read)."""
+    if not any("reward_tokens" in o for o in per_q):
+        return {}
+    return {"reward_tokens": sum(o.get("reward_tokens", 0) for o in per_q),
+            "reward_flops": sum(o.get("reward_flops", 0.0) for o in per_q),
+            "reward_flops_per_question": _mean([o.get("reward_flops", 0.0) for o in per_q])}
+
+
 def summarize_run(run: RunData) -> RunSummary:
     """Everything the report and `s1 compare` need about one run (use `run.summary`: cached)."""
     s = run.setting
@@ -256,6 +269,7 @@ def summarize_run(run: RunData) -> RunSummary:
             "flops_per_question": _mean(flops) if all(f is not None for f in flops) else None,
             "tokens_per_question": _mean([o["prompt_tokens"] + o["generated_tokens"]
                                           for o in per_q]),
+            **_reward_compute(per_q),
         },
         per_question={q: o["correct"] for q, o in outs.items()},
         # The answer ran into the cap (or the context) rather than ending: it may be cut short.

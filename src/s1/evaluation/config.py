@@ -100,13 +100,19 @@ class MethodOptions:
     forcing: bool = default(m.ConditionalPrompting, "forcing")
     tokens_per_step: int = default(m.ConditionalPrompting, "tokens_per_step")
     samples: int | None = None         # None: the method's own (majority / best-of-n 8, r1 16)
-    scorer: str = default(m.BestOfN, "scorer")
+    scorer: str | None = None          # None: the method's own (best-of-n oracle, weighted
+                                       # majority programmatic)
+    aggregate: str = default(m.BestOfN, "aggregate")
+    step_delimiter: str = default(m.BestOfN, "step_delimiter")
     max_tries: int = default(m.RejectionSampling, "max_tries")
     on_failure: str = default(m.RejectionSampling, "on_failure")
 
     def __post_init__(self) -> None:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
+        # A delimiter typed in a shell arrives as backslash-n: read the usual escapes.
+        object.__setattr__(self, "step_delimiter", str(self.step_delimiter)
+                           .replace("\\n", "\n").replace("\\t", "\t"))
 
     def check_no_thinking(self) -> None:
         """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""
@@ -149,7 +155,10 @@ class MethodOptions:
             from s1.evaluation.r1 import R1Sampling
             return R1Sampling(**n, max_thinking=maxes[0], **t,
                               **({} if top_p is None else {"top_p": top_p}))
-        return m.BestOfN(**n, scorer=self.scorer, max_thinking=maxes[0], **t)
+        scored = {"scorer": self.scorer} if self.scorer is not None else {}
+        method = m.WeightedMajority if self.name == "weighted-majority" else m.BestOfN
+        return method(**n, **scored, max_thinking=maxes[0], aggregate=self.aggregate,
+                      step_delimiter=self.step_delimiter, **t)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ and `predict()`, which turns a question's graded samples into the method's answe
                          counted and capped (Fig. 6: inverse scaling).
 - `MajorityVoting`       k parallel samples, one vote each (Fig. 4b, the parallel baseline).
 - `BestOfN`              n parallel samples, the best by a pluggable scorer (the oracle gives the
-                         upper bound the paper's REBASE comparison is measured against).
+                         upper bound the paper's REBASE comparison is measured against) or by a
+                         reward model reading the thinking's steps (`s1.evaluation.rewards`).
+- `WeightedMajority`     n parallel samples, each answer's votes weighted by its reward
+                         (search-and-learn's "weighted best-of-N").
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from s1.evaluation.records import Record
 from s1.evaluation.verifier import cluster_answers
 from s1.generation.budget import DEFAULT_IGNORE, Budget, parse_max_thinking
 
-METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n", "r1")
+METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n", "weighted-majority",
+           "r1")
 SAMPLED_TEMPERATURE = 1.0   # the sampling methods' default: the paper samples at T=1
 
 MaxThinking = Union[int, str, None]
@@ -51,9 +55,12 @@ class Setting:
     max_tries: int = 1                # rejection sampling: give up after this many tries
     on_failure: str = "wrong"         # rejection sampling: how a question that gave up scores
     a_max: int | None = None          # the thinking bound Control checks (None: no bound)
-    scorer: str | None = None         # best-of-N: "oracle", "shortest" or "module:function"
+    scorer: str | None = None         # best-of-N: "oracle", "shortest", "module:function" or a
+                                      # reward model (s1.evaluation.rewards)
     label: str = ""                   # the curve this point belongs to in reports
     params: dict[str, Any] = field(default_factory=dict)  # what the user chose, for display
+    aggregate: str | None = None      # a reward model: step scores -> one (min, last, prod, mean)
+    step_delimiter: str | None = None  # a reward model: where the thinking splits into steps
 
     def to_dict(self) -> dict:
         d = {"method": self.method, "name": self.name, "budget": self.budget.to_dict(),
@@ -62,6 +69,8 @@ class Setting:
              "label": self.label, "params": dict(self.params)}
         if self.accept_max is not None:   # only rejection sampling has failures to score
             d["on_failure"] = self.on_failure
+        if self.aggregate is not None:    # only a reward model reads steps (older runs lack them)
+            d["aggregate"], d["step_delimiter"] = self.aggregate, self.step_delimiter
         return d
 
     @classmethod
@@ -89,8 +98,12 @@ class Setting:
             raise UserError("a prediction needs at least one sample")
         if self.method in ("majority", "r1"):   # r1: cons@k (its pass@1 is in the summary)
             return _majority(samples, answer_type)
+        if self.method == "weighted-majority":
+            return _majority(samples, answer_type, [s.score or 0.0 for s in samples])
         if self.method == "best-of-n":
-            best = max(range(len(samples)), key=lambda i: (samples[i].score or 0.0, -i))
+            # A sample without a score (nothing to read) ranks below every scored one.
+            best = max(range(len(samples)), key=lambda i: (samples[i].score is not None,
+                                                           samples[i].score or 0.0, -i))
             s = samples[best]
             return {"correct": bool(s.correct), "extracted": s.extracted, "sample": best}
         s = samples[0]
@@ -101,17 +114,19 @@ class Setting:
         return {"correct": bool(s.correct), "extracted": s.extracted, "sample": 0}
 
 
-def _majority(samples: Sequence[Record], answer_type: str) -> dict:
+def _majority(samples: Sequence[Record], answer_type: str,
+              weights: Sequence[float] | None = None) -> dict:
     """Votes go to classes of equivalent answers ("023" = "23", `\\frac12` = 0.5, by the grading
     verifier); samples without an answer do not vote; a tie goes to the answer reached first
-    (as metrics.maj_at_k)."""
+    (as metrics.maj_at_k). With `weights` a class gets the sum of its samples' weights."""
     votes: dict[int, list[int]] = {}
     for i, key in enumerate(cluster_answers([s.extracted for s in samples], answer_type)):
         if key is not None:
             votes.setdefault(key, []).append(i)
     if not votes:
         return {"correct": False, "extracted": None, "sample": 0}
-    winner = max(votes.values(), key=len)
+    weigh = (lambda v: sum(weights[i] for i in v)) if weights is not None else len
+    winner = max(votes.values(), key=weigh)
     first = samples[winner[0]]
     # All voters share one answer, so they share a grade; a strict majority of them
     # marked correct settles it the same way metrics.maj_at_k does.
@@ -361,35 +376,84 @@ def load_scorer(spec: str) -> Scorer:
     return fn
 
 
+def _check_scorer(scorer: str, aggregate: str, step_delimiter: str) -> bool:
+    """Check a best-of-N / weighted-majority scorer now, not after the generations; True when it
+    is a reward model (which reads the thinking's steps)."""
+    from s1.evaluation.rewards import AGGREGATIONS, check_reward_spec, is_reward_spec
+
+    if not is_reward_spec(scorer):
+        load_scorer(scorer)
+        return False
+    check_reward_spec(scorer)
+    if aggregate not in AGGREGATIONS:
+        raise UserError(f"unknown aggregation {aggregate!r}; use one of {', '.join(AGGREGATIONS)}")
+    if not step_delimiter:
+        raise UserError("the step delimiter cannot be empty")
+    return True
+
+
 @dataclass(frozen=True)
 class BestOfN:
     """n samples per question at `temperature`; the prediction is the sample the scorer ranks
-    highest (ties: the earliest). scorer: "oracle" (upper bound), "shortest", or module:function."""
+    highest (ties: the earliest). scorer: "oracle" (upper bound), "shortest", module:function of
+    (item, trace, grade), or a reward model (programmatic, prm:…, orm:…, served:…, a function of
+    (question, steps)) reading the thinking split at `step_delimiter`, its step scores turned
+    into one by `aggregate`."""
 
     samples: int = 8
     scorer: str = "oracle"
     temperature: float = SAMPLED_TEMPERATURE
     max_thinking: MaxThinking = "auto"
+    aggregate: str = "min"
+    step_delimiter: str = "\n\n"
+
+    method = "best-of-n"
+    title = "best-of-N"
 
     def __post_init__(self) -> None:
         _check_positive(self.samples, "the number of samples")
-        _check_temperature(self.temperature, "best-of-N")
+        _check_temperature(self.temperature, self.title)
         object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
-        load_scorer(self.scorer)   # fail now, not after the generations
+        # fail now, not after the generations
+        object.__setattr__(self, "_reads_steps",
+                           _check_scorer(self.scorer, self.aggregate, self.step_delimiter))
 
     def settings(self, base: Budget) -> list[Setting]:
-        return [Setting("best-of-n", f"best-of-{self.samples}-{_slug(self.scorer)}"
-                        f"-max{_max_label(self.max_thinking)}",
+        steps = {"aggregate": self.aggregate, "step_delimiter": self.step_delimiter} \
+            if self._reads_steps else {}
+        prefix = "best-of" if self.method == "best-of-n" else "weighted-majority"
+        return [Setting(self.method, f"{prefix}-{self.samples}-{_slug(self.scorer)}"
+                        + (f"-{self.aggregate}" if steps else "")
+                        + f"-max{_max_label(self.max_thinking)}",
                         base.with_(max_thinking_tokens=self.max_thinking,
                                    temperature=self.temperature),
                         samples=self.samples, scorer=self.scorer,
-                        label=f"best-of-N ({self.scorer})",
+                        label=f"{self.title} ({self.scorer})", **steps,
                         params={"samples": self.samples, "scorer": self.scorer,
                                 "temperature": self.temperature,
-                                "max_thinking": self.max_thinking})]
+                                "max_thinking": self.max_thinking, **steps})]
 
 
-Method = Union[BudgetForcing, ConditionalPrompting, RejectionSampling, MajorityVoting, BestOfN]
+@dataclass(frozen=True)
+class WeightedMajority(BestOfN):
+    """n samples per question; each answer gets the sum of its samples' rewards and the largest
+    sum wins (search-and-learn's "weighted best-of-N"). The scorer must be a reward model."""
+
+    scorer: str = "programmatic"
+
+    method = "weighted-majority"
+    title = "weighted majority"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self._reads_steps:
+            raise UserError(f"weighted majority weighs votes by a reward model, and {self.scorer!r} "
+                            "is not one: give --scorer programmatic, prm:MODEL, orm:MODEL, "
+                            "served:URL or module:function(question, steps)")
+
+
+Method = Union[BudgetForcing, ConditionalPrompting, RejectionSampling, MajorityVoting, BestOfN,
+               WeightedMajority]
 
 
 def expand(methods: Sequence[Method], base: Budget) -> list[Setting]:

@@ -25,6 +25,9 @@ class Compute:
                 "flops": self.flops}
 
 
+OPTIONAL = ("accepted", "score", "reward")   # Record keys written only where they apply
+
+
 @dataclass
 class Record:
     """One sample of one question, graded on its answer segment."""
@@ -51,6 +54,9 @@ class Record:
     trace: dict                        # the Trace (a GPQA prompt replaced by its SHA-256)
     accepted: bool | None = None       # rejection sampling: thinking within the threshold
     score: float | None = None         # best-of-N: the scorer's value
+    # A reward model's reading of the thinking (best-of-N, weighted majority): its step scores
+    # ("steps", one for an outcome model) and what reading cost ("tokens", "flops").
+    reward: dict | None = None
     extra: dict[str, Any] = field(default_factory=dict)   # keys of a newer version, kept
 
     @property
@@ -61,9 +67,9 @@ class Record:
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)
-             if f.name not in ("accepted", "score", "extra")}
+             if f.name not in OPTIONAL + ("extra",)}
         d["compute"] = self.compute.to_dict()
-        d.update((k, getattr(self, k)) for k in ("accepted", "score") if getattr(self, k) is not None)
+        d.update((k, getattr(self, k)) for k in OPTIONAL if getattr(self, k) is not None)
         return {**d, **self.extra}
 
     @classmethod

@@ -105,7 +105,9 @@ def _regrade_run(run, judge, judge_model: str | None, timeout: float,
     before = run.summary.accuracy if records else None
     grades = grade_many([(r.trace.get("answer", ""), _item(r)) for r in records], judge=judge,
                         timeout=timeout)
-    scorer = load_scorer(run.setting.scorer) if run.setting.scorer else None
+    # A reward model read the thinking, which a regrade does not change: its scores stay.
+    scorer = (load_scorer(run.setting.scorer)
+              if run.setting.scorer and run.setting.aggregate is None else None)
     new: list[Record] = []
     r2w = w2r = changed = 0
     for rec, g in zip(records, grades):

@@ -27,7 +27,7 @@ from s1.evaluation.curves import incomplete_runs
 from s1.evaluation.diagnostics import benchmark_blocks, run_blocks
 from s1.pages import figure, render_html, render_markdown, save, write_pages  # noqa: F401 (re-exported)
 
-PARALLEL = ("majority", "best-of-n")
+PARALLEL = ("majority", "best-of-n", "weighted-majority")
 MAX_QUESTION_ROWS = 200
 # The scaling plot's bars are each point's own interval, while the points share their questions.
 BARS = "bars: each point's own Wilson 95%; the points share questions"
@@ -89,7 +89,7 @@ def _plot_compute(path: Path, bench: str, cs: list[Curve], use_flops: bool,
         pts = [p for p in c.points if (p.flops if use_flops else p.tokens)]
         if not pts:
             continue
-        parallel = c.label.startswith(("majority", "best-of"))
+        parallel = c.label.startswith(("majority", "best-of", "weighted majority"))
         label = (f"{c.name} ({'parallel' if parallel else 'sequential'})"
                  + (f" · {c.model}" if multi_model else ""))
         ax.plot([p.flops if use_flops else p.tokens for p in pts],

@@ -81,6 +81,17 @@ def split_steps(text: str, delimiter: str = "\n\n") -> list[str]:
     return [piece for piece in text.split(delimiter) if piece.strip()]
 
 
+def score_solution(model: RewardModel, question: str, text: str, how: str = "min",
+                   delimiter: str = "\n\n") -> tuple[float | None, dict]:
+    """One solution read by a reward model: (its aggregated score, {"steps": the step scores,
+    "tokens" and "flops": what reading it cost}). A solution without steps scores None."""
+    steps = split_steps(text, delimiter)
+    tokens, flops = model.tokens, model.flops
+    scores = model.score(question, [steps])[0] if steps else []
+    return (aggregate(scores, how) if scores else None,
+            {"steps": scores, "tokens": model.tokens - tokens, "flops": model.flops - flops})
+
+
 # ---------------------------------------------------------------------------------------------
 # the miniature world's checker and user functions
 
@@ -154,9 +165,9 @@ def is_reward_spec(spec: str) -> bool:
 # transformers models
 
 
-def _resolve(kind: str, path: str):
-    """The ModelRef of a reward model's hub id or path (offline and missing: one clear line)."""
-    from s1.generation.models import check_hub, resolve_model
+def _model_ref(kind: str, path: str):
+    """The ModelRef of a reward model's hub id or path, checked without the network."""
+    from s1.generation.models import resolve_model
 
     if not path:
         raise UserError(f"give the reward model after {kind}: (a hub id or a directory)")
@@ -164,8 +175,29 @@ def _resolve(kind: str, path: str):
     if ref.is_gguf:
         raise UserError(f"{kind}:{path} is a GGUF file; a reward model loads through "
                         "transformers from a directory or hub id")
-    check_hub(ref)
     return ref
+
+
+def _served_target(spec: str, target: str) -> tuple[str, str]:
+    """(base URL, model name or "") of `served:<url>[#model]`; the pooling API is at the root."""
+    url, _, model = target.partition("#")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"served reward model {spec!r}: give served:http(s)://host:port[#model]")
+    url = url.rstrip("/")
+    return (url[:-3] if url.endswith("/v1") else url), model
+
+
+def check_reward_spec(spec: str) -> None:
+    """A reward-model spec checked before anything is generated, without loading a model."""
+    kind, _, rest = spec.partition(":")
+    if kind in TRANSFORMERS_KINDS:
+        _model_ref(kind, rest)
+    elif kind == "served":
+        _served_target(spec, rest)
+    elif spec != "programmatic" and not is_reward_spec(spec):
+        raise UserError(f"unknown reward model {spec!r}; use programmatic, prm:MODEL, "
+                        "prm-qwen:MODEL, prm-shepherd:MODEL, orm:MODEL, served:URL[#model] or "
+                        "module:function(question, steps)")
 
 
 def _qwen_prm_class():
@@ -201,10 +233,11 @@ class TransformersRewardModel(RewardModel):
         import torch
         from transformers import AutoConfig
 
-        from s1.generation.models import from_pretrained, load_tokenizer
+        from s1.generation.models import check_hub, from_pretrained, load_tokenizer
 
         self.name = spec
-        ref = _resolve(kind, path)
+        ref = _model_ref(kind, path)
+        check_hub(ref)
         self.tokenizer = load_tokenizer(ref)
         config = from_pretrained(AutoConfig.from_pretrained, ref)
         archs = tuple(getattr(config, "architectures", None) or ())
@@ -320,12 +353,8 @@ class ServedRewardModel(RewardModel):
 
     def __init__(self, spec: str, target: str, timeout: float = 300.0) -> None:
         super().__init__()
-        url, _, model = target.partition("#")
-        if not url.startswith(("http://", "https://")):
-            raise UserError(f"served reward model {spec!r}: give served:http(s)://host:port[#model]")
-        self.name, self.url, self.model, self.timeout = spec, url.rstrip("/"), model, timeout
-        if self.url.endswith("/v1"):
-            self.url = self.url[:-3]          # the pooling API lives at the root, not under /v1
+        self.name, self.timeout = spec, timeout
+        self.url, self.model = _served_target(spec, target)
 
     def _post(self, path: str, body: dict) -> dict:
         import httpx
@@ -397,9 +426,5 @@ def load_reward_model(spec: str, device: str | None = None) -> RewardModel:
         return TransformersRewardModel(spec, kind, rest, device=device)
     if kind == "served":
         return ServedRewardModel(spec, rest)
-    fn = load_function(spec)
-    if fn is None or _positional(fn) != 2:
-        raise UserError(f"unknown reward model {spec!r}; use programmatic, prm:MODEL, "
-                        "prm-qwen:MODEL, prm-shepherd:MODEL, orm:MODEL, served:URL[#model] or "
-                        "module:function(question, steps)")
-    return FunctionRewardModel(spec, fn)
+    check_reward_spec(spec)
+    return FunctionRewardModel(spec, load_function(spec))

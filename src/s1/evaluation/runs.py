@@ -39,6 +39,7 @@ from s1.evaluation.methods import Setting, load_scorer
 from s1.evaluation.metrics import estimate_flops
 from s1.evaluation.prompts import format_prompt
 from s1.evaluation.records import Compute, Record
+from s1.evaluation.rewards import load_reward_model, score_solution
 from s1.generation.engines.base import Engine, Request
 from s1.generation.models import TRAIN_RECORD
 from s1.generation.trace import Trace
@@ -327,7 +328,8 @@ def _generate(engine: Engine, jobs: list[_Job], on_trace: Callable[[_Job, Trace]
 ENGINE_ERROR = Grade(False, None, "engine_error")   # what a failed sample records: no grade
 
 
-def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool) -> Record:
+def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: bool,
+            reward: dict | None = None) -> Record:
     tr = trace.to_dict()
     if gpqa:
         tr["prompt"] = _sha(tr["prompt"])
@@ -344,7 +346,7 @@ def _record(job: _Job, trace: Trace, result: Grade, score: float | None, gpqa: b
         compute=Compute(job.prompt_tokens, job.generated_tokens, job.flops or None),
         wall_s=round(trace.wall_s, 3), trace=tr,
         accepted=None if accept_max is None else trace.thinking_tokens <= accept_max,
-        score=score)
+        score=score, reward=reward)
 
 
 def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: float = 5.0,
@@ -362,7 +364,12 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
     for run in runs:
         run.open()
     jobs = [_Job(run, item, s) for run in runs for item, s in run.pending()]
-    scorers = {r.setting.scorer: load_scorer(r.setting.scorer) for r in runs if r.setting.scorer}
+    scorers = {r.setting.scorer: load_scorer(r.setting.scorer) for r in runs
+               if r.setting.scorer and r.setting.aggregate is None}
+    # A reward model is loaded only when a run that reads with it has samples left to score.
+    rewards = {j.run.setting.scorer: None for j in jobs if j.run.setting.aggregate is not None}
+    for spec in rewards:
+        rewards[spec] = load_reward_model(spec, device=getattr(engine, "device", None))
     shape = {id(r): r.manifest.get("model_shape") for r in runs}
     done_before = sum(len(r.done) for r in runs)
     total = sum(len(r.bench) * r.setting.samples for r in runs)
@@ -395,9 +402,15 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
             retries.append(job)
             return
         result = grade(trace.answer, job.item, judge=judge, timeout=grading_timeout)
-        score = (float(scorers[setting.scorer](job.item, trace, result))
-                 if setting.scorer else None)
-        job.run.append(_record(job, trace, result, score, gpqa))
+        reward = None
+        if setting.aggregate is not None:      # a reward model reads the thinking's steps
+            score, reward = score_solution(rewards[setting.scorer], job.item.question,
+                                           trace.thinking or trace.answer, setting.aggregate,
+                                           setting.step_delimiter)
+        else:
+            score = (float(scorers[setting.scorer](job.item, trace, result))
+                     if setting.scorer else None)
+        job.run.append(_record(job, trace, result, score, gpqa, reward))
         bar.update(1)
 
     try:
@@ -411,6 +424,8 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
         bar.close()
         for run in runs:
             run.close()
+        for model in rewards.values():
+            model.close()
     failed = [r for run in runs for r in run.failed.values()]
     if failed:
         print(f"{len(failed)} sample(s) failed in the engine and were not graded (first: "
