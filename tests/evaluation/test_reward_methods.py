@@ -148,3 +148,55 @@ def test_a_bad_scorer_is_one_line_exit_2(tmp_path):
            "--scorer", "shortest", "--out", str(tmp_path / "x"))
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "reward model" in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_compute_counts_the_reward_models_reading(tmp_path):
+    """A reward model's best-of-k beside majority and the oracle, compared with budget forcing at
+    the generator's FLOPs plus the reward model's (a tiny random Qwen-style PRM: real FLOPs)."""
+    from transformers import Qwen2Config
+
+    from s1.evaluation.aggregate import load_run
+    from s1.evaluation.compute import CurvePoint, _cost, interpolate
+    from s1.evaluation.rewards import _qwen_prm_class
+    from tests.evaluation.test_rewards import SHAPE, _tokenizer
+
+    tok, prm = _tokenizer(), tmp_path / "prm"
+    model = _qwen_prm_class()(Qwen2Config(vocab_size=len(tok), **SHAPE,
+                                          architectures=["Qwen2ForProcessRewardModel"]))
+    model.save_pretrained(prm)
+    tok.save_pretrained(prm)
+    out = tmp_path / "cc"
+    args = ["compare-compute", "--model", "s1-tiny", "--benchmark", "tiny", "--limit", "3",
+            "--budgets", "16,96", "--ks", "1,2", "--seeds", "1", "--scorer", f"prm:{prm}",
+            "--step-delimiter", "\\n", "--max-answer", "8", "--threads", "1", "--quiet",
+            "--resamples", "200", "--out", str(out), "--json"]
+    p = s1(*args)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    name = f"best-of-k (prm:{prm})"
+    bf = {b: load_run(out / f"tiny-budget-max{b}-ign0-s0") for b in (16, 96)}
+    shape = result["model_shape"]
+    curve = [CurvePoint(b, sum(_cost(r, shape) for r in run.records) / 3,
+                        {r.id: float(r.correct) for r in run.records}) for b, run in bf.items()]
+    compared = 0
+    for c in result["cells"]:
+        cap, k = c["cap"], c["k"]
+        drawn = 2 if cap in (8, 48) else 1
+        [run_dir] = out.glob(f"tiny-best-of-{drawn}-prm-*-min-max{cap}-s0")
+        run = load_run(run_dir)
+        used = [r for r in run.records if r.sample < k]
+        reading = sum(r.reward["flops"] for r in used) / 3
+        assert reading > 0 and c["reward_cost_per_question"]["mean"] == pytest.approx(reading)
+        generating = sum(_cost(r, shape) for r in used) / 3
+        assert c["cost_per_question"]["mean"] == pytest.approx(generating)   # majority's
+        assert set(c["accuracy"]) == {"budget forcing", "majority", "oracle best-of-k", name}
+        matched = interpolate(curve, generating + reading)
+        at = c["budget_forcing_at_reward_cost"]
+        if matched is None:
+            assert at["accuracy"] is None and "reward" not in c["differences"]
+            continue
+        compared += 1
+        assert at["budget"] == pytest.approx(matched[1])
+        assert "reward" in c["differences"]
+    assert compared >= 1
+    assert name + " %" in (out / "compute.md").read_text()

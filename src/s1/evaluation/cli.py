@@ -230,6 +230,9 @@ def compare_compute(
     max_answer: str = typer.Option(default(G, "max_answer"), help="Max answer tokens, or auto (the rest of the context)."),
     model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
     seeds: int = typer.Option(5, help="Seeds of the parallel runs (mean ± sd over them; budget forcing is greedy, one run)."),
+    scorer: Optional[str] = typer.Option(None, help="A reward model (programmatic, prm:MODEL, orm:MODEL, served:URL, module:function(question, steps)): its best-of-k joins the comparison, its reading counted in the compute."),
+    aggregate: str = typer.Option(default(M, "aggregate"), help="With --scorer: one score from the step scores: min, last, prod or mean."),
+    step_delimiter: str = typer.Option(default(M, "step_delimiter"), show_default=False, help="With --scorer: where the thinking splits into steps (default a blank line; the miniature world: '\\n')."),
     resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
@@ -241,9 +244,12 @@ def compare_compute(
     with paired differences, a table and a plot."""
     from s1.evaluation.compute import ComputePlan, matched_compute, table
     from s1.evaluation.config import _ints
+    from s1.evaluation.rewards import read_delimiter
 
     plan = ComputePlan(tuple(_ints(budgets, "--budgets")), tuple(_ints(ks, "--ks")),
-                       temperature=temperature, num_ignore=num_ignore, seeds=seeds)
+                       temperature=temperature, num_ignore=num_ignore, seeds=seeds,
+                       scorer=scorer, aggregate=aggregate,
+                       step_delimiter=read_delimiter(step_delimiter))
     bench = B(name=benchmark, file=benchmark_file, limit=limit, subset=subset, protocol=protocol)
     result = matched_compute(plan, engine, bench, out, max_answer=max_answer,
                              model_config=model_config, resamples=resamples, quiet=quiet)

@@ -17,6 +17,12 @@ the two budgets around it (never extrapolated: a point outside budget forcing's 
 not compared). Differences come with a paired bootstrap 95% interval and an exact paired test
 over the questions (seeds averaged per question), and as mean ± sd over the seeds.
 
+With a reward model (`--scorer`, `s1.evaluation.rewards`) the parallel runs are best-of-N runs
+by it, and its best-of-k is a third parallel method: read from the same samples, and compared
+with budget forcing at the compute it measured plus what the reward model spent reading those k
+samples (its FLOPs, or its tokens where compute is counted in tokens). Majority and the oracle
+need no reward model, so their compute stays the generator's.
+
 FLOPs come from the model's real shape: the engine's (`describe()`), or a Hugging Face
 config.json (`--model-config`, for a remote server that cannot tell), prompts of every sample
 included, attention counted as QK plus AV (`metrics.estimate_flops`); without a shape, compute
@@ -44,13 +50,17 @@ class ComputePlan:
     """budgets: total thinking tokens per question B; ks: ways to split them (B/k each, floor);
     temperature / top_p: how the parallel samples are drawn (budget forcing stays greedy, as the
     paper); num_ignore: budget forcing's ignores of the end of thinking at each B; seeds: runs of
-    each parallel setting (mean ± sd over them)."""
+    each parallel setting (mean ± sd over them); scorer: a reward model whose best-of-k joins the
+    comparison (its steps split at `step_delimiter`, their scores aggregated by `aggregate`)."""
 
     budgets: tuple[int, ...]
     ks: tuple[int, ...] = (1, 2, 4)
     temperature: float = 1.0
     num_ignore: int = 0
     seeds: int = 5
+    scorer: str | None = None
+    aggregate: str = "min"
+    step_delimiter: str = "\n\n"
 
     def __post_init__(self) -> None:
         budgets, ks = tuple(self.budgets), tuple(self.ks)
@@ -75,6 +85,13 @@ class ComputePlan:
             raise UserError(f"--seeds must be a positive number of runs, not {self.seeds}")
         object.__setattr__(self, "budgets", tuple(sorted(budgets)))
         object.__setattr__(self, "ks", tuple(sorted(ks)))
+        if self.scorer is not None:
+            from s1.evaluation.rewards import is_reward_spec
+
+            if not is_reward_spec(self.scorer):
+                raise UserError(f"--scorer {self.scorer!r} is not a reward model (majority and the "
+                                "oracle are always compared): give programmatic, prm:MODEL, "
+                                "orm:MODEL, served:URL or module:function(question, steps)")
 
     def caps(self) -> dict[int, int]:
         """Thinking cap per sample -> the most samples any cell needs at that cap."""
@@ -86,11 +103,16 @@ class ComputePlan:
 
     def methods(self) -> tuple[list, list]:
         """(budget forcing's methods, the parallel ones): run with one seed and `seeds`."""
-        from s1.evaluation.methods import BudgetForcing, MajorityVoting
+        from s1.evaluation.methods import BestOfN, BudgetForcing, MajorityVoting
+
+        def parallel(k: int, cap: int):
+            if self.scorer is None:
+                return MajorityVoting(k, temperature=self.temperature, max_thinking=cap)
+            return BestOfN(k, self.scorer, temperature=self.temperature, max_thinking=cap,
+                           aggregate=self.aggregate, step_delimiter=self.step_delimiter)
 
         return [BudgetForcing(list(self.budgets), [self.num_ignore])], [
-            MajorityVoting(k, temperature=self.temperature, max_thinking=c)
-            for c, k in self.caps().items()]
+            parallel(k, c) for c, k in self.caps().items()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +158,20 @@ def _cost(rec, shape: dict | None) -> float:
     if rec.compute.flops:
         return rec.compute.flops
     return float(rec.compute.prompt_tokens + rec.compute.generated_tokens)
+
+
+def _reward_cost(rec, unit: str) -> float:
+    """What the reward model spent reading one sample, in the comparison's unit (0 without one)."""
+    reward = rec.reward or {}
+    return float(reward.get("flops" if unit == "FLOPs" else "tokens") or 0.0)
+
+
+def _vote(samples: Sequence, answer_type: str) -> bool:
+    """Majority over equivalent answers, as a majority run's prediction."""
+    from s1.evaluation.methods import Setting
+    from s1.generation.budget import Budget
+
+    return Setting("majority", "vote", Budget()).predict(samples, answer_type)["correct"]
 
 
 def _unit(shape: dict | None, runs: Sequence) -> str:
@@ -188,20 +224,31 @@ class Cell:
     questions: int
     cost: tuple[float, float]          # parallel compute per question: mean, sd over seeds
     thinking: float                    # parallel thinking tokens per question (seeds' mean)
-    accuracy: dict[str, tuple[float, float]]   # "majority" / "oracle best-of-k": mean, sd
+    accuracy: dict[str, tuple[float, float]]   # "majority" / "oracle best-of-k" (/ REWARD): mean, sd
     bf_accuracy: float | None = None   # budget forcing at `cost`; None: outside its range
     bf_budget: float | None = None     # the budget there (interpolated)
-    differences: dict[str, dict] = field(default_factory=dict)   # "majority" / "oracle"
+    differences: dict[str, dict] = field(default_factory=dict)   # "majority" / "oracle" / "reward"
+    # With a reward model: what it spent reading the k samples per question (mean, sd over seeds),
+    # and budget forcing at the generator's compute plus that.
+    reward_cost: tuple[float, float] | None = None
+    bf_reward_accuracy: float | None = None
+    bf_reward_budget: float | None = None
 
     def to_dict(self) -> dict:
-        return {"budget": self.budget, "k": self.k, "cap": self.cap, "seeds": self.seeds,
-                "questions": self.questions,
-                "cost_per_question": {"mean": self.cost[0], "sd": _json_sd(self.cost[1])},
-                "thinking_per_question": self.thinking,
-                "accuracy": {"budget forcing": self.bf_accuracy,
-                             **{m: {"mean": mean, "sd": _json_sd(sd)}
-                                for m, (mean, sd) in self.accuracy.items()}},
-                "budget_forcing_budget": self.bf_budget, "differences": self.differences}
+        d = {"budget": self.budget, "k": self.k, "cap": self.cap, "seeds": self.seeds,
+             "questions": self.questions,
+             "cost_per_question": {"mean": self.cost[0], "sd": _json_sd(self.cost[1])},
+             "thinking_per_question": self.thinking,
+             "accuracy": {"budget forcing": self.bf_accuracy,
+                          **{m: {"mean": mean, "sd": _json_sd(sd)}
+                             for m, (mean, sd) in self.accuracy.items()}},
+             "budget_forcing_budget": self.bf_budget, "differences": self.differences}
+        if self.reward_cost is not None:
+            d["reward_cost_per_question"] = {"mean": self.reward_cost[0],
+                                             "sd": _json_sd(self.reward_cost[1])}
+            d["budget_forcing_at_reward_cost"] = {"accuracy": self.bf_reward_accuracy,
+                                                  "budget": self.bf_reward_budget}
+        return d
 
 
 def _json_sd(sd: float) -> float | None:
@@ -222,9 +269,15 @@ def compare(runs: Sequence, plan: ComputePlan, shape: dict | None = None,
     par: dict[tuple[int, int], object] = {}   # (cap, seed) -> the run with the most samples
     for r in runs:
         key = (r.setting.params.get("max_thinking"), r.seed)
-        if r.setting.method == "majority" and (key not in par
-                                               or par[key].setting.samples < r.setting.samples):
+        if r.setting.method in ("majority", "best-of-n") and (
+                key not in par or par[key].setting.samples < r.setting.samples):
             par[key] = r
+    scorers = {r.setting.scorer for r in par.values() if r.setting.method == "best-of-n"}
+    if len(scorers) > 1 or (scorers and any(r.setting.method == "majority"
+                                            for r in par.values())):
+        raise UserError("the parallel runs were read by different scorers; give each "
+                        "compare-compute its own --out")
+    reward = f"best-of-k ({scorers.pop()})" if scorers else None
     for b in plan.budgets:
         if b not in bf:
             raise UserError(f"no budget-forcing run at {b} tokens")
@@ -246,6 +299,7 @@ def compare(runs: Sequence, plan: ComputePlan, shape: dict | None = None,
     if not ids:
         raise UserError("budget forcing and the parallel runs share no finished question")
     ids_sorted = sorted(ids)
+    unit = _unit(shape, [*bf.values(), *par.values()])
     curve = []
     for b in plan.budgets:
         recs = {r.id: r for r in bf[b].records}
@@ -256,16 +310,26 @@ def compare(runs: Sequence, plan: ComputePlan, shape: dict | None = None,
     for b in plan.budgets:
         for k in plan.ks:
             cap = b // k
-            costs, thinking, per_seed = [], [], {"majority": [], "oracle best-of-k": []}
+            costs, reading, thinking = [], [], []
+            per_seed: dict[str, list] = {"majority": [], "oracle best-of-k": [],
+                                         **({reward: []} if reward else {})}
             for s in range(plan.seeds):
-                vote = par[cap, s].outcomes_at(k)
+                predicted = par[cap, s].outcomes_at(k)
                 used = {q: samples[cap, s][q][:k] for q in ids_sorted}
                 costs.append(_mean([sum(_cost(r, shape) for r in used[q]) for q in ids_sorted]))
+                reading.append(_mean([sum(_reward_cost(r, unit) for r in used[q])
+                                      for q in ids_sorted]))
                 thinking.append(_mean([sum(r.thinking_tokens for r in used[q])
                                        for q in ids_sorted]))
-                per_seed["majority"].append({q: float(vote[q]["correct"]) for q in ids_sorted})
+                per_seed["majority"].append(
+                    {q: float(predicted[q]["correct"] if reward is None
+                              else _vote(used[q], used[q][0].answer_type or "math"))
+                     for q in ids_sorted})
                 per_seed["oracle best-of-k"].append(
                     {q: float(any(r.correct for r in used[q])) for q in ids_sorted})
+                if reward:
+                    per_seed[reward].append({q: float(predicted[q]["correct"])
+                                             for q in ids_sorted})
             cost = mean_sd(costs)
             cell = Cell(b, k, cap, plan.seeds, len(ids_sorted), cost, _mean(thinking),
                         {m: mean_sd([_mean(list(v.values())) for v in seeds])
@@ -275,17 +339,32 @@ def compare(runs: Sequence, plan: ComputePlan, shape: dict | None = None,
                 bf_scores, cell.bf_budget = matched
                 cell.bf_accuracy = _mean(list(bf_scores.values()))
                 for name, method in (("majority", "majority"), ("oracle", "oracle best-of-k")):
-                    pooled = {q: _mean([v[q] for v in per_seed[method]]) for q in ids_sorted}
-                    res = paired_bootstrap(bf_scores, pooled, n_resamples=resamples, seed=seed)
-                    over_seeds = mean_sd([cell.bf_accuracy - _mean(list(v.values()))
-                                          for v in per_seed[method]])
-                    cell.differences[name] = {
-                        "difference": res.difference, "low": res.low, "high": res.high,
-                        "p_value": res.p_value, "test": res.test, "bf_better": res.a_better,
-                        "parallel_better": res.b_better, "seeds_mean": over_seeds[0],
-                        "seeds_sd": _json_sd(over_seeds[1])}
+                    cell.differences[name] = _difference(bf_scores, per_seed[method], ids_sorted,
+                                                         resamples, seed)
+            if reward:
+                cell.reward_cost = mean_sd(reading)
+                matched = interpolate(curve, cost[0] + cell.reward_cost[0])
+                if matched is not None:
+                    bf_scores, cell.bf_reward_budget = matched
+                    cell.bf_reward_accuracy = _mean(list(bf_scores.values()))
+                    cell.differences["reward"] = _difference(bf_scores, per_seed[reward],
+                                                             ids_sorted, resamples, seed)
             cells.append(cell)
-    return cells, curve, _unit(shape, [*bf.values(), *par.values()])
+    return cells, curve, unit
+
+
+def _difference(bf_scores: dict[str, float], per_seed: list[dict[str, float]],
+                ids: list[str], resamples: int, seed: int) -> dict:
+    """Budget forcing minus a parallel method: paired over the questions (seeds averaged per
+    question), and as mean ± sd over the seeds."""
+    pooled = {q: _mean([v[q] for v in per_seed]) for q in ids}
+    res = paired_bootstrap(bf_scores, pooled, n_resamples=resamples, seed=seed)
+    bf = _mean(list(bf_scores.values()))
+    over_seeds = mean_sd([bf - _mean(list(v.values())) for v in per_seed])
+    return {"difference": res.difference, "low": res.low, "high": res.high,
+            "p_value": res.p_value, "test": res.test, "bf_better": res.a_better,
+            "parallel_better": res.b_better, "seeds_mean": over_seeds[0],
+            "seeds_sd": _json_sd(over_seeds[1])}
 
 
 def table(cells: Sequence[Cell], unit: str = "FLOPs") -> tuple[list[str], list[list[str]]]:
@@ -306,6 +385,10 @@ def table(cells: Sequence[Cell], unit: str = "FLOPs") -> tuple[list[str], list[l
     header = ["B", "k", "B/k", "questions", "seeds", f"{unit}/q parallel",
               "BF at equal compute %", "BF budget there", "majority@k %", "oracle best-of-k %",
               "BF − maj [95% CI]", "BF − best [95% CI]", "thinking/q parallel"]
+    reward = next((m for m in cells[0].accuracy if m.startswith("best-of-k (")), None) \
+        if cells else None
+    if reward:
+        header += [f"{unit}/q reward model", f"{reward} %", "BF there %", "BF − reward [95% CI]"]
     rows = []
     for c in cells:
         rows.append([str(c.budget), str(c.k), str(c.cap), str(c.questions), str(c.seeds),
@@ -314,6 +397,10 @@ def table(cells: Sequence[Cell], unit: str = "FLOPs") -> tuple[list[str], list[l
                      "–" if c.bf_budget is None else f"{c.bf_budget:.0f}",
                      pm(c.accuracy["majority"]), pm(c.accuracy["oracle best-of-k"]),
                      diff(c, "majority"), diff(c, "oracle"), f"{c.thinking:.0f}"])
+        if reward:
+            rows[-1] += [pm(c.reward_cost, 1, "{:.3g}"), pm(c.accuracy[reward]),
+                         "–" if c.bf_reward_accuracy is None
+                         else f"{100 * c.bf_reward_accuracy:.1f}", diff(c, "reward")]
     return header, rows
 
 
@@ -329,12 +416,16 @@ def plot(path: Path, title: str, cells: Sequence[Cell], curve: Sequence[CurvePoi
             color="black", label="budget forcing at B")
     for i, k in enumerate(sorted({c.k for c in cells})):
         row = sorted((c for c in cells if c.k == k), key=lambda c: c.cost[0])
-        for method, style in (("majority", "s--"), ("oracle best-of-k", "^:")):
+        for method in row[0].accuracy:
+            style = {"majority": "s--", "oracle best-of-k": "^:"}.get(method, "D-.")
+            label = {"majority": f"majority@{k}", "oracle best-of-k": f"best-of-{k} (oracle)"}.get(
+                method, method.replace("best-of-k", f"best-of-{k}"))
+            at = [c.cost[0] + (c.reward_cost[0] if method not in ("majority", "oracle best-of-k")
+                               else 0.0) for c in row]   # a reward model's reading is paid too
             sds = [c.accuracy[method][1] for c in row]
-            ax.errorbar([c.cost[0] for c in row], [100 * c.accuracy[method][0] for c in row],
+            ax.errorbar(at, [100 * c.accuracy[method][0] for c in row],
                         yerr=None if any(sd != sd for sd in sds) else [100 * sd for sd in sds],
-                        fmt=style, color=f"C{i}", capsize=2, alpha=0.85,
-                        label=f"best-of-{k} (oracle)" if "oracle" in method else f"majority@{k}")
+                        fmt=style, color=f"C{i}", capsize=2, alpha=0.85, label=label)
     ax.set_xscale("log")
     tops = [100 * (mean + (0 if sd != sd else sd)) for c in cells
             for mean, sd in c.accuracy.values()]   # the bars' ends, not only the points
@@ -374,7 +465,9 @@ def write(out: Path, bench: str, cells: Sequence[Cell], curve: Sequence[CurvePoi
               "question), with a paired bootstrap 95% interval; p is an exact paired test "
               "(McNemar's for 0/1 scores, else a sign-flip permutation test), (x:y) the "
               "questions where budget forcing / the parallel method scored higher; then the "
-              "difference as mean ± sd over the seeds."),
+              "difference as mean ± sd over the seeds. A reward model's best-of-k (where one was "
+              "given) is compared with budget forcing at the generator's compute plus what the "
+              "reward model spent reading the k samples."),
         ("table", header, rows), ("img", png.name, "accuracy against compute")])
     tmp_md = out / f".{COMPUTE_MD}.tmp"
     tmp_md.write_text(md, encoding="utf-8")

@@ -19,6 +19,7 @@ from s1.config import apply_overrides, build_sections, default, dump, read_confi
 from s1.errors import UserError
 from s1.evaluation import methods as m
 from s1.evaluation.prompts import PROTOCOLS
+from s1.evaluation.rewards import read_delimiter
 from s1.generation.budget import DEFAULT_IGNORE, Budget, Sampling, parse_max_thinking
 from s1.generation.options import EngineOptions
 
@@ -110,9 +111,7 @@ class MethodOptions:
     def __post_init__(self) -> None:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
-        # A delimiter typed in a shell arrives as backslash-n: read the usual escapes.
-        object.__setattr__(self, "step_delimiter", str(self.step_delimiter)
-                           .replace("\\n", "\n").replace("\\t", "\t"))
+        object.__setattr__(self, "step_delimiter", read_delimiter(self.step_delimiter))
 
     def check_no_thinking(self) -> None:
         """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""

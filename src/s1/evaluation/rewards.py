@@ -74,6 +74,11 @@ def aggregate(scores: Sequence[float], how: str = "min") -> float:
     return float(sum(scores) / len(scores))
 
 
+def read_delimiter(text: str) -> str:
+    """A step delimiter as typed in a shell ('\\n' arrives as backslash-n): the usual escapes read."""
+    return str(text).replace("\\n", "\n").replace("\\t", "\t")
+
+
 def split_steps(text: str, delimiter: str = "\n\n") -> list[str]:
     """A solution's steps: the text split at the delimiter, blank pieces dropped."""
     if not delimiter:
@@ -200,6 +205,21 @@ def check_reward_spec(spec: str) -> None:
                         "module:function(question, steps)")
 
 
+def _chat(tokenizer, messages: list[dict], question: str, answer: str) -> str:
+    messages = messages + [{"role": "user", "content": question},
+                           {"role": "assistant", "content": answer}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return f"{question}\n{answer}"
+
+
+def qwen_text(tokenizer, question: str, steps: Sequence[str]) -> str:
+    """Qwen2.5-Math-PRM's input (its model card): the system prompt, the question, and the steps
+    as the assistant's turn, each followed by <extra_0>, in the chat template."""
+    return _chat(tokenizer, [{"role": "system", "content": QWEN_SYSTEM}], question,
+                 "".join(s.strip() + QWEN_STEP for s in steps))
+
+
 def _qwen_prm_class():
     """Qwen2.5-Math-PRM's architecture (Qwen2ForProcessRewardModel): a Qwen2 body and a two-layer
     head giving two logits per token. The model ships it as remote code; it is written here (as
@@ -292,17 +312,8 @@ class TransformersRewardModel(RewardModel):
         if self.convention == "shepherd":
             return f"{question} " + "\n".join(f"{s.strip()} {SHEPHERD_TAG}" for s in steps)
         if self.convention == "qwen":
-            answer = "".join(s.strip() + QWEN_STEP for s in steps)
-            messages = [{"role": "system", "content": QWEN_SYSTEM}]
-        else:
-            answer = "\n\n".join(s.strip() for s in steps)
-            messages = []
-        messages += [{"role": "user", "content": question},
-                     {"role": "assistant", "content": answer}]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                      add_generation_prompt=False)
-        return f"{question}\n{answer}"
+            return qwen_text(self.tokenizer, question, steps)
+        return _chat(self.tokenizer, [], question, "\n\n".join(s.strip() for s in steps))
 
     def score(self, question, candidates):
         import torch
