@@ -225,6 +225,9 @@ class LoraConfig:
             raise UserError("lora.target_modules must name at least one module (or all-linear)")
 
 
+OBJECTIVES = ("sft", "prm")
+
+
 @dataclass
 class Recipe:
     name: str
@@ -233,8 +236,14 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # sft: the s1 fine-tuning; prm: a step classifier on the miniature world's step labels
+    # (s1.training.prm)
+    objective: str = "sft"
 
     def validate(self) -> "Recipe":
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, not "
+                            f"{self.objective!r}")
         self.model.validate()
         self.data.validate()
         self.train.validate()
@@ -269,9 +278,10 @@ def load_recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     """Read a named recipe (or a .yaml path), apply `key=value` overrides, validate."""
     path = recipe_path(name)
     raw = read_config(name, kind="recipe")
-    apply_overrides(raw, overrides, _SECTIONS, top_level=("output_dir",))
-    parts = build_sections(raw, _SECTIONS, top_level=("output_dir", "name"),
+    apply_overrides(raw, overrides, _SECTIONS, top_level=("output_dir", "objective"))
+    parts = build_sections(raw, _SECTIONS, top_level=("output_dir", "name", "objective"),
                            where=f"recipe {path}")
     output_dir = raw.get("output_dir") or os.path.join("runs", "train", path.stem)
-    recipe = Recipe(name=str(raw.get("name") or path.stem), output_dir=str(output_dir), **parts)
+    recipe = Recipe(name=str(raw.get("name") or path.stem), output_dir=str(output_dir),
+                    objective=str(raw.get("objective") or "sft"), **parts)
     return recipe.validate()

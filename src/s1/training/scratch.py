@@ -61,10 +61,11 @@ class ScratchConfig:
                             f"of num_attention_heads ({self.num_attention_heads})")
 
 
-def scratch_model(config: ScratchConfig, tokenizer, seed: int):
-    """A randomly initialised LlamaForCausalLM of this shape (weights from `seed`)."""
+def scratch_model(config: ScratchConfig, tokenizer, seed: int, head: str = "lm"):
+    """A randomly initialised Llama of this shape (weights from `seed`): a LlamaForCausalLM, or
+    with head "steps" a LlamaForTokenClassification of two labels (a process reward model)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
 
     llama = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size,
@@ -75,8 +76,8 @@ def scratch_model(config: ScratchConfig, tokenizer, seed: int):
         max_position_embeddings=config.max_position_embeddings,
         rope_theta=10000.0, tie_word_embeddings=True,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
+        pad_token_id=tokenizer.pad_token_id, **({"num_labels": 2} if head == "steps" else {}))
     torch.manual_seed(seed)
     if not torch.cuda.is_available():
         torch.set_flush_denormal(True)
-    return LlamaForCausalLM(llama)
+    return LlamaForTokenClassification(llama) if head == "steps" else LlamaForCausalLM(llama)

@@ -262,6 +262,10 @@ def train(recipe: Recipe, resume: bool = True, callbacks=()) -> TrainResult:
 
     `callbacks`: extra transformers TrainerCallbacks (timing, custom logging).
     """
+    if recipe.objective == "prm":     # a step classifier, not a generator: its own loop
+        from s1.training.prm import train_prm
+
+        return train_prm(recipe, resume=resume)
     import torch
     from trl import SFTTrainer
 
