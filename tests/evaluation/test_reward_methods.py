@@ -200,3 +200,11 @@ def test_compare_compute_counts_the_reward_models_reading(tmp_path):
         assert "reward" in c["differences"]
     assert compared >= 1
     assert name + " %" in (out / "compute.md").read_text()
+
+
+def test_the_programmatic_prm_refuses_other_benchmarks_before_generating(tmp_path):
+    p = s1("eval", "--model", "s1-tiny", "--benchmark", "gsm8k", "--limit", "1", "--method",
+           "best-of-n", "--samples", "2", "--scorer", "programmatic", "--max-thinking", "8",
+           "--max-answer", "4", "--quiet", "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "miniature world" in p.stderr
+    assert not list((tmp_path / "x").glob("*/records.jsonl"))

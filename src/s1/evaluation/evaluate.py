@@ -24,6 +24,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from s1.evaluation.aggregate import write_summaries
     from s1.evaluation.benchmarks import load_benchmark
     from s1.evaluation.methods import expand
+    from s1.evaluation.rewards import check_questions
     from s1.evaluation.runs import SWEEP, execute, make_runs
 
     out = Path(cfg.run.out)
@@ -40,6 +41,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                               answer_type=b.answer_type) for name in b.names()]
     if len({bench.name for bench in benches}) != len(benches):
         raise UserError(f"--benchmark {b.name} names one benchmark twice")
+    for s in settings:
+        if s.aggregate is not None:           # a reward model reads the thinking
+            for bench in benches:
+                check_questions(s.scorer, [item.question for item in bench][:1])
     judge = None
     if cfg.run.judge_url:
         from s1.evaluation.judge import Judge

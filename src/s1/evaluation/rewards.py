@@ -57,6 +57,9 @@ class RewardModel(ABC):
     def close(self) -> None:
         """Free what the model holds."""
 
+    def check(self, question: str) -> None:
+        """Refuse, before anything is generated, a question this model cannot read."""
+
 
 def aggregate(scores: Sequence[float], how: str = "min") -> float:
     """One number from a candidate's step scores: "min" (the weakest step, the usual PRM rule),
@@ -106,6 +109,11 @@ class ProgrammaticPRM(RewardModel):
     network (0 FLOPs); `tokens` counts the characters it read, which are the tiny model's tokens."""
 
     name = "programmatic"
+
+    def check(self, question: str) -> None:
+        from s1.miniature.steps import check_steps
+
+        check_steps(question, [])     # a question not of the miniature world is refused
 
     def score(self, question, candidates):
         from s1.miniature.steps import check_steps
@@ -190,6 +198,13 @@ def _served_target(spec: str, target: str) -> tuple[str, str]:
         raise UserError(f"served reward model {spec!r}: give served:http(s)://host:port[#model]")
     url = url.rstrip("/")
     return (url[:-3] if url.endswith("/v1") else url), model
+
+
+def check_questions(spec: str, questions: Sequence[str]) -> None:
+    """What can be checked before any model loads: the programmatic PRM reads only the miniature
+    world's questions."""
+    if spec == "programmatic" and questions:
+        ProgrammaticPRM().check(questions[0])
 
 
 def check_reward_spec(spec: str) -> None:

@@ -370,6 +370,8 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
     rewards = {j.run.setting.scorer: None for j in jobs if j.run.setting.aggregate is not None}
     for spec in rewards:
         rewards[spec] = load_reward_model(spec, device=getattr(engine, "device", None))
+    for job in {j.run.setting.scorer: j for j in jobs if j.run.setting.scorer in rewards}.values():
+        rewards[job.run.setting.scorer].check(job.item.question)   # before any generation
     shape = {id(r): r.manifest.get("model_shape") for r in runs}
     done_before = sum(len(r.done) for r in runs)
     total = sum(len(r.bench) * r.setting.samples for r in runs)

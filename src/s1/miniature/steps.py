@@ -36,8 +36,9 @@ def check_steps(question: str, lines: Sequence[str]) -> list[float]:
     """1.0 or 0.0 per line: is it a right step given the question and the lines before it?"""
     solution = solution_steps(question)
     if solution is None:
+        # The question is not quoted: it may be one that must not be printed (GPQA).
         raise UserError("the programmatic reward model checks only the miniature world's "
-                        f"questions (--benchmark tiny), not {question.strip()[:60]!r}")
+                        "questions (--benchmark tiny)")
     done, scores = 0, []           # right steps written so far
     previous = None                # the step of the line before, when it was right
     for line in lines:
