@@ -80,3 +80,23 @@ def test_curate_tiny_recipe_runs_every_step_with_a_real_solver(tmp_path):
     assert len(set(left["domain"])) >= 4
     # Algorithm 1 draws a domain first: every family the filters left is in the set
     assert {r["domain"] for r in rows} == set(left["domain"])
+
+
+def test_where_a_trace_states_its_answer():
+    from s1.miniature.experiments import answer_before_end
+
+    assert answer_before_end("7+6=13\nWait, 7+6=13", "13") == {"rechecked": True, "value": True}
+    assert answer_before_end("7+6=12\nWait, 7+6=13", "13") == {"rechecked": False, "value": False}
+    assert answer_before_end("a 1\nb 1\na 2\nb 2", "2") == {"rechecked": False, "value": True}
+    assert answer_before_end("", "2") == {"rechecked": False, "value": False}
+
+
+def test_experiments_refuse_a_missing_model_or_run_in_one_line(tmp_path, capsys):
+    from s1.miniature.experiments import main
+
+    assert main(["table2", "--base", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["confound", "--run", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["table2", "--base", str(tmp_path), "--out", str(tmp_path / "o"), "--arms", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert not (tmp_path / "o").exists()
