@@ -55,10 +55,10 @@ def test_domains_from_metadata_are_each_familys_msc_code_and_a_bad_code_drops():
 
 @pytest.mark.slow
 def test_curate_tiny_recipe_runs_every_step_with_a_real_solver(tmp_path):
-    """The shipped recipe, shrunk (48 problems, 16 selected) and with the shipped s1-tiny as the
-    solver in place of the base model one trains first: what the solver answers right is gone,
-    the traces are the teacher's, and Algorithm 1 spreads the set over the families."""
-    recipe = RECIPE.read_text().replace("runs/train/tiny-base", "s1-tiny") \
+    """The shipped recipe, shrunk (48 problems, 16 selected), its solver the shipped s1-tiny: what
+    the solver answers right is gone, the traces are the teacher's, and Algorithm 1 spreads the
+    set over the families."""
+    recipe = RECIPE.read_text() \
         .replace("size: 5000, seed: 1", "size: 48, seed: 3").replace("size: 1000", "size: 16")
     (tmp_path / "r.yaml").write_text(recipe)
     done = _s1_cli("curate", "run", "--recipe", tmp_path / "r.yaml", f"out={tmp_path / 'out'}",

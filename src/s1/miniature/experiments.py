@@ -2,10 +2,11 @@
 `s1 curate run` (configs/curate-tiny.yaml), `s1 train` (configs/tiny-sft.yaml), `s1 eval` on the
 `tiny` benchmark, then a table and a figure with intervals.
 
-    python -m s1.miniature.experiments table2 --base runs/train/tiny-base --out runs/mini/table2
-    python -m s1.miniature.experiments sizes  --base runs/train/tiny-base --out runs/mini/sizes
+    python -m s1.miniature.experiments table2 --out runs/mini/data
+    python -m s1.miniature.experiments sizes  --out runs/mini/data
 
-- `table2` (the paper's Table 2): SFT of the base model on the set `s1 curate` selects (difficulty
+- `table2` (the paper's Table 2): SFT of the base model (the shipped s1-tiny, as the paper starts
+  from Qwen2.5-32B-Instruct) on the set `s1 curate` selects (difficulty
   with the base model as the solver, the families' MSC codes, Algorithm 1 on trace length)
   against 1K-random, 1K-diverse, 1K-longest and the full pool, trained alike (configs/tiny-sft.yaml).
 - `sizes` (the review's Conjecture 2): the s1 selection at growing sizes, and the full pool.
@@ -14,7 +15,8 @@
 
 Every arm is trained once per seed (the seed draws the selection where it is random, and the
 training order). Each command is resumable: a finished curation, model or evaluation is kept
-and not redone, so a killed experiment goes on where it stopped.
+and not redone, so a killed experiment goes on where it stopped; experiments given one `--out`
+share what they have in common (table2's s1 arm is sizes' s1-1000 and init's from-base).
 
 Accuracy per arm is the mean over seeds of the accuracy on all 600 benchmark questions, with the
 seeds' sd and the 95% interval of the per-question seed means (`question_interval`); each arm is
@@ -48,6 +50,13 @@ class Arm:
     size: int | None = 1000
     filtered: bool = False          # the difficulty filter applied (the paper: s1 only)
     train: tuple[str, ...] = ()     # extra `s1 train` overrides (the starting point)
+    init: str = "base"              # what `train` starts from, for the folder names
+
+    @property
+    def key(self) -> str:
+        """What the arm trains on and from: equal arms of two experiments share their folders."""
+        return (f"{self.strategy}-{self.size or 'all'}-{'filtered' if self.filtered else 'unfiltered'}"
+                f"-from-{self.init}")
 
 
 TABLE2 = (Arm("s1", "s1", 1000, filtered=True), Arm("random", "random"), Arm("diverse", "diverse"),
@@ -57,7 +66,7 @@ SIZES = (Arm("s1-100", "s1", 100, True), Arm("s1-300", "s1", 300, True), Arm("s1
 SCRATCH = ("model.name=null", "model.scratch.hidden_size=128", "model.scratch.num_hidden_layers=4",
            "model.scratch.num_attention_heads=4", "model.scratch.intermediate_size=384",
            "model.scratch.max_position_embeddings=512", "train.learning_rate=2e-3")
-INIT = (Arm("from-base", "s1", 1000, True), Arm("from-scratch", "s1", 1000, True, SCRATCH))
+INIT = (Arm("from-base", "s1", 1000, True), Arm("from-scratch", "s1", 1000, True, SCRATCH, "scratch"))
 EXPERIMENTS = {"table2": (TABLE2, "random"), "sizes": (SIZES, "s1-100"), "init": (INIT, "from-scratch")}
 
 
@@ -90,7 +99,7 @@ class Experiment:
 
     def curated(self, arm: Arm, seed: int) -> Path:
         """The arm's training set for this seed (s1K schema), curated once."""
-        path = self.out / "sets" / f"{arm.strategy}-{arm.size or 'all'}-{'f' if arm.filtered else 'u'}-s{seed}.jsonl"
+        path = self.out / "sets" / f"{arm.key.rsplit('-from-', 1)[0]}-s{seed}.jsonl"
         if path.exists():
             return path
         work = self.out / "curate"   # one folder: the steps before `select` are cached and shared
@@ -108,7 +117,7 @@ class Experiment:
         return path
 
     def trained(self, arm: Arm, seed: int) -> Path:
-        model = self.out / "models" / f"{arm.name}-s{seed}"
+        model = self.out / "models" / f"{arm.key}-s{seed}"
         if (model / "s1_train.json").exists():
             return model
         data = self.curated(arm, seed)
@@ -139,9 +148,9 @@ class Experiment:
             self.curated(arm, seed)
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             models = list(pool.map(lambda job: self.trained(*job), todo))
-        results = {"base": {"seeds": {0: _scores(self.evaluated("base", self.base))}}}
+        results = {"base": {"seeds": {0: _scores(self.evaluated("base", self.base))}}}   # before SFT
         for (arm, seed), model in zip(todo, models):
-            scores = _scores(self.evaluated(f"{arm.name}-s{seed}", model))
+            scores = _scores(self.evaluated(f"{arm.key}-s{seed}", model))
             record = json.loads((model / "s1_train.json").read_text())
             entry = results.setdefault(arm.name, {"seeds": {}, "arm": arm.__dict__})
             entry["seeds"][seed] = scores
@@ -370,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="experiment", required=True)
     for name in sorted(EXPERIMENTS):
         t = sub.add_parser(name, help=f"train and evaluate the {name} arms")
-        t.add_argument("--base", required=True, help="the base model directory (s1 train --recipe tiny-base)")
+        t.add_argument("--base", default="s1-tiny", help="the model fine-tuned, and the difficulty step's solver")
         t.add_argument("--out", required=True)
         t.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
         t.add_argument("--arms", default=None, help="only these arms (comma-separated names)")
@@ -417,9 +426,10 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise UserError(f"unknown arm(s) {', '.join(sorted(unknown))} of {a.experiment}")
             arms = tuple(arm for arm in arms if arm.name in wanted)
-        base = Path(a.base)
+        from s1.generation.models import resolve_model
+        base = Path(resolve_model(a.base).path)   # a model directory, or a shipped name (s1-tiny)
         if not (base / "config.json").exists():
-            raise UserError(f"no model at {base}: train it first (s1 train --recipe tiny-base)")
+            raise UserError(f"no model at {base}: give a model directory or s1-tiny")
         seeds = tuple(int(s) for s in a.seeds.split(","))
         exp = Experiment(arms, reference, base.resolve(), Path(a.out).resolve(), seeds,
                          a.pool_size, a.limit, a.threads)
