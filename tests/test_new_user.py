@@ -75,3 +75,17 @@ def test_batch_size_help_names_both_in_process_engines(command):
     text = " ".join(p.stdout.split())
     start = text.index("--batch-size")
     assert "llama.cpp" in text[start:start + 200], text[start:start + 200]
+
+
+def test_training_says_what_its_checkpoints_take_on_disk():
+    import torch
+
+    from s1.training.recipes import load_recipe
+    from s1.training.sft import checkpoint_note, sft_config
+
+    args = sft_config(load_recipe("cpu-smoke"), processes=1)
+    # SmolLM2-135M's size: 135M fp32 weights and two AdamW moments each, 1.6 GB a checkpoint.
+    model = torch.nn.Linear(11_000, 12_300)
+    assert checkpoint_note(model, args) == (
+        "checkpoints every 6 steps, about 1.6 GB each (weights and optimizer state), the last 1 "
+        "kept; train.save_strategy=no saves only the final model")
