@@ -12,8 +12,9 @@ records on disk.
 
 The page is built once as a list of blocks and rendered twice (Markdown, HTML), so the two never
 disagree. Files are written into a temporary directory and renamed into place, so a failure
-leaves no half-written report. Only question ids, gold answers and extracted answers appear:
-never a question (GPQA must stay out of anything that could be published).
+leaves no half-written report. A question never appears: the tables hold ids, gold answers and
+extracted answers, and the HTML drill-down the model's text without its prompt; of GPQA runs
+(which must stay out of anything that could be published), not even that.
 """
 
 from __future__ import annotations
