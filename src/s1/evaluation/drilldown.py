@@ -146,7 +146,9 @@ def question_block(qid: str, gold: str, rows: Sequence[tuple[str, Record | None,
                    withheld: bool) -> str:
     """One question: a summary line (its grade per run) that opens to every run's trace."""
     esc = html.escape
-    marks = " ".join(("·" if rec is None else ("✓" if rec.correct else "✗")) for _, rec, _, _ in rows)
+    marks = " ".join(f"<span title='{esc(name)}'>"
+                     + ("·" if rec is None else ("✓" if rec.correct else "✗")) + "</span>"
+                     for name, rec, _, _ in rows)   # hover: which run
     body = ("<p>Traces of GPQA questions are not shown (they may quote the question).</p>"
             if withheld else
             "".join(run_trace(name, rec, strings, samples) for name, rec, strings, samples in rows
