@@ -129,3 +129,18 @@ def test_every_readme_command_runs_as_written(tmp_path):
     choice = reply["choices"][0]
     assert choice["s1"]["waits"] >= 1 and choice["s1"]["thinking_tokens"] >= 16
     assert choice["message"]["reasoning_content"] and choice["message"]["content"]
+
+
+@pytest.mark.parametrize("page", ["docs/harness.md"])
+def test_the_papers_commands_in_the_docs_parse(page):
+    """Each `s1 eval` of the harness page, its flags checked with --show (no GPU, no model)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep
+           + os.environ.get("PYTHONPATH", "")}
+    evals = [c for b in bash_blocks((ROOT / page).read_text(encoding="utf-8"))
+             for c in commands(b) if c.startswith("s1 eval")]
+    assert len(evals) >= 2
+    for cmd in evals:
+        argv = [sys.executable, "-m", "s1.cli", *shlex.split(cmd)[1:], "--show"]
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, (cmd, p.stderr)
+        assert "32768" in p.stdout and "runs/s1-32b-aime24" in p.stdout
