@@ -69,6 +69,27 @@ def test_a_wait_is_placed_by_its_share_of_the_text_when_tokens_are_not_character
     assert span.start == thinking.rindex("Wait") and "share" in span.title
 
 
+@pytest.mark.slow
+def test_an_engine_records_where_each_wait_starts_in_the_text():
+    from s1.generation.budget import Budget
+    from s1.generation.engines import Request, load_engine
+
+    engine = load_engine(threads=1)          # the embedded SmolLM2: a BPE tokenizer
+    try:
+        [trace] = engine.generate([Request("How many r in raspberry?")],
+                                  Budget(max_thinking_tokens=96, num_ignore=2))
+    finally:
+        engine.close()
+    waits = [e for e in trace.events if e.kind == "wait"]
+    assert waits and len(trace.meta["wait_chars"]) == len(waits)
+    assert len(trace.thinking) != trace.thinking_tokens     # the share rule would only guess
+    events = [e.to_dict() for e in trace.events]
+    spans = wait_spans(trace.thinking, trace.thinking_tokens, events, ["Wait"],
+                       trace.meta["wait_chars"])
+    assert len(spans) == len(waits) and all(s.title.endswith("exact") for s in spans)
+    assert all(trace.thinking[s.start:s.end] == "Wait" for s in spans)
+
+
 class Browser:
     """Headless chromium driven over the DevTools protocol on a pipe (fds 3 and 4): no
     websocket library, no port."""

@@ -4,10 +4,11 @@
 Plain HTML `<details>` elements: they open on a click with no script, so the page stays one
 self-contained file that works offline. The Markdown report gets one line pointing to it.
 
-Where a Wait went is known in tokens (`Event.at`); the text has no token offsets. With one
-character per token (the miniature model's tokenizer) the offset is exact; otherwise the
-occurrence of the ignore string nearest to the same share of the text is marked, and its title
-says so. GPQA traces are never shown: their thinking may quote the question.
+Where a Wait went is known in tokens (`Event.at`); the engines also record where it starts in
+the text (`meta["wait_chars"]`). Traces without it (older runs, imported outputs) are marked
+exactly when the tokenizer has one character per token (the miniature model's), and otherwise
+at the occurrence of the ignore string nearest to the same share of the text, which the mark's
+title says. GPQA traces are never shown: their thinking may quote the question.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ CSS = (".s1-q{border:1px solid #ddd;border-radius:4px;margin:4px 0;padding:2px 8
        ".s1-ok{color:#1a7f37;font-weight:bold}.s1-bad{color:#c0392b;font-weight:bold}")
 
 
+_WHITESPACE = re.compile(r"\s*")
+
+
 @dataclass(frozen=True)
 class Span:
     start: int
@@ -46,19 +50,23 @@ class Span:
 
 
 def wait_spans(thinking: str, thinking_tokens: int, events: Sequence[dict],
-               ignore_strings: Sequence[str]) -> list[Span]:
-    """Where each forced Wait stands in the thinking text (see the module's note)."""
+               ignore_strings: Sequence[str], chars: Sequence[int] | None = None) -> list[Span]:
+    """Where each forced Wait stands in the thinking text (see the module's note); `chars`: the
+    engine's record of where each starts."""
     strings = [s for s in ignore_strings if s] or ["Wait"]
-    exact = len(thinking) == thinking_tokens
+    waits = [e for e in events if e.get("kind") == "wait"]
+    starts = list(chars) if chars and len(chars) == len(waits) else None
+    if starts is None and len(thinking) == thinking_tokens:
+        starts = [int(e.get("at", 0)) for e in waits]      # one character per token
     spans: list[Span] = []
     after = 0
-    for e in events:
-        if e.get("kind") != "wait":
-            continue
+    for i, e in enumerate(waits):
         at = int(e.get("at", 0))
         found = None
-        if exact:
-            found = next(((at, at + len(s)) for s in strings if thinking.startswith(s, at)), None)
+        if starts is not None:
+            pos = _WHITESPACE.match(thinking, starts[i]).end()   # a tokenizer's leading space
+            found = next(((pos, pos + len(s)) for s in strings if thinking.startswith(s, pos)),
+                         None)
         if found is None:
             guess = at / max(1, thinking_tokens) * len(thinking)
             hits = [(m.start(), m.end()) for s in strings
@@ -115,7 +123,8 @@ def run_trace(run_name: str, rec: Record, ignore_strings: Sequence[str], samples
     tr = rec.trace or {}
     thinking, answer = str(tr.get("thinking", "")), str(tr.get("answer", ""))
     events = rec.events or tr.get("events", [])
-    spans = wait_spans(thinking, rec.thinking_tokens, events, ignore_strings)
+    spans = wait_spans(thinking, rec.thinking_tokens, events, ignore_strings,
+                       (tr.get("meta") or {}).get("wait_chars"))
     others = [f"{e.get('kind')} at {e.get('at')}" + (f" ({e['detail']})" if e.get("detail") else "")
               for e in events if e.get("kind") not in ("wait", "forced_end")]
     head = (f"<b>{esc(run_name)}</b>" + (f" (sample 1 of {samples})" if samples > 1 else "")
