@@ -16,6 +16,7 @@ from s1.evaluation.config import MethodOptions as M
 from s1.evaluation.config import RunOptions as R
 from s1.evaluation.records import RunSummary
 from s1.generation.options import EngineOptions
+from s1.status import note
 
 # Each flag of `s1 eval` is one field of EvalConfig: the flag → section.field table.
 FLAGS = {
@@ -68,9 +69,17 @@ def _render_run(s: RunSummary) -> str:
                 f"{s.samples_per_question} samples) · cons@{c['n']} {100 * c['accuracy']:.1f}% "
                 f"({c['correct']}/{c['questions']}) · {s.thinking_per_question:.0f} thinking "
                 f"tokens/question")
-    return (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
-            f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · "
-            f"{s.thinking_per_question:.0f} thinking tokens/question · "
+    head = (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
+            f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · ")
+    if s.tries_mean is not None:   # rejection sampling: the failed samples apart, as Control
+        samples = s.questions * s.samples_per_question
+        kept = ("no sample within the threshold" if s.accepted_thinking_mean is None else
+                f"{s.accepted_thinking_mean:.0f} thinking tokens/sample within the threshold")
+        return (head + f"{kept} · {s.rejection_failed}/{samples} out of tries "
+                f"({'scored wrong' if s.rejection_on_failure == 'wrong' else 'last sample kept'})"
+                f" · {s.tries_mean:.1f} tries/sample · "
+                f"{s.compute['generated_tokens']} generated tokens")
+    return (head + f"{s.thinking_per_question:.0f} thinking tokens/question · "
             f"{s.compute['generated_tokens']} generated tokens")
 
 
@@ -155,6 +164,8 @@ def eval_(
     if show:
         print(cfg.show(), end="")
         return
+    if not cfg.run.quiet:
+        note(cfg.engine.loading_note())
     from s1.evaluation.evaluate import evaluate
 
     result = evaluate(cfg)

@@ -115,6 +115,9 @@ class RunSummary:
     tries_max: int | None = None
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
+    # Rejection sampling: mean thinking of the samples within the threshold; the failed ones
+    # (over it after every try) are counted apart, as Control per sample counts them.
+    accepted_thinking_mean: float | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
     # Shares of samples; None: unknown (imported outputs, whose generation was not observed).
     answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
@@ -139,7 +142,7 @@ class RunSummary:
                     **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k", "by_waits", "pass_at_1", "cons_at_n"):   # only where they apply
+                     "accepted_thinking_mean", "at_k", "by_waits", "pass_at_1", "cons_at_n"):   # only where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

@@ -163,7 +163,7 @@ class Engine(ABC):
             engine=self.name, seed=request.seed,
             max_thinking_tokens=forcer.max_thinking_tokens, context_length=self.context_length,
             meta={"generated_tokens": len(forcer.thinking_ids) + len(forcer.delimiter_ids)
-                  + len(forcer.answer_ids)})
+                  + len(forcer.answer_ids), **_wait_chars(dec, forcer)})
 
     def generate(self, requests: Sequence[Request], budget: Budget | None = None,
                  on_trace: Callable[[int, Trace], None] | None = None, **hooks) -> list[Trace]:
@@ -189,3 +189,10 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Free what the engine holds (servers, model memory)."""
+
+
+def _wait_chars(decode, forcer: Forcer) -> dict:
+    """Where each forced Wait starts in the thinking text, in characters: events count tokens,
+    and the report marks the Waits in the text (a tokenizer is not at hand there)."""
+    starts = [len(decode(forcer.thinking_ids[:e.at])) for e in forcer.events if e.kind == "wait"]
+    return {"wait_chars": starts} if starts else {}
