@@ -67,6 +67,7 @@ def test_hf_batching_does_not_change_results(hf_engine):
 
 def test_hf_forced_tokens_are_fed_once_and_never_recompute_the_prefix(hf_engine):
     fed = []
+    hf_engine.prefix_cache.entries.clear()      # an earlier test's prompt would be reused
     hook = hf_engine.model.get_input_embeddings().register_forward_hook(
         lambda mod, inp, out: fed.append(inp[0].shape))
     try:
@@ -202,7 +203,7 @@ def test_llama_cpp_ignored_whole_delimiter_is_taken_back_from_the_cache(llama_en
     assert tr.events and tr.events[0].kind == "wait"
     import llama_cpp
 
-    seq = llama_engine.cached                 # the finished sequence, kept as a prefix cache
+    seq = llama_engine.kept[-1]               # the finished sequence, kept as a prefix cache
     cached = seq.tokens[: seq.fed]
     whole = llama_engine.tokenizer.encode(tr.prompt) + tr.thinking_ids + \
         llama_engine.tokenizer.encode(tr.end) + tr.answer_ids
