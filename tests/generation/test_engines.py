@@ -67,7 +67,6 @@ def test_hf_batching_does_not_change_results(hf_engine):
 
 def test_hf_forced_tokens_are_fed_once_and_never_recompute_the_prefix(hf_engine):
     fed = []
-    hf_engine.prefix_cache.entries.clear()      # an earlier test's prompt would be reused
     hook = hf_engine.model.get_input_embeddings().register_forward_hook(
         lambda mod, inp, out: fed.append(inp[0].shape))
     try:

@@ -13,8 +13,8 @@ attends exactly as if those tokens had never been fed.
 
 Shared prefixes are not recomputed (a search continues many branches from one thinking): requests
 with the same ids are prefilled once and their cache rows copied, and a finished sequence's keys
-and values stay in a small prefix cache (`PrefixCache`, least recently used out), so a request
-that continues it (a branch's next step) prefills only what is new. `tokens_fed` counts the
+and values stay in a small prefix cache (`PrefixCache`, least recently used out; a search's
+branches only), so a request that continues it (a branch's next step) prefills only what is new. `tokens_fed` counts the
 tokens the model evaluated.
 """
 
@@ -257,8 +257,10 @@ class HFEngine(Engine):
         return cache
 
     def _keep_prefix(self, cache, mask: torch.Tensor, j: int, row: _Row) -> None:
-        """Keep a finishing row's keys and values for a request that continues it."""
-        if not self.prefix_cache.max_tokens or cache is None:
+        """Keep a finishing search branch's keys and values for the requests that continue it
+        (only a search's: a plain sweep would fill the cache, on a GPU too, for nothing)."""
+        searching = row.request.step_end or row.request.thinking
+        if not self.prefix_cache.max_tokens or cache is None or not searching:
             return
         cols = mask[j].nonzero().squeeze(1).to(self.device)
         self.prefix_cache.store(row.fed, [(layer.keys[j].index_select(1, cols),
