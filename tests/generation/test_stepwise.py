@@ -143,3 +143,22 @@ def test_remote_continues_steps_as_the_in_process_engine_does(llama_server):
     finally:
         fake.stop()
         local.close()
+
+
+def test_a_batch_mixing_a_cached_prefix_and_a_fresh_prompt_gives_each_its_own_tokens(tiny):
+    other = "Write 10 in base 7."
+    first = tiny.generate([Request(TINY_Q, budget=BUDGET, step_end="\n")])[0]   # kept
+    prefix = first.meta["new_thinking"]
+    alone = tiny.generate([Request(TINY_Q, budget=BUDGET, thinking=prefix)])[0]
+    tiny.prefix_cache.entries.clear()
+    fresh = tiny.generate([Request(other, budget=BUDGET, step_end="\n")])[0]
+    tiny.prefix_cache.entries.clear()
+    tiny.generate([Request(TINY_Q, budget=BUDGET, step_end="\n")])             # kept again
+    before = tiny.tokens_fed
+    both = tiny.generate([Request(TINY_Q, budget=BUDGET, thinking=prefix),
+                          Request(other, budget=BUDGET, step_end="\n")])
+    assert (both[0].thinking_ids, both[0].answer_ids) == (alone.thinking_ids, alone.answer_ids)
+    assert both[1].thinking_ids == fresh.thinking_ids
+    # the cached row prefilled one token, the fresh one its whole prompt
+    prefill = tiny.tokens_fed - before - sum(t.meta["generated_tokens"] - 1 for t in both)
+    assert prefill <= 1 + fresh.prompt_tokens + 1
