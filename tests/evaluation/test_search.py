@@ -77,9 +77,13 @@ def test_search_settings_are_checked_before_anything_loads(tmp_path):
     for bad, msg in [({"aggregate": "max"}, "unknown aggregation"),
                      ({"select": "first"}, "select must be"),
                      ({"width": 0}, "width must be"),
-                     ({"softmax_temperature": 0.0}, "softmax temperature")]:
+                     ({"softmax_temperature": 0.0}, "softmax temperature"),
+                     ({"step_delimiter": ""}, "delimiter cannot be empty")]:
         with pytest.raises(UserError, match=msg):
             EvalConfig.load(values={**base, "method": {"name": "rebase", "scorer": STEPS, **bad}})
+    with pytest.raises(UserError, match="identical copies"):
+        EvalConfig.load(values={**base, "method": {"name": "beam", "scorer": STEPS},
+                                "budget": {"temperature": 0.0}})
     cfg = EvalConfig.load(values={**base, "method": {"name": "beam", "scorer": STEPS,
                                                      "step_delimiter": "\\n"}})
     assert cfg.method.step_delimiter == "\n"

@@ -430,6 +430,9 @@ class _Search:
         if not self.scorer or self.scorer in BUILTIN_SCORERS:
             raise UserError(f"--method {self.method} needs a reward model: --scorer SPEC")
         _check_temperature(self.temperature, self.method)
+        if self.temperature == 0:
+            raise UserError(f"--method {self.method} at temperature 0 would expand every branch "
+                            "into identical copies; use a positive temperature (default 1)")
         object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
         if not self.step_delimiter:
             raise UserError("the step delimiter cannot be empty")
