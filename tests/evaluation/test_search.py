@@ -249,11 +249,22 @@ def eval_config(tmp_path, method, **extra):
 
 def test_eval_rebase_writes_one_search_per_question_and_a_killed_run_resumes(tmp_path,
                                                                             monkeypatch):
-    from s1.evaluation import search
     from s1.evaluation.evaluate import evaluate
+    from s1.generation.engines.base import Engine
 
-    cfg = eval_config(tmp_path, "rebase", width=4)
+    calls: list[str] = []
+    real, kill = Engine.generate, False
+
+    def counted(self, requests, *args, **kwargs):
+        calls.append(requests[0].id.split("/")[1] if requests else "")
+        if kill and calls.count("tiny-0001#0") == 3:
+            raise KeyboardInterrupt
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "generate", counted)
+    cfg = eval_config(tmp_path / "whole", "rebase", width=4)
     result = evaluate(cfg)
+    depths = calls.count("tiny-0001#0")
     (run_dir,) = result.run_dirs
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines]
@@ -272,20 +283,27 @@ def test_eval_rebase_writes_one_search_per_question_and_a_killed_run_resumes(tmp
     (summary,) = result.summaries
     assert summary.questions == 3 and summary.complete and summary.method == "rebase"
 
-    # killed before the last question was written: only that one is searched again, and its
-    # seeds draw the same tree
-    (run_dir / "records.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
-    searched = []
-    real = search.TreeSearch.run
-    monkeypatch.setattr(search.TreeSearch, "run",
-                        lambda self: (searched.append(self.request.id), real(self))[1])
-    evaluate(cfg)
-    again = [json.loads(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
-    assert searched == [f"{run_dir.name}/tiny-0002#0"]
-    # the same tree (what the engine evaluated depends on what its caches held)
+    # killed in the middle of the second question (after two of its depths): a resume replays
+    # those from the journal, generates only the rest, and draws the same trees
+    other = eval_config(tmp_path / "killed", "rebase", width=4)
+    kill, calls[:] = True, []
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(other)
+    (killed_dir,) = [p for p in (tmp_path / "killed").iterdir() if p.is_dir()]
+    journal = killed_dir / "search" / "tiny-0001_0.jsonl"
+    assert len(journal.read_text().splitlines()) == 2
+    assert len((killed_dir / "records.jsonl").read_text().splitlines()) == 1
+    kill, calls[:] = False, []
+    evaluate(other)
+    again = [json.loads(x) for x in (killed_dir / "records.jsonl").read_text().splitlines()]
+    assert depths >= 3 and "tiny-0000#0" not in calls
+    assert calls.count("tiny-0001#0") == depths - 2
+    assert not (killed_dir / "search").exists()          # nothing half-written left behind
     tree = lambda r: (r["extracted"], r["correct"], r["thinking_tokens"], r["search"]["branches"],
-                      r["search"]["candidates"], r["compute"]["generated_tokens"])
+                      r["search"]["candidates"], r["compute"]["generated_tokens"],
+                      r["compute"]["reward_tokens"])
     assert [tree(r) for r in again] == [tree(r) for r in records]
+    assert [r["trace"]["prompt"] for r in again] == [r["trace"]["prompt"] for r in records]
 
 
 def test_eval_beam_search_on_the_tiny_model(tmp_path):

@@ -19,17 +19,21 @@ sample), every finished candidate (answer, grade, reward), and what the whole se
 generator tokens (evaluated: the engine's count where it keeps one, shared prefixes counted
 once), FLOPs, and the reward model's tokens and FLOPs. A branch the engine fails is dropped and
 counted; a question none of whose branches finished is an engine error (a resume asks again).
-A killed run redoes only the question in flight: every branch's seed is fixed, so it draws the
-same tree.
+While a question is searched, each depth's continuations and scores are appended to its journal
+(`search/<key>.jsonl` in the run directory, prompts left out): a killed run replays the depths
+it finished and generates only the rest (every branch's seed is fixed, so the tree is the one an
+uninterrupted run draws); the journal goes once the record is written.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import re
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 from s1.errors import UserError
 from s1.evaluation.rewards import RewardModel, aggregate
@@ -143,28 +147,26 @@ class SearchResult:
 class TreeSearch:
     """Runs one question's search on an engine with a reward model. `params` are the setting's
     (`methods.BeamSearch` / `methods.Rebase`); `request` the question's plain request (prompt,
-    budget, seed); `question` what the reward model reads."""
+    budget, seed); `question` what the reward model reads. `replay`: the journal of an
+    interrupted search (its engine calls, in order); `on_call(entry)` is handed each new one."""
 
     def __init__(self, engine: Engine, reward_model: RewardModel, method: str, params: dict,
-                 request: Request, question: str):
+                 request: Request, question: str, replay: Sequence[dict] = (),
+                 on_call: Callable[[dict], None] | None = None):
         self.engine, self.rm, self.method, self.p = engine, reward_model, method, params
         self.request, self.question = request, question
         self.delimiter = params["step_delimiter"]
         self.result = SearchResult([])
-        self._drawn = 0
+        self.replay, self.on_call = list(replay), on_call
+        self._drawn = self._calls = 0
 
     def run(self) -> SearchResult:
-        fed, rm_tokens, rm_flops = (getattr(self.engine, "tokens_fed", None), self.rm.tokens,
-                                    self.rm.flops)
+        self.result.evaluated_tokens = 0 if hasattr(self.engine, "tokens_fed") else None
         if self.method == "beam":
             self._beam()
         else:
             self._rebase()
-        res = self.result
-        if fed is not None:
-            res.evaluated_tokens = self.engine.tokens_fed - fed
-        res.reward_tokens, res.reward_flops = self.rm.tokens - rm_tokens, self.rm.flops - rm_flops
-        return res
+        return self.result
 
     def _beam(self) -> None:
         n, m = self.p["beams"], self.p["expansions"]
@@ -209,12 +211,13 @@ class TreeSearch:
         for parent, count in parents:
             for _ in range(count):
                 owners.append(parent)
-                requests.append(replace(base, thinking=parent.thinking, id=f"{base.id}/{self._drawn}",
-                                        step_end=self.delimiter if step else None,
-                                        seed=self._seed()))
+                requests.append(replace(base, thinking=parent.thinking, seed=self._seed(),
+                                        id=f"{base.id}/{self._drawn}",
+                                        step_end=self.delimiter if step else None))
         res.depth, res.branches = depth + 1, res.branches + len(requests)
+        traces, entry = self._call(requests)
         children = []
-        for parent, tr in zip(owners, self.engine.generate(requests) if requests else []):
+        for parent, tr in zip(owners, traces):
             if tr.finish_reason == "error":
                 res.errors.append(tr.error or "the engine failed this branch")
                 continue
@@ -227,20 +230,55 @@ class TreeSearch:
             else:
                 steps = parent.steps + ([new] if new.strip() else [])
                 children.append(Branch(steps, tr, done=True))
-        self._score(children)
+        if "scores" not in entry:
+            tokens, flops = self.rm.tokens, self.rm.flops
+            entry.update(scores=self._score(children), reward_tokens=self.rm.tokens - tokens,
+                         reward_flops=self.rm.flops - flops)
+            if self.on_call:
+                self.on_call(entry)
+        res.reward_tokens += entry["reward_tokens"]
+        res.reward_flops += entry["reward_flops"]
+        for b, s in zip(children, entry["scores"]):
+            b.scores = [float(x) for x in s]
+            b.reward = aggregate(b.scores, self.p["aggregate"])
         return children
 
-    def _score(self, branches: list[Branch]) -> None:
+    def _call(self, requests: list[Request]) -> tuple[list[Trace], dict]:
+        """The engine's traces of one call, and its journal entry: replayed from the journal
+        where an interrupted run got this far, else generated (the entry is journaled once
+        its branches are scored)."""
+        k, self._calls = self._calls, self._calls + 1
+        if k < len(self.replay):
+            entry = self.replay[k]
+            traces = [Trace.from_dict({**d, "prompt": self._prompt()}) for d in entry["traces"]]
+        else:
+            fed = getattr(self.engine, "tokens_fed", 0)
+            traces = self.engine.generate(requests) if requests else []
+            entry = {"call": k, "traces": [{**t.to_dict(), "prompt": ""} for t in traces],
+                     "evaluated": getattr(self.engine, "tokens_fed", 0) - fed}
+        if self.result.evaluated_tokens is not None:
+            self.result.evaluated_tokens += entry["evaluated"]
+        return traces, entry
+
+    def _score(self, branches: list[Branch]) -> list[list[float]]:
         if not branches:
-            return
+            return []
         # a branch that ended its thinking at once has no step: the reward model reads one empty
         scores = self.rm.score(self.question, [b.steps or [""] for b in branches])
         if len(scores) != len(branches):
             raise UserError(f"the reward model {self.rm.name or type(self.rm).__name__} gave "
                             f"{len(scores)} scores for {len(branches)} candidates")
-        for b, s in zip(branches, scores):
-            b.scores = [float(x) for x in s]
-            b.reward = aggregate(b.scores, self.p["aggregate"])
+        return [[float(x) for x in s] for s in scores]
+
+    def _prompt(self) -> str:
+        """The prompt text a trace carries (journals leave it out: a GPQA question stays off
+        the disk)."""
+        if not hasattr(self, "_prompt_text"):
+            try:
+                self._prompt_text = self.engine.prepare(self.request)[0]
+            except UserError:
+                self._prompt_text = ""
+        return self._prompt_text
 
     def _seed(self) -> int:
         # every branch its own reproducible seed: a resumed question draws the same tree
@@ -263,14 +301,26 @@ def execute_searches(runs: Sequence, engine: Engine, judge=None, grading_timeout
             if run.setting.scorer not in models:
                 models[run.setting.scorer] = load_reward_model(run.setting.scorer)
         for run in runs:
+            for key in run.done:              # killed after its record, before its journal went
+                journal_path(run, key).unlink(missing_ok=True)
             for item, sample in run.pending():
                 run.append(search_record(run, item, sample, engine, models[run.setting.scorer],
                                          judge, grading_timeout))
+                journal_path(run, run.key(item, sample)).unlink(missing_ok=True)
                 if bar is not None:
                     bar.update(1)
+            if (run.dir / JOURNALS).is_dir() and not any((run.dir / JOURNALS).iterdir()):
+                (run.dir / JOURNALS).rmdir()
     finally:
         for model in models.values():
             model.close()
+
+
+JOURNALS = "search"     # in a run directory: the journals of the questions being searched
+
+
+def journal_path(run, key: str) -> Path:
+    return run.dir / JOURNALS / (re.sub(r"[^A-Za-z0-9._-]", "_", key) + ".jsonl")
 
 
 def search_record(run, item, sample: int, engine: Engine, reward_model: RewardModel, judge=None,
@@ -282,12 +332,21 @@ def search_record(run, item, sample: int, engine: Engine, reward_model: RewardMo
     from s1.evaluation.grading import grade
     from s1.evaluation.metrics import estimate_flops
     from s1.evaluation.runs import ENGINE_ERROR, _Job, _record, is_gpqa
+    from s1.jsonl import JsonlAppender, read_jsonl
 
     setting, started = run.setting, time.perf_counter()
     job = _Job(run, item, sample)
     request = job.request()
-    res = TreeSearch(engine, reward_model, setting.method, setting.params, request,
-                     item.question).run()
+    path = journal_path(run, job.run.key(item, sample))
+    replay = read_jsonl(path, repair=True, key="call",
+                        damaged="the search journal is damaged: delete it to search again")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    journal = JsonlAppender(path)
+    try:
+        res = TreeSearch(engine, reward_model, setting.method, setting.params, request,
+                         item.question, replay, journal.append).run()
+    finally:
+        journal.close()
     gpqa = is_gpqa(run.bench.name, item)
     evaluated = (res.evaluated_tokens if res.evaluated_tokens is not None
                  else res.prompt_tokens + res.generated_tokens)
