@@ -230,7 +230,9 @@ def test_a_changed_configuration_is_refused(sweep):
 
 @pytest.mark.parametrize("args, words", [
     (["eval", "--benchmark", "nosuchbench", "--out", "{out}"], "unknown benchmark"),
-    (["eval", "--benchmark", "gsm8k", "--method", "beam", "--out", "{out}"], "unknown method"),
+    (["eval", "--benchmark", "gsm8k", "--method", "mcts", "--out", "{out}"], "unknown method"),
+    (["eval", "--benchmark", "gsm8k", "--method", "beam", "--out", "{out}"],
+     "needs a reward model"),
     (["eval", "--benchmark", "gsm8k", "--max-thinking", "64,lots", "--out", "{out}"],
      "not a number"),
     (["eval", "--benchmark", "gsm8k", "--num-ignore", "1,-2", "--out", "{out}"], "non-negative"),

@@ -103,15 +103,26 @@ class MethodOptions:
     scorer: str = default(m.BestOfN, "scorer")
     max_tries: int = default(m.RejectionSampling, "max_tries")
     on_failure: str = default(m.RejectionSampling, "on_failure")
+    width: int = default(m.Rebase, "width")
+    softmax_temperature: float = default(m.Rebase, "softmax_temperature")
+    beams: int = default(m.BeamSearch, "beams")
+    expansions: int = default(m.BeamSearch, "expansions")
+    step_delimiter: str = default(m.BeamSearch, "step_delimiter")
+    aggregate: str = default(m.BeamSearch, "aggregate")
+    select: str | None = None          # None: the search's own (beam: best, REBASE: vote)
+    max_depth: int = default(m.BeamSearch, "max_depth")
 
     def __post_init__(self) -> None:
         if self.name not in m.METHODS:
             raise UserError(f"unknown method {self.name!r}; choose one of {', '.join(m.METHODS)}")
+        # a delimiter typed on a command line or in YAML as "\n\n" means newlines
+        object.__setattr__(self, "step_delimiter",
+                           str(self.step_delimiter).replace("\\n", "\n").replace("\\t", "\t"))
 
     def check_no_thinking(self) -> None:
         """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""
         why = None
-        if self.name in ("rejection", "conditional"):
+        if self.name in ("rejection", "conditional", *m.SEARCHES):
             why = f"--method {self.name} controls the thinking"
         elif self.name == "budget" and (self.min_thinking or any(_ints(self.num_ignore, "x"))
                                         or len(str(self.max_thinking).split(",")) > 1):
@@ -149,6 +160,18 @@ class MethodOptions:
             from s1.evaluation.r1 import R1Sampling
             return R1Sampling(**n, max_thinking=maxes[0], **t,
                               **({} if top_p is None else {"top_p": top_p}))
+        if self.name in m.SEARCHES:
+            if self.scorer == default(MethodOptions, "scorer"):
+                raise UserError(f"--method {self.name} needs a reward model: --scorer SPEC "
+                                "(e.g. module:function returning a RewardModel)")
+            common = dict(scorer=self.scorer, max_thinking=maxes[0], **t,
+                          step_delimiter=self.step_delimiter, aggregate=self.aggregate,
+                          max_depth=self.max_depth,
+                          **({} if self.select is None else {"select": self.select}))
+            if self.name == "beam":
+                return m.BeamSearch(**common, beams=self.beams, expansions=self.expansions)
+            return m.Rebase(**common, width=self.width,
+                            softmax_temperature=self.softmax_temperature)
         return m.BestOfN(**n, scorer=self.scorer, max_thinking=maxes[0], **t)
 
 

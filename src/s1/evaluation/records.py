@@ -18,11 +18,16 @@ class Compute:
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
-    flops: float | None = None
+    flops: float | None = None         # everything, a search's reward model included
+    reward_tokens: int | None = None   # a search's reward model: tokens read, FLOPs spent
+    reward_flops: float | None = None
 
     def to_dict(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-                "flops": self.flops}
+        d = {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+             "flops": self.flops}
+        if self.reward_tokens is not None or self.reward_flops is not None:
+            d.update(reward_tokens=self.reward_tokens, reward_flops=self.reward_flops)
+        return d
 
 
 @dataclass
