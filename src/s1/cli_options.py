@@ -45,7 +45,8 @@ def _engine_flags() -> list[inspect.Parameter]:
              "(default: cuda if present)."),
         flag("threads", Optional[int], "CPU threads of the in-process engines (default: one "
              "per core)."),
-        flag("batch_size", int, "Rows decoded together (transformers engine)."),
+        flag("batch_size", int, "Sequences decoded together by the in-process engines "
+             "(transformers, llama.cpp)."),
         flag("tokenizer", Optional[str], "Remote engine: the served model's tokenizer (hub id, "
              "directory or .gguf; default: --model, else the server's /v1/models)."),
         flag("concurrency", Optional[int], "Remote engine: sequences in flight on the server "

@@ -3,7 +3,8 @@ as one self-contained HTML file (plots embedded), so the two never disagree; fig
 matplotlib PNGs drawn off-screen. `write_pages` builds them in a temporary directory and renames
 them into place: a failure leaves no half-written report.
 
-Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("img", file name, alt text), ("table", header, rows).
+Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("img", file name, alt text), ("table", header, rows),
+("html", an HTML fragment the caller escaped, its Markdown stand-in, the CSS it needs).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def render_markdown(blocks: list) -> str:
                      "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
             out.append("\n".join(lines))
+        elif kind == "html":
+            out.append(b[2])
     return "\n\n".join(out) + "\n"
 
 
@@ -72,8 +75,9 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 
 def render_html(blocks: list, images: dict[str, bytes], title: str = "s1 report") -> str:
     esc = html.escape
+    css = _CSS + "".join(dict.fromkeys(b[3] for b in blocks if b[0] == "html"))
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}"
-             f"</title><style>{_CSS}</style></head><body>"]
+             f"</title><style>{css}</style></head><body>"]
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
@@ -88,6 +92,8 @@ def render_html(blocks: list, images: dict[str, bytes], title: str = "s1 report"
             body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>"
                            for r in b[2])
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "html":
+            parts.append(b[1])
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -125,7 +125,7 @@ def test_gsm8k_answers_with_thousands_separators():
 
 
 def test_boxes_inside_thinking_are_ignored_once_split():
-    # REFERENCE D.2: math-verify merges every box of a text into a set, so the segment matters.
+    # math-verify 0.9.0 (probed): it merges every box of a text into a set, so the segment matters.
     item = Item("seven", "q", "7", "math")
     assert grade("\\boxed{5}\nWait\n\\boxed{7}", item).correct  # last box, not the set {5, 7}
     full = "<think>maybe \\boxed{7}? ...</think> The final answer is \\boxed{5}."

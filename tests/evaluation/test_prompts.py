@@ -1,4 +1,4 @@
-"""Prompt protocols and the conditional-prompting suffixes (REFERENCE §5.1, paper Table 3)."""
+"""Prompt protocols and the conditional-prompting suffixes (the s1 harness's PROMPT* suffixes, paper Table 3)."""
 
 import pytest
 

@@ -149,8 +149,12 @@ def test_report_writes_html_markdown_and_pngs(sweep, tmp_path):
         assert name in md
     for qid in ("gsm8k-1", "gsm8k-2"):
         assert f"| {qid} |" in md
-    # Questions never go into reports (GPQA must not leak): ids and answers only.
-    assert "Janet" not in md and "Janet" not in html
+    # Questions never go into reports: ids and answers only. The HTML page's drill-down shows
+    # what the model wrote, which may quote a question's words (GPQA runs show none of it).
+    from s1.evaluation.benchmarks import load_benchmark
+    assert "Janet" not in md
+    assert not any(item.question in html for item in load_benchmark("gsm8k", limit=10).items)
+    assert "<details class='s1-q' id='trace-gsm8k-1'>" in html
 
 
 @pytest.mark.slow
@@ -226,7 +230,9 @@ def test_a_changed_configuration_is_refused(sweep):
 
 @pytest.mark.parametrize("args, words", [
     (["eval", "--benchmark", "nosuchbench", "--out", "{out}"], "unknown benchmark"),
-    (["eval", "--benchmark", "gsm8k", "--method", "beam", "--out", "{out}"], "unknown method"),
+    (["eval", "--benchmark", "gsm8k", "--method", "mcts", "--out", "{out}"], "unknown method"),
+    (["eval", "--benchmark", "gsm8k", "--method", "beam", "--out", "{out}"],
+     "needs a reward model"),
     (["eval", "--benchmark", "gsm8k", "--max-thinking", "64,lots", "--out", "{out}"],
      "not a number"),
     (["eval", "--benchmark", "gsm8k", "--num-ignore", "1,-2", "--out", "{out}"], "non-negative"),
@@ -293,6 +299,10 @@ def test_gpqa_questions_stay_out_of_records_reports_and_output(tmp_path):
                 assert word not in text or word in model_output, (f, word)
     for stream in (p.stdout, p.stderr, r.stdout, r.stderr):
         assert not any(word in stream for word in secrets)
+    # Not even the model's own text is shown in the report: it may quote the question.
+    html = (out / "report.html").read_text()
+    assert "Traces of GPQA questions are not shown" in html
+    assert "s1-thinking" not in html and "s1-answer" not in html
 
 
 @pytest.mark.slow

@@ -30,6 +30,17 @@ def test_generate_respects_max_thinking_and_answers():
     assert answer.split("\n", 1)[1].strip()          # an answer follows the thinking
 
 
+def test_the_answer_follows_its_label_not_the_delimiter():
+    from s1.generation.cli import render_trace
+    from s1.generation.trace import Trace
+
+    trace = Trace("q", "p", 3, "7*8 is 56.\n", [1, 2], "\nFinal Answer: 56", [3, 4],
+                  "<|im_start|>answer")
+    lines = render_trace(trace, "llama.cpp").splitlines()
+    assert lines[lines.index("[answer]") + 1] == "Final Answer: 56"
+    assert "<|im_start|>" not in "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_generate_json_from_input_file(tmp_path):
     f = tmp_path / "q.jsonl"

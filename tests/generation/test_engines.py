@@ -202,7 +202,7 @@ def test_llama_cpp_ignored_whole_delimiter_is_taken_back_from_the_cache(llama_en
     assert tr.events and tr.events[0].kind == "wait"
     import llama_cpp
 
-    seq = llama_engine.cached                 # the finished sequence, kept as a prefix cache
+    seq = llama_engine.kept[-1]               # the finished sequence, kept as a prefix cache
     cached = seq.tokens[: seq.fed]
     whole = llama_engine.tokenizer.encode(tr.prompt) + tr.thinking_ids + \
         llama_engine.tokenizer.encode(tr.end) + tr.answer_ids

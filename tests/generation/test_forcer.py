@@ -376,3 +376,43 @@ def test_loop_guard_window_must_hold_the_copies():
 def test_a_remote_segment_stops_on_the_trigger_only_when_it_alone_ends_thinking():
     assert make(Budget()).ids.stop_ids == [START, EOS]
     assert make_tags(Budget()).ids.stop_ids == [EOS]
+
+
+# --- step-wise generation: a prefix continued, a pause at the end of a step ---------------------
+
+
+def make_step(budget: Budget, max_thinking=None, prefix=(), step_end="\n") -> Forcer:
+    ids = FormatIds(end=(START, ANSWER_WORD), suffix=(NL, FINAL), newline=(NL,),
+                    ignore=((WAIT,),), eos=frozenset({EOS}), decode=decode)
+    return Forcer(budget, ids, max_thinking, prefix, step_end)
+
+
+def test_a_step_ends_at_the_delimiter_after_some_text():
+    f = make_step(Budget(), prefix=[100, NL])
+    # a leading newline is no step; text then a newline is one
+    out = drive(f, [NL, 101, 102, NL, 103])
+    assert out == [NL, 101, 102, NL]
+    assert f.done and f.finish_reason == "step" and f.thinking_finish == "step"
+    assert f.thinking_ids == [100, NL, NL, 101, 102, NL] and f.prefix_tokens == 2
+    assert f.new_thinking() == "\n w101 w102\n"
+
+
+def test_the_prefix_counts_toward_the_thinking_cap():
+    f = make_step(Budget(max_answer_tokens=2), max_thinking=5, prefix=[100, 101, NL, 102])
+    out = drive(f, [103, 104, 105], fill=106)
+    # one more thinking token fits, then the forced end and the answer
+    assert out[:1] == [103] and f.thinking_tokens == 5 and f.thinking_finish == "max"
+    assert out[1:4] == [NL, START, ANSWER_WORD] and f.answer_ids[:2] == [NL, FINAL]
+
+
+def test_a_step_that_ends_the_thinking_goes_on_to_answer():
+    f = make_step(Budget(max_answer_tokens=3), prefix=[100, NL])
+    drive(f, [101, START, 107, 108, EOS])
+    assert f.thinking_finish == "end" and f.finish_reason == "stop"
+    assert f.answer_ids == [107, 108] and f.new_thinking() == " w101"
+
+
+def test_without_a_step_end_a_continued_thinking_runs_to_its_end():
+    f = make_step(Budget(max_answer_tokens=2), prefix=[100, NL], step_end=None)
+    drive(f, [101, NL, 102, NL, START, 107, EOS])
+    assert f.thinking_finish == "end" and f.thinking_ids == [100, NL, 101, NL, 102, NL]

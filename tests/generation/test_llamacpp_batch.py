@@ -190,7 +190,7 @@ def test_the_kv_budget_bounds_the_sequences_decoded_together(engine, monkeypatch
     stream = 256 * engine.kv_bytes_per_token               # one page: these sequences fit in it
     monkeypatch.setattr(llamacpp, "KV_BUDGET_BYTES", 3 * stream)
     engine.pool.close()
-    engine.pool, engine.cached = None, None
+    engine.pool, engine.kept = None, []
     widths, decode = [], lb.Pool.decode
     monkeypatch.setattr(lb.Pool, "decode",
                         lambda pool, chunks: (widths.append(len(chunks)), decode(pool, chunks)))

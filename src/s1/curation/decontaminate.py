@@ -1,4 +1,4 @@
-"""Decontamination: the paper's word 8-gram check (REFERENCE §2.2), made fast and explained.
+"""Decontamination: the paper's word 8-gram check (s1's data/collect_data.py), made fast and explained.
 
 s1 (`collect_data.py`, `decontaminate_util.py`): normalise (lowercase, strip, collapse
 whitespace; punctuation kept), split on whitespace, and drop a training question that shares
@@ -38,7 +38,7 @@ from s1.errors import UserError
 
 SHIPPED_BENCHMARKS = ("math500", "aime24", "aime22-24")
 ON_THE_HUB = ("gpqa-diamond", "aime25")      # not shipped: a file in `files`, else the hub
-#: The paper's test sets (REFERENCE §2.2: AIME 2022-24, GPQA Diamond, MATH500) and AIME24.
+#: The paper's test sets (s1's collect_data.py: AIME 2022-24, GPQA Diamond, MATH500) and AIME24.
 DEFAULT_BENCHMARKS = ("math500", "aime24", "aime22-24", "gpqa-diamond")
 PRIVATE = ("gpqa",)            # never write their text anywhere
 _PRIME = np.uint64(0x9E3779B97F4A7C15)

@@ -10,9 +10,12 @@ codes (`s1/data/msc/msc.json`, the paper's list), the axis of the selection step
   codes: MATH `type`, Omni-MATH `domain` paths, TheoremQA `subfield`, OlympiadBench `subfield`
   (see `_MAPS`). It can only predict the ~35 codes those labels reach; `evaluate_offline()`
   measures its accuracy on a held-out fifth (split by question hash).
+- `metadata`: the code the pool row already carries in `metadata["msc"]` (a source labelled
+  where it was made: the miniature world's generator knows each family's code). A row without
+  a valid code is dropped.
 
 Config: `DomainsConfig`. Columns in: `question`. Columns out: `domain` (the MSC title, as the
-paper stored it), `domain_code` (two digits), `domain_source` ("llm" or "offline").
+paper stored it), `domain_code` (two digits), `domain_source` ("llm", "offline" or "metadata").
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from s1.errors import UserError
 
 log = logging.getLogger("s1.curation")
 
-METHODS = ("llm", "offline")
+METHODS = ("llm", "offline", "metadata")
 
 # The paper's prompts (featurization.py of simplescaling/s1).
 CLASSIFY_SYSTEM = (
@@ -50,7 +53,7 @@ CLASSIFY_USER = "## Question\n{question}\n\n## Classification rubrics\n{rubrics}
 class DomainsConfig:
     """How to label domains."""
 
-    method: str = "offline"            # llm | offline
+    method: str = "offline"            # llm | offline | metadata (the pool row's own msc)
     classifier: LLMConfig | None = None   # method=llm: which model
     on_unparsed: str = "drop"          # method=llm, no code in the reply: drop | offline
     cache: str | None = None           # method=llm: JSONL of replies (resumable)
@@ -58,7 +61,7 @@ class DomainsConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise UserError(f"unknown domain method {self.method!r}; choose llm or offline")
+            raise UserError(f"unknown domain method {self.method!r}; choose llm, offline or metadata")
         self.classifier = llm_config(self.classifier, "domains.classifier")
         if self.method == "llm" and self.classifier is None:
             self.classifier = LLMConfig()
@@ -228,13 +231,18 @@ def domains(ds, config: DomainsConfig | None = None,
     if config.method == "offline":
         codes = offline_classifier(config.train_dir).predict(questions)
         sources = ["offline"] * len(codes)
+    elif config.method == "metadata":
+        codes = [_metadata_code(m, titles) for m in (ds["metadata"] if "metadata" in ds.column_names
+                                                      else [None] * len(ds))]
+        sources = ["metadata"] * len(codes)
     else:
         codes, sources = _classify_llm(ds, questions, config)
     keep = []
     for i, code in enumerate(codes):
         if code is None:
             if on_drop:
-                on_drop(ds[i], f"no MSC code in the classifier's reply ({sources[i]})")
+                on_drop(ds[i], "no MSC code in the row's metadata" if config.method == "metadata"
+                        else f"no MSC code in the classifier's reply ({sources[i]})")
             continue
         keep.append(i)
     out = ds.select(keep)
@@ -245,6 +253,17 @@ def domains(ds, config: DomainsConfig | None = None,
             out = out.remove_columns(name)
         out = out.add_column(name, values)
     return out
+
+
+def _metadata_code(meta, titles: dict[str, str]) -> str | None:
+    """The row's own MSC code (`metadata["msc"]`), None where it has no valid one."""
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError:
+            return None
+    code = str((meta or {}).get("msc") or "").strip().zfill(2) if isinstance(meta, dict) else ""
+    return code if code in titles else None
 
 
 def _classify_llm(ds, questions: list[str], config: DomainsConfig):

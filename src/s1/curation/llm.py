@@ -59,6 +59,7 @@ class LLMConfig:
     engine: str = "auto"               # local: auto | transformers | llama.cpp
     device: str | None = None          # local: cpu | cuda | cuda:N
     threads: int | None = None         # local: CPU threads
+    batch_size: int | None = None      # local: rows decoded together (None: the engine's default)
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -73,8 +74,8 @@ class LLMConfig:
                                 f"list of them), not {self.base_url!r}")
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
             raise UserError(f"the API key variable {self.api_key_env} is not set")
-        for name in ("max_tokens", "concurrency"):
-            if getattr(self, name) < 1:
+        for name in ("max_tokens", "concurrency", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
             raise UserError(f"requests_per_minute must be positive, not {self.requests_per_minute}")
@@ -416,7 +417,9 @@ class LLM:
             # embedded model 10-20x slower here (1.5 s -> 17-36 s for 30 tokens). Passive waiting
             # must be chosen before the OpenMP runtime starts, i.e. before llama.cpp is loaded.
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            self._engine = load_engine(c.model, engine=c.engine, device=c.device, threads=c.threads)
+            more = {"batch_size": c.batch_size} if c.batch_size else {}
+            self._engine = load_engine(c.model, engine=c.engine, device=c.device, threads=c.threads,
+                                       **more)
         # The completion budget is split as the harness does: thinking capped, the rest answers.
         answer = max(1, min(512, c.max_tokens // 4))
         budget = Budget(max_thinking_tokens=max(0, c.max_tokens - answer), max_answer_tokens=answer,

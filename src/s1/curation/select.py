@@ -7,7 +7,7 @@ rank 0 being the longest trace (ties: the later row ranks first, as the notebook
 notebook's numpy RNG was never seeded, so s1K itself cannot be redrawn; `simplescaling/s1K` is
 canonical.
 
-`notebook` (the released code, REFERENCE §2.5): first every benchmark-related question (GPQA and
+`notebook` (the released code, data/filter.ipynb): first every benchmark-related question (GPQA and
 AIME sources, and MATH with a trace longer than `math_min_length`, each only if the teacher was
 right: `correct_column`, by default the difficulty step's `teacher_correct`), then Algorithm 1, except that from `switch_at` selections
 on the domain is drawn from the domain histogram of the GPQA + AIME questions (GPQA weighted

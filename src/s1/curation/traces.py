@@ -17,6 +17,10 @@ is cached (asking again gives the same) but dropped as `teacher-truncated` unles
 `keep_truncated`; kept rows say so in `teacher_truncated`. Token and cost totals of every request in
 the cache are written beside it (`<cache>.usage.json`) and returned by `trace_usage`.
 
+A pool that already carries its teacher's thinking (the miniature world's generator writes it;
+a pool exported with traces) is read instead of asked: `from_pool: FIELD` takes it from the
+row's `metadata[FIELD]`.
+
 Config: `TracesConfig`. Columns in: `question` (`question_hash` is used when present, else
 sha256(question)[:16]). Columns out, as s1K: `thinking_trajectories` (list of one str), `attempt`
 (str); plus `teacher` (model label), `teacher_error` (str, "" when it worked) and
@@ -50,6 +54,8 @@ class TracesConfig:
     retry_failed: bool = True          # a rerun asks again for questions that failed before
     keep_failed: bool = False          # keep failed rows (empty traces) instead of dropping them
     keep_truncated: bool = False       # keep replies cut at max_tokens (flagged) instead of dropping
+    from_pool: str | None = None       # the pool's `metadata` field that already holds the teacher's
+                                       # thinking (the synthetic world: `trace`): no model is asked
     progress: str = "teacher traces"   # the progress bar's label
 
     def __post_init__(self) -> None:
@@ -101,12 +107,37 @@ def _record(h: str, reply: Reply, cfg: TracesConfig) -> dict:
             "wall_s": round(reply.wall_s, 3)}
 
 
+def pool_replies(ds, field: str) -> dict[str, dict]:
+    """The teacher's replies a pool already carries: its thinking in `metadata[field]`, its
+    answer in `metadata["attempt"]`, else "Answer: " and the row's reference answer (a generated
+    world's teacher is the generator; written as s1's format writes an answer, so the teacher's
+    grade can extract it). A row without the field is a failure."""
+    import json
+
+    out = {}
+    metas = ds["metadata"] if "metadata" in ds.column_names else [None] * len(ds)
+    answers = ds["answer"] if "answer" in ds.column_names else [None] * len(ds)
+    for h, meta, answer in zip(hashes_of(ds), metas, answers):
+        meta = json.loads(meta) if isinstance(meta, str) and meta.strip() else (meta or {})
+        thinking = meta.get(field) if isinstance(meta, dict) else None
+        if isinstance(thinking, list):   # s1K's thinking_trajectories: a list of one str
+            thinking = thinking[0] if thinking else None
+        ok = isinstance(thinking, str) and bool(thinking.strip())
+        out[h] = {"question_hash": h, "teacher": f"pool:{field}", "thinking": thinking if ok else "",
+                  "attempt": str(meta.get("attempt") or f"Answer: {answer}") if ok else "",
+                  "error": None if ok else f"the pool row has no {field!r} in its metadata",
+                  "truncated": False, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    return out
+
+
 def traces(ds, config: TracesConfig | None = None,
            on_drop: Callable[[dict, str], None] | None = None, llm: LLM | None = None):
     """Teacher traces for a `Dataset` (see the module docstring)."""
     config = config or TracesConfig()
     if "question" not in ds.column_names:
         raise UserError("the traces step needs a 'question' column")
+    if config.from_pool:
+        return _columns(ds, hashes_of(ds), pool_replies(ds, config.from_pool), config, on_drop)
     hashes = hashes_of(ds)
     cache_path = Path(config.cache) if config.cache else None
     if cache_path is not None:
@@ -145,7 +176,12 @@ def traces(ds, config: TracesConfig | None = None,
                 llm.close()
     if cache_path is not None:
         write_json_atomic(cache_path.with_name(cache_path.name + ".usage.json"), trace_usage(cache_path))
+    return _columns(ds, hashes, done, config, on_drop)
 
+
+def _columns(ds, hashes: list[str], done: dict[str, dict], config: TracesConfig, on_drop):
+    """The rows with their teacher's reply as s1K's columns; failed and cut replies dropped
+    (or kept, flagged, as the config says)."""
     keep, thinking, attempt, teacher, errors, truncated = [], [], [], [], [], []
     for i, h in enumerate(hashes):
         rec = done[h]
@@ -203,8 +239,14 @@ def traces_step(data, config: TracesConfig, ctx) -> StepOutput:
 
     from s1.curation.modelsteps import bars, drop_into, reply_cache, split_reason
 
-    cache = reply_cache(ctx, config.cache, "traces", config.teacher)
     drops = Drops()
+    if config.from_pool:   # the pool carries its teacher's replies: nothing to ask or cache
+        out = traces(data, config, on_drop=drop_into(drops, split_reason({}, "no-trace")))
+        ctx.log(f"teacher traces from the pool's metadata field {config.from_pool!r}")
+        return StepOutput(out, drops, stats={"teacher": f"pool:{config.from_pool}", "failures": 0,
+                                             "truncated": 0, "prompt_tokens": 0,
+                                             "completion_tokens": 0, "cost": 0.0})
+    cache = reply_cache(ctx, config.cache, "traces", config.teacher)
     with bars(ctx):
         out = traces(data, dataclasses.replace(config, cache=cache),
                      on_drop=drop_into(drops, split_reason({"teacher failed": "teacher-error",

@@ -287,6 +287,7 @@ def summarize_run(run: RunData) -> RunSummary:
         summary.tries_max = max(r.tries for r in recs)
         summary.rejection_failed = sum(r.accepted is False for r in recs)
         summary.rejection_on_failure = s.on_failure
+        summary.accepted_thinking_mean = _mean([r.thinking_tokens for r in recs if r.accepted])
     if s.samples > 1:
         full = {q: v for q, v in questions.items() if len(v) == s.samples}
         at_k: dict[str, dict] = {}

@@ -14,8 +14,10 @@ from s1.evaluation.config import BudgetOptions as G
 from s1.evaluation.config import EvalConfig
 from s1.evaluation.config import MethodOptions as M
 from s1.evaluation.config import RunOptions as R
+from s1.evaluation.methods import BestOfN
 from s1.evaluation.records import RunSummary
 from s1.generation.options import EngineOptions
+from s1.status import note
 
 # Each flag of `s1 eval` is one field of EvalConfig: the flag → section.field table.
 FLAGS = {
@@ -27,9 +29,11 @@ FLAGS = {
     "num_ignore": "method.num_ignore", "ignore_string": "method.ignore_strings",
     "min_thinking": "method.min_thinking", "prompt": "method.prompt", "forcing": "method.forcing",
     "tokens_per_step": "method.tokens_per_step", "samples": "method.samples",
-    "scorer": "method.scorer", "aggregate": "method.aggregate",
-    "step_delimiter": "method.step_delimiter", "max_tries": "method.max_tries",
-    "on_failure": "method.on_failure",
+    "scorer": "method.scorer", "max_tries": "method.max_tries",
+    "on_failure": "method.on_failure", "width": "method.width",
+    "softmax_temperature": "method.softmax_temperature", "beams": "method.beams",
+    "expansions": "method.expansions", "step_delimiter": "method.step_delimiter",
+    "aggregate": "method.aggregate", "select": "method.select", "max_depth": "method.max_depth",
     "max_answer": "budget.max_answer", "temperature": "budget.temperature",
     "answer_reserve": "budget.answer_reserve", "require_answer": "budget.require_answer",
     "min_mode": "budget.min_mode",
@@ -69,9 +73,17 @@ def _render_run(s: RunSummary) -> str:
                 f"{s.samples_per_question} samples) · cons@{c['n']} {100 * c['accuracy']:.1f}% "
                 f"({c['correct']}/{c['questions']}) · {s.thinking_per_question:.0f} thinking "
                 f"tokens/question")
-    return (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
-            f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · "
-            f"{s.thinking_per_question:.0f} thinking tokens/question · "
+    head = (f"{s.name}: {100 * s.accuracy:.1f}% [{100 * s.wilson_low:.1f}, "
+            f"{100 * s.wilson_high:.1f}] ({s.correct}/{s.questions}) · ")
+    if s.tries_mean is not None:   # rejection sampling: the failed samples apart, as Control
+        samples = s.questions * s.samples_per_question
+        kept = ("no sample within the threshold" if s.accepted_thinking_mean is None else
+                f"{s.accepted_thinking_mean:.0f} thinking tokens/sample within the threshold")
+        return (head + f"{kept} · {s.rejection_failed}/{samples} out of tries "
+                f"({'scored wrong' if s.rejection_on_failure == 'wrong' else 'last sample kept'})"
+                f" · {s.tries_mean:.1f} tries/sample · "
+                f"{s.compute['generated_tokens']} generated tokens")
+    return (head + f"{s.thinking_per_question:.0f} thinking tokens/question · "
             f"{s.compute['generated_tokens']} generated tokens")
 
 
@@ -111,7 +123,7 @@ def eval_(
     show: bool = typer.Option(False, "--show", help="Print the resolved config and exit."),
     benchmark: Optional[str] = typer.Option(None, help="aime24, math500, gsm8k, tiny (the miniature world), aime25, gpqa-diamond, or a JSONL path; several comma-separated (aime24,math500,gpqa-diamond), each its own runs."),
     out: Optional[str] = typer.Option(None, help="Directory of the runs (one sub-directory per run); re-run to resume."),
-    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority, best-of-n, weighted-majority (votes weighted by a reward model) or r1 (DeepSeek-R1: n samples at T=0.6, top-p 0.95, boxed prompt; pass@1 and cons@n)."),
+    method: str = typer.Option(default(M, "name"), help="budget, conditional, rejection, majority, best-of-n, weighted-majority (votes weighted by a reward model), r1 (DeepSeek-R1: n samples at T=0.6, top-p 0.95, boxed prompt; pass@1 and cons@n), beam (step-level beam search) or rebase (REBASE tree search); beam and rebase need --scorer."),
     benchmark_file: Optional[str] = typer.Option(None, help="Local file for a named benchmark (aime25, gpqa-diamond offline); with several benchmarks NAME=PATH[,NAME=PATH]."),
     question_field: Optional[str] = typer.Option(None, help="Question field of a JSONL benchmark."),
     answer_field: Optional[str] = typer.Option(None, help="Answer field of a JSONL benchmark."),
@@ -127,9 +139,15 @@ def eval_(
     forcing: bool = typer.Option(default(M, "forcing"), "--forcing/--no-forcing", help="Conditional: also budget-force the prompted bound."),
     tokens_per_step: int = typer.Option(default(M, "tokens_per_step"), help="Conditional steps:N with --forcing: token cap per step."),
     samples: Optional[int] = typer.Option(None, help="Majority / best-of-n / weighted-majority (default 8) and r1 (default 16): samples per question."),
-    scorer: Optional[str] = typer.Option(None, help="Best-of-n: oracle (default), shortest, module:function(item, trace, grade), or a reward model reading the thinking's steps: programmatic (the miniature world's checker), prm:MODEL (Qwen2.5-Math-PRM or Math-Shepherd style; prm-qwen:/prm-shepherd: to force one), orm:MODEL, served:URL[#model] (vLLM's pooling API), module:function(question, steps). Weighted-majority: a reward model (default programmatic)."),
-    aggregate: str = typer.Option(default(M, "aggregate"), help="Reward model: one score from the step scores: min, last, prod or mean."),
-    step_delimiter: str = typer.Option(default(M, "step_delimiter"), show_default=False, help="Reward model: where the thinking splits into steps (\\n\\n; the miniature world writes one step per line: '\\n')."),
+    scorer: Optional[str] = typer.Option(None, help="Best-of-n: oracle (default), shortest, module:function(item, trace, grade), or a reward model reading the thinking's steps: programmatic (the miniature world's checker), prm:MODEL (Qwen2.5-Math-PRM or Math-Shepherd style; prm-qwen:/prm-shepherd: to force one), orm:MODEL, served:URL[#model] (vLLM's pooling API), module:function(question, steps). Weighted-majority: a reward model (default programmatic). Beam / rebase: the reward model (required)."),
+    aggregate: Optional[str] = typer.Option(None, help="Reward model: one score from the step scores: min, last, prod or mean (default: best-of-n and weighted-majority min, beam and rebase last)."),
+    step_delimiter: str = typer.Option(default(M, "step_delimiter"), show_default=False, help="Reward model / beam / rebase: where the thinking splits into steps (\\n\\n; the miniature world writes one step per line: '\\n'). Escapes \\n and \\t are read."),
+    width: int = typer.Option(default(M, "width"), help="Rebase: total width of the tree (answers collected)."),
+    softmax_temperature: float = typer.Option(default(M, "softmax_temperature"), help="Rebase: T of softmax(reward / T), how expansions are shared among nodes."),
+    beams: int = typer.Option(default(M, "beams"), help="Beam: beams kept at each step."),
+    expansions: int = typer.Option(default(M, "expansions"), help="Beam: expansions of each beam per step."),
+    select: Optional[str] = typer.Option(None, help="Beam / rebase: the answer, best (highest reward) or vote (reward-weighted); default beam best, rebase vote."),
+    max_depth: int = typer.Option(default(M, "max_depth"), help="Beam / rebase: steps at most, then open branches finish and answer."),
     max_tries: int = typer.Option(default(M, "max_tries"), help="Rejection sampling: tries per question before giving up."),
     on_failure: str = typer.Option(default(M, "on_failure"), help="Rejection sampling, a question out of tries: wrong (the paper) or keep (grade the last, cut sample)."),
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (default: 0 for budget/conditional, 1 for sampling methods)."),
@@ -158,6 +176,8 @@ def eval_(
     if show:
         print(cfg.show(), end="")
         return
+    if not cfg.run.quiet:
+        note(cfg.engine.loading_note())
     from s1.evaluation.evaluate import evaluate
 
     result = evaluate(cfg)
@@ -231,7 +251,7 @@ def compare_compute(
     model_config: Optional[str] = typer.Option(None, help="config.json (or its directory) of the model, for FLOPs when the engine cannot tell (remote)."),
     seeds: int = typer.Option(5, help="Seeds of the parallel runs (mean ± sd over them; budget forcing is greedy, one run)."),
     scorer: Optional[str] = typer.Option(None, help="A reward model (programmatic, prm:MODEL, orm:MODEL, served:URL, module:function(question, steps)): its best-of-k joins the comparison, its reading counted in the compute."),
-    aggregate: str = typer.Option(default(M, "aggregate"), help="With --scorer: one score from the step scores: min, last, prod or mean."),
+    aggregate: str = typer.Option(default(BestOfN, "aggregate"), help="With --scorer: one score from the step scores: min, last, prod or mean."),
     step_delimiter: str = typer.Option(default(M, "step_delimiter"), show_default=False, help="With --scorer: where the thinking splits into steps (default a blank line; the miniature world: '\\n')."),
     resamples: int = typer.Option(10_000, help="Paired bootstrap resamples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),

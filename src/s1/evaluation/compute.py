@@ -149,15 +149,15 @@ def shape_from_config(path: str | Path) -> dict:
 
 
 def _cost(rec, shape: dict | None) -> float:
-    """What one sample cost: its FLOPs from the model's shape, else the FLOPs it recorded, else
-    its tokens (prompt + generated)."""
+    """What one sample cost: its FLOPs from the model's shape (plus a search's reward-model
+    FLOPs), else the FLOPs it recorded, else its tokens (prompt + generated + reward model's)."""
+    c = rec.compute
     if shape and shape.get("n_params"):
-        return estimate_flops(shape["n_params"], rec.compute.prompt_tokens,
-                              rec.compute.generated_tokens, shape.get("n_layers"),
-                              shape.get("d_model"))
-    if rec.compute.flops:
-        return rec.compute.flops
-    return float(rec.compute.prompt_tokens + rec.compute.generated_tokens)
+        return estimate_flops(shape["n_params"], c.prompt_tokens, c.generated_tokens,
+                              shape.get("n_layers"), shape.get("d_model")) + (c.reward_flops or 0.0)
+    if c.flops:
+        return c.flops
+    return float(c.prompt_tokens + c.generated_tokens + (c.reward_tokens or 0))
 
 
 def _reward_cost(rec, unit: str) -> float:

@@ -102,11 +102,17 @@ class MethodOptions:
     tokens_per_step: int = default(m.ConditionalPrompting, "tokens_per_step")
     samples: int | None = None         # None: the method's own (majority / best-of-n 8, r1 16)
     scorer: str | None = None          # None: the method's own (best-of-n oracle, weighted
-                                       # majority programmatic)
-    aggregate: str = default(m.BestOfN, "aggregate")
+                                       # majority programmatic; beam and rebase need one)
+    aggregate: str | None = None       # None: the method's own (best-of-n min, searches last)
     step_delimiter: str = default(m.BestOfN, "step_delimiter")
     max_tries: int = default(m.RejectionSampling, "max_tries")
     on_failure: str = default(m.RejectionSampling, "on_failure")
+    width: int = default(m.Rebase, "width")
+    softmax_temperature: float = default(m.Rebase, "softmax_temperature")
+    beams: int = default(m.BeamSearch, "beams")
+    expansions: int = default(m.BeamSearch, "expansions")
+    select: str | None = None          # None: the search's own (beam: best, REBASE: vote)
+    max_depth: int = default(m.BeamSearch, "max_depth")
 
     def __post_init__(self) -> None:
         if self.name not in m.METHODS:
@@ -116,7 +122,7 @@ class MethodOptions:
     def check_no_thinking(self) -> None:
         """The `none` format has no thinking to force, cap or reject on: refuse what needs it."""
         why = None
-        if self.name in ("rejection", "conditional"):
+        if self.name in ("rejection", "conditional", *m.SEARCHES):
             why = f"--method {self.name} controls the thinking"
         elif self.name == "budget" and (self.min_thinking or any(_ints(self.num_ignore, "x"))
                                         or len(str(self.max_thinking).split(",")) > 1):
@@ -154,9 +160,23 @@ class MethodOptions:
             from s1.evaluation.r1 import R1Sampling
             return R1Sampling(**n, max_thinking=maxes[0], **t,
                               **({} if top_p is None else {"top_p": top_p}))
+        if self.name in m.SEARCHES:
+            if self.scorer is None:
+                raise UserError(f"--method {self.name} needs a reward model: --scorer SPEC "
+                                "(programmatic, prm:MODEL, orm:MODEL, served:URL or "
+                                "module:function)")
+            common = dict(scorer=self.scorer, max_thinking=maxes[0], **t,
+                          step_delimiter=self.step_delimiter, max_depth=self.max_depth,
+                          **({} if self.aggregate is None else {"aggregate": self.aggregate}),
+                          **({} if self.select is None else {"select": self.select}))
+            if self.name == "beam":
+                return m.BeamSearch(**common, beams=self.beams, expansions=self.expansions)
+            return m.Rebase(**common, width=self.width,
+                            softmax_temperature=self.softmax_temperature)
         scored = {"scorer": self.scorer} if self.scorer is not None else {}
+        aggregated = {"aggregate": self.aggregate} if self.aggregate is not None else {}
         method = m.WeightedMajority if self.name == "weighted-majority" else m.BestOfN
-        return method(**n, **scored, max_thinking=maxes[0], aggregate=self.aggregate,
+        return method(**n, **scored, **aggregated, max_thinking=maxes[0],
                       step_delimiter=self.step_delimiter, **t)
 
 

@@ -17,6 +17,11 @@ and `predict()`, which turns a question's graded samples into the method's answe
                          reward model reading the thinking's steps (`s1.evaluation.rewards`).
 - `WeightedMajority`     n parallel samples, each answer's votes weighted by its reward
                          (search-and-learn's "weighted best-of-N").
+- `BeamSearch`           step-level beam search guided by a reward model (search-and-learn's).
+- `Rebase`               REBASE: a tree whose expansions a process reward model allocates.
+
+The two searches run per question (`search.py`): one record per question, the finished
+candidates in it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from s1.evaluation.verifier import cluster_answers
 from s1.generation.budget import DEFAULT_IGNORE, Budget, parse_max_thinking
 
 METHODS = ("budget", "conditional", "rejection", "majority", "best-of-n", "weighted-majority",
-           "r1")
+           "r1", "beam", "rebase")
+SEARCHES = ("beam", "rebase")   # step-wise tree searches: one record per question (search.py)
 SAMPLED_TEMPERATURE = 1.0   # the sampling methods' default: the paper samples at T=1
 
 MaxThinking = Union[int, str, None]
@@ -452,8 +458,112 @@ class WeightedMajority(BestOfN):
                             "served:URL or module:function(question, steps)")
 
 
+
+
+SELECTIONS = ("best", "vote")   # a search's answer: the best reward, or the reward-weighted vote
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What both searches share.
+
+    scorer: the reward model (a spec `load_reward_model` reads)
+    step_delimiter: where a step ends ("\n\n", as Qwen2.5-Math-PRM splits; the miniature world
+        thinks one step per line: "\n")
+    aggregate: how a branch's step scores make its reward: min, last, prod or mean
+    select: the answer: "best" (the highest reward) or "vote" (answers' rewards summed)
+    max_depth: steps at most; open branches are then let finish their thinking and answer
+    max_thinking: the cap of each branch's whole thinking (its steps so far count)
+    """
+
+    scorer: str = ""
+    temperature: float = SAMPLED_TEMPERATURE
+    max_thinking: MaxThinking = "auto"
+    step_delimiter: str = "\n\n"
+    aggregate: str = "last"
+    select: str = "best"
+    max_depth: int = 40
+
+    def _check(self) -> None:
+        from s1.evaluation.rewards import AGGREGATIONS
+
+        from s1.evaluation.rewards import check_reward_spec
+
+        if not self.scorer or self.scorer in BUILTIN_SCORERS:
+            raise UserError(f"--method {self.method} needs a reward model: --scorer SPEC")
+        check_reward_spec(self.scorer)
+        _check_temperature(self.temperature, self.method)
+        if self.temperature == 0:
+            raise UserError(f"--method {self.method} at temperature 0 would expand every branch "
+                            "into identical copies; use a positive temperature (default 1)")
+        object.__setattr__(self, "max_thinking", _check_max(self.max_thinking))
+        if not self.step_delimiter:
+            raise UserError("the step delimiter cannot be empty")
+        if self.aggregate not in AGGREGATIONS:
+            raise UserError(f"unknown aggregation {self.aggregate!r}; use one of "
+                            f"{', '.join(AGGREGATIONS)}")
+        if self.select not in SELECTIONS:
+            raise UserError(f"select must be one of {', '.join(SELECTIONS)}, not {self.select!r}")
+        _check_positive(self.max_depth, "max depth")
+
+    def _setting(self, base: Budget, name: str, label: str, params: dict) -> Setting:
+        params = {**params, "scorer": self.scorer, "temperature": self.temperature,
+                  "max_thinking": self.max_thinking, "step_delimiter": self.step_delimiter,
+                  "aggregate": self.aggregate, "select": self.select,
+                  "max_depth": self.max_depth}
+        return Setting(self.method, f"{name}-{_slug(self.scorer)}-{self.aggregate}-{self.select}"
+                       f"-max{_max_label(self.max_thinking)}",
+                       base.with_(max_thinking_tokens=self.max_thinking,
+                                  temperature=self.temperature),
+                       scorer=self.scorer, label=label, params=params)
+
+
+@dataclass(frozen=True)
+class BeamSearch(_Search):
+    """Step-level beam search (search-and-learn's): `beams` branches, each expanded
+    `expansions` times per step; the top `beams` by reward go on (fewer as branches finish)."""
+
+    beams: int = 4
+    expansions: int = 4
+    method = "beam"
+
+    def __post_init__(self) -> None:
+        self._check()
+        _check_positive(self.beams, "beams")
+        _check_positive(self.expansions, "expansions")
+
+    def settings(self, base: Budget) -> list[Setting]:
+        return [self._setting(base, f"beam-n{self.beams}-m{self.expansions}",
+                              f"beam search ({self.scorer})",
+                              {"beams": self.beams, "expansions": self.expansions})]
+
+
+@dataclass(frozen=True)
+class Rebase(_Search):
+    """REBASE (Wu et al., 2024): a tree of total width `width`; at each depth the open nodes
+    share the width left (width − answers finished) in proportion to softmax(reward / T)."""
+
+    width: int = 16
+    softmax_temperature: float = 0.2      # REBASE's own default
+    select: str = "vote"
+
+    method = "rebase"
+
+    def __post_init__(self) -> None:
+        self._check()
+        _check_positive(self.width, "width")
+        if not self.softmax_temperature > 0:
+            raise UserError(f"the softmax temperature must be positive ({self.softmax_temperature})")
+
+    def settings(self, base: Budget) -> list[Setting]:
+        return [self._setting(base, f"rebase-w{self.width}-t{self.softmax_temperature:g}",
+                              f"REBASE ({self.scorer})",
+                              {"width": self.width,
+                               "softmax_temperature": self.softmax_temperature})]
+
+
 Method = Union[BudgetForcing, ConditionalPrompting, RejectionSampling, MajorityVoting, BestOfN,
-               WeightedMajority]
+               WeightedMajority, BeamSearch, Rebase]
 
 
 def expand(methods: Sequence[Method], base: Budget) -> list[Setting]:

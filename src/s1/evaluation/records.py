@@ -18,11 +18,16 @@ class Compute:
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
-    flops: float | None = None
+    flops: float | None = None         # everything, a search's reward model included
+    reward_tokens: int | None = None   # a search's reward model: tokens read, FLOPs spent
+    reward_flops: float | None = None
 
     def to_dict(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-                "flops": self.flops}
+        d = {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+             "flops": self.flops}
+        if self.reward_tokens is not None or self.reward_flops is not None:
+            d.update(reward_tokens=self.reward_tokens, reward_flops=self.reward_flops)
+        return d
 
 
 OPTIONAL = ("accepted", "score", "reward")   # Record keys written only where they apply
@@ -121,6 +126,9 @@ class RunSummary:
     tries_max: int | None = None
     rejection_failed: int | None = None
     rejection_on_failure: str | None = None
+    # Rejection sampling: mean thinking of the samples within the threshold; the failed ones
+    # (over it after every try) are counted apart, as Control per sample counts them.
+    accepted_thinking_mean: float | None = None
     at_k: dict[str, dict] | None = None   # parallel methods: pass/cov/prediction at each k
     # Shares of samples; None: unknown (imported outputs, whose generation was not observed).
     answer_cut_share: float | None = None  # samples whose answer hit the answer cap (or context)
@@ -145,7 +153,7 @@ class RunSummary:
                     **self.extra}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         for name in ("tries_mean", "tries_max", "rejection_failed", "rejection_on_failure",
-                     "at_k", "by_waits", "pass_at_1", "cons_at_n"):   # only where they apply
+                     "accepted_thinking_mean", "at_k", "by_waits", "pass_at_1", "cons_at_n"):   # only where they apply
             if d[name] is None:
                 del d[name]
         if not per_question:

@@ -5,14 +5,16 @@ reasons, rejection tries, accuracy by Waits); per benchmark the scaling curve (a
 thinking tokens per question, log2 axis, Wilson 95% bars, one line per curve), the Control /
 Scaling (with its bootstrap 95% interval) / Performance table, the matched-compute plot
 (accuracy vs FLOPs per question, sequential vs parallel methods), thinking histograms per
-budget, per-question thinking across budgets, the spread over ignore strings, and per-question
-outcomes. Incomplete runs are listed and left out of the curves. Everything is computed from the
+budget, per-question thinking across budgets, the spread over ignore strings, per-question
+outcomes, and (in the HTML page) each question's trace per run, opened with a click
+(`drilldown.py`). Incomplete runs are listed and left out of the curves. Everything is computed from the
 records on disk.
 
 The page is built once as a list of blocks and rendered twice (Markdown, HTML), so the two never
 disagree. Files are written into a temporary directory and renamed into place, so a failure
-leaves no half-written report. Only question ids, gold answers and extracted answers appear:
-never a question (GPQA must stay out of anything that could be published).
+leaves no half-written report. A question never appears: the tables hold ids, gold answers and
+extracted answers, and the HTML drill-down the model's text without its prompt; of GPQA runs
+(which must stay out of anything that could be published), not even that.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 from typing import Sequence
 
 from s1.errors import UserError
+from s1.evaluation import drilldown
 from s1.evaluation.aggregate import Curve, RunData, curves, find_runs, outcomes
 from s1.evaluation.curves import incomplete_runs
 from s1.evaluation.diagnostics import benchmark_blocks, run_blocks
+from s1.evaluation.records import Record
 from s1.pages import figure, render_html, render_markdown, save, write_pages  # noqa: F401 (re-exported)
 
 PARALLEL = ("majority", "best-of-n", "weighted-majority")
@@ -262,7 +266,30 @@ def _blocks(runs: list[RunData], cs: list[Curve], tmp: Path) -> tuple[list, list
         if len(ids) > MAX_QUESTION_ROWS:
             blocks.append(("p", f"First {MAX_QUESTION_ROWS} of {len(ids)} questions; every "
                                 "record is in the runs' records.jsonl."))
+        blocks.append(("h3", "Traces"))
+        blocks.append(_traces(bench, bruns, ids[:MAX_QUESTION_ROWS], gold))
     return blocks, pngs
+
+
+def _traces(bench: str, bruns: list[RunData], ids: list[str], gold: dict) -> tuple:
+    """The drill-down block: every question's first sample in each run, in the HTML page."""
+    from s1.evaluation.runs import is_gpqa
+
+    first: dict[str, dict[str, Record]] = {}
+    for r in bruns:
+        mine = first.setdefault(r.name, {})
+        for rec in r.records:
+            if rec.id not in mine or rec.sample < mine[rec.id].sample:
+                mine[rec.id] = rec
+    strings = {r.name: r.config["setting"].get("budget", {}).get("ignore_strings") or ["Wait"]
+               for r in bruns}
+    parts = [f"<p>{drilldown.LEGEND}</p>"]
+    for q in ids:
+        rows = [(r.name, first[r.name].get(q), strings[r.name], r.setting.samples) for r in bruns]
+        parts.append(drilldown.question_block(q, gold[q], rows, is_gpqa(bench)))
+    return ("html", "\n".join(parts),
+            "Each question's trace per run, with its Waits, forced end and cuts marked: open "
+            "report.html and click a question.", drilldown.CSS)
 
 
 def _interval(value: float | None, low: float | None, high: float | None,

@@ -19,7 +19,8 @@ beside budget forcing's. `load_reward_model(spec)` reads a spec:
                               each step, P("+") against "-"); `prm-qwen:` / `prm-shepherd:` force one
     orm:<hub id or path>      a sequence classifier: its logit (1 label) or P(label 1) (2 labels)
     served:<url>[#model]      a reward model behind vLLM's pooling API (POST <url>/pooling)
-    module:function           a function (question, steps) -> a float or one float per step
+    module:function           a function (question, steps) -> a float or one float per step;
+                              or one taking no arguments that makes a RewardModel (a subclass)
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def is_reward_spec(spec: str) -> bool:
     if spec == "programmatic" or kind in TRANSFORMERS_KINDS or kind == "served":
         return True
     fn = load_function(spec)
-    return fn is not None and _positional(fn) == 2
+    return fn is not None and _positional(fn) in (0, 2)   # a factory of a RewardModel, or (question, steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,4 +454,11 @@ def load_reward_model(spec: str, device: str | None = None) -> RewardModel:
     if kind == "served":
         return ServedRewardModel(spec, rest)
     check_reward_spec(spec)
-    return FunctionRewardModel(spec, load_function(spec))
+    fn = load_function(spec)
+    if _positional(fn) == 0:   # a factory: a RewardModel subclass or a function making one
+        model = fn()
+        if not isinstance(model, RewardModel):
+            raise UserError(f"{spec} takes no arguments, so it must make a RewardModel, not "
+                            f"{type(model).__name__}")
+        return model
+    return FunctionRewardModel(spec, fn)

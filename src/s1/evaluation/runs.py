@@ -35,7 +35,7 @@ from s1.errors import UserError
 from s1.jsonl import JsonlAppender, read_jsonl, write_json_atomic, write_jsonl_atomic
 from s1.evaluation.benchmarks import Benchmark, Item
 from s1.evaluation.grading import Grade, grade
-from s1.evaluation.methods import Setting, load_scorer
+from s1.evaluation.methods import SEARCHES, Setting, load_scorer
 from s1.evaluation.metrics import estimate_flops
 from s1.evaluation.prompts import format_prompt
 from s1.evaluation.records import Compute, Record
@@ -363,9 +363,11 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
         run.check()
     for run in runs:
         run.open()
-    jobs = [_Job(run, item, s) for run in runs for item, s in run.pending()]
+    searches = [run for run in runs if run.setting.method in SEARCHES]
+    jobs = [_Job(run, item, s) for run in runs if run.setting.method not in SEARCHES
+            for item, s in run.pending()]
     scorers = {r.setting.scorer: load_scorer(r.setting.scorer) for r in runs
-               if r.setting.scorer and r.setting.aggregate is None}
+               if r.setting.scorer and r.setting.aggregate is None and r.setting.method not in SEARCHES}
     # A reward model is loaded only when a run that reads with it has samples left to score.
     rewards = {j.run.setting.scorer: None for j in jobs if j.run.setting.aggregate is not None}
     for spec in rewards:
@@ -420,6 +422,9 @@ def execute(runs: Sequence[Run], engine: Engine, judge=None, grading_timeout: fl
             retries: list[_Job] = []
             _generate(engine, jobs, on_trace)
             jobs = retries     # rejection sampling: the rejected go round again
+        if searches:           # tree searches go question by question (search.py)
+            from s1.evaluation.search import execute_searches
+            execute_searches(searches, engine, judge, grading_timeout, bar)
         for run in runs:
             run.settle()
     finally:

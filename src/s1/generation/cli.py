@@ -13,6 +13,7 @@ from s1.errors import UserError
 from s1.generation.budget import Budget, LoopGuard, Sampling
 from s1.generation.options import EngineOptions
 from s1.generation.trace import Trace
+from s1.status import note
 
 
 def read_questions(path: str) -> list[tuple[str, str]]:
@@ -47,8 +48,9 @@ def render_trace(trace: Trace, engine_name: str) -> str:
         *([f"error: {trace.error}"] if trace.error else []),
         "[thinking]",
         trace.thinking,
-        f"[answer] {trace.end!r}",
-        trace.answer,
+        # The answer, and only it: the delimiter that closed the thinking is in --json's `end`.
+        "[answer]",
+        trace.answer.lstrip("\n"),
     ])
 
 
@@ -103,6 +105,7 @@ def generate(
         if not items:
             print(f"all {len(done)} traces are already in {out}", file=sys.stderr)
             return
+    note(engine.loading_note())
     eng = engine.load()
     requests = [Request(q, system=system, id=i, budget=budget) for i, q in items]
     try:

@@ -19,6 +19,12 @@ feeds the ignore string.
 
 Phases: THINKING → ANSWER → DONE. Only tokens emitted in THINKING (the model's and the ignore
 strings') count as thinking tokens; the end delimiter counts as neither thinking nor answer.
+
+Step-wise generation (a search continuing many branches): a Forcer may start from a `prefix` (the
+thinking so far, already in the prompt the engine feeds) and pause at the end of the next step.
+The prefix counts as thinking, so the thinking cap is the cap of the whole thinking; `step_end`
+(e.g. "\n\n") ends the sequence (finish reason "step") once the new thinking holds text and then
+the delimiter. A branch that ends its thinking in that step goes on to answer as usual.
 """
 
 from __future__ import annotations
@@ -109,12 +115,15 @@ _THINK, _DELIM, _ANSWER = "thinking", "delimiter", "answer"
 
 
 class Forcer:
-    def __init__(self, budget: Budget, ids: FormatIds, max_thinking_tokens: int | None):
+    def __init__(self, budget: Budget, ids: FormatIds, max_thinking_tokens: int | None,
+                 prefix: Sequence[int] = (), step_end: str | None = None):
         self.budget = budget
         self.ids = ids
         self.max_thinking_tokens = max_thinking_tokens   # resolved for this sequence (None: no cap)
         self.phase = Phase.THINKING
-        self.thinking_ids: list[int] = []
+        self.thinking_ids: list[int] = list(prefix)      # a continued thinking starts with its prefix
+        self.prefix_tokens = len(self.thinking_ids)
+        self.step_end = step_end or None                 # pause once the new thinking ends a step
         self.delimiter_ids: list[int] = []
         self.answer_ids: list[int] = []
         self.answer_generated = 0          # model-proposed answer tokens (the answer budget counts these)
@@ -204,7 +213,11 @@ class Forcer:
                 span = self.ids.completes_end(self.thinking_ids, proposed)
                 if span:
                     return self._end_attempt(proposed, span)
-            return self._emit(proposed, _THINK)
+            token = self._emit(proposed, _THINK)
+            if self.step_end and self._step_ended(proposed):
+                self.thinking_finish = "step"
+                self._finish("step")
+            return token
         # ANSWER
         if proposed is None:
             raise ValueError("no proposal while no forced token is due")
@@ -272,6 +285,19 @@ class Forcer:
         # EOS inside thinking: close the thinking with the delimiter instead (as the s1 harness).
         self._queue.extend((t, _DELIM) for t in self.ids.end)
         return self._emit(*self._queue.pop(0))
+
+    def new_thinking(self) -> str:
+        """The thinking this sequence added to its prefix, as text."""
+        return self.ids.decode(self.thinking_ids[self.prefix_tokens:])
+
+    def _step_ended(self, token: int) -> bool:
+        """Whether the new thinking now holds a whole step: some text, then `step_end` (leading
+        whitespace is not a step: a prefix ending in a delimiter may be followed by one more)."""
+        if self.step_end[-1] not in self.ids._text(token):
+            return False
+        text = self.new_thinking()
+        lead = len(text) - len(text.lstrip())
+        return text.find(self.step_end, lead + 1) >= 0
 
     def _answer_is_empty(self) -> bool:
         return (self.budget.require_answer and not self._answer_nudged and bool(self.ids.suffix)

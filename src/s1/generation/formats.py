@@ -52,7 +52,7 @@ class ThinkingFormat:
 
 
 FORMATS: dict[str, ThinkingFormat] = {
-    # The paper's delimiters reuse Qwen's <|im_start|> special token plus plain text (REFERENCE §3).
+    # The paper's delimiters reuse Qwen's <|im_start|> special token plus plain text (s1's data/tokenization.py).
     "s1": ThinkingFormat("s1", "<|im_start|>think", "<|im_start|>answer", "\nFinal Answer:"),
     # R1 distills, QwQ, Qwen3.
     "think-tags": ThinkingFormat("think-tags", "<think>\n", "</think>", "\n\nFinal Answer:"),

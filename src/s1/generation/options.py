@@ -84,6 +84,13 @@ class EngineOptions:
         suffix = None if self.final_answer is None else self.final_answer.replace("\\n", "\n")
         return resolve_format(self.model, self.format, self.think_start, self.think_end, suffix)
 
+    def loading_note(self) -> str:
+        """What a command says before `load()`: on a cold start, importing torch alone takes
+        up to a minute, and a silent terminal reads as a hang."""
+        how = "" if self.engine == "auto" else f" on the {self.engine} engine"
+        return (f"loading {self.label}{how} (torch and the model start in 10-60 s; "
+                "progress follows)")
+
     def load(self) -> Engine:
         return load_engine(self.model, self.server, self.engine, fmt=self.thinking_format(),
                            batch_size=self.batch_size, device=self.device, threads=self.threads,

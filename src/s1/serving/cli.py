@@ -34,7 +34,7 @@ def serve(
                                                                   "(or $S1_API_KEY)."),
     served_model_name: str = typer.Option(None, help="Model id clients send (default: --model, else "
                                                      "smollm2-135m, or the upstream's)."),
-    batch_size: int = typer.Option(16, help="Sequences decoded together (transformers engine)."),
+    batch_size: int = typer.Option(16, help="Sequences decoded together (transformers or llama.cpp engine)."),
     concurrency: int = typer.Option(None, help="Proxy mode: requests in flight upstream (default: 1 "
                                                "for llama-cpp-python's server, which serves one at a "
                                                "time, else 8)."),

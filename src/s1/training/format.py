@@ -1,6 +1,6 @@
 """Turn a (question, trace, attempt) record into the text the model is trained on.
 
-The paper's tokenization step (REFERENCE §3): the model's own chat template, the bare question as
+The paper's tokenization step (s1's data/tokenization.py): the model's own chat template, the bare question as
 the user turn, and as the assistant turn
 
     <|im_start|>think\\n{trace}\\n<|im_start|>answer\\nAnswer: {attempt}
@@ -18,7 +18,7 @@ from s1.errors import UserError
 from s1.generation.formats import ThinkingFormat
 
 # What separates the end-of-thinking delimiter from the answer. s1 puts a newline after
-# `<|im_start|>answer` (REFERENCE §3); R1-style models put a blank line after `</think>`.
+# `<|im_start|>answer` (s1's data/tokenization.py); R1-style models put a blank line after `</think>`.
 _ANSWER_SEPARATOR = {"s1": "\n", "think-tags": "\n\n"}
 
 # A string no real answer contains, used to find where the template puts the assistant content.

@@ -106,7 +106,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and checkpointing; defaults are the paper's (REFERENCE §3)."""
+    """Optimisation and checkpointing; defaults are the paper's (§4.1, train/sft.sh)."""
 
     epochs: float = 5
     max_steps: int = -1                # > 0 overrides epochs

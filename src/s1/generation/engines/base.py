@@ -34,6 +34,9 @@ class Request:
     prompt_text: str | None = None  # the whole prompt, already templated (a server's chat or raw
                                     # completion prompt); None = template `system` + `prompt`
     fmt: ThinkingFormat | None = None  # this request's thinking format; None = the engine's
+    thinking: str = ""             # thinking so far, continued (a search's branch); counts
+                                   # toward the thinking cap
+    step_end: str | None = None    # pause at the end of the next step (e.g. "\n\n"); None = do not
 
     def resolve(self, default: Budget | None = None) -> "Request":
         """This request with its Budget and seed settled: its own, else the call's default."""
@@ -139,8 +142,8 @@ class Engine(ABC):
         return cache[key]
 
     def prepare(self, request: Request) -> tuple[str, list[int], Forcer]:
-        """Prompt text, prompt ids and a fresh Forcer with this sequence's thinking cap
-        (`request` resolved)."""
+        """Prompt text, the ids to feed (the prompt, then any thinking the request continues)
+        and a fresh Forcer with this sequence's thinking cap (`request` resolved)."""
         budget = request.budget
         fmt = request.fmt or self.fmt
         prompt = build_prompt(self.tokenizer, request, fmt)
@@ -148,7 +151,31 @@ class Engine(ABC):
         fids = self.format_ids(budget, fmt)
         forced = len(fids.newline) + len(fids.end) + len(fids.suffix)
         max_thinking_tokens = budget.resolve_max_thinking(len(ids), self.context_length, forced)
-        return prompt, ids, Forcer(budget, fids, max_thinking_tokens)
+        if request.thinking and not fmt.thinks:
+            raise UserError("a request that continues a thinking needs a thinking format")
+        # The prompt's ids stay those of a fresh request (its cache is shared); the thinking is
+        # tokenized on its own, so a branch's prefix is the same ids in every request.
+        prefix = self.tokenizer.encode(request.thinking) if request.thinking else []
+        if len(ids) + len(prefix) >= self.context_length:
+            raise UserError(f"the prompt and the thinking so far ({len(ids) + len(prefix)} tokens) "
+                            f"fill the {self.context_length}-token context")
+        return prompt, ids + prefix, Forcer(budget, fids, max_thinking_tokens, prefix,
+                                            request.step_end)
+
+    def prepare_or_fail(self, request: Request):
+        """`prepare`, or the failed Trace of a request that cannot start (a prompt over the
+        context): an error on that sequence, the others go on."""
+        started = time.perf_counter()
+        try:
+            return self.prepare(request), None
+        except UserError as err:
+            return None, self.failed_trace(request, str(err), started)
+
+    def failed_trace(self, request: Request, error: str, started: float) -> Trace:
+        return Trace(id=request.id, prompt=request.prompt_text or request.prompt, prompt_tokens=0,
+                     thinking="", thinking_ids=[], answer="", answer_ids=[], end="",
+                     thinking_finish="error", finish_reason="error", error=error,
+                     engine=self.name, seed=request.seed, wall_s=time.perf_counter() - started)
 
     def trace(self, request: Request, prompt: str, prompt_ids: list[int], forcer: Forcer,
               started: float) -> Trace:
@@ -162,8 +189,10 @@ class Engine(ABC):
             finish_reason=forcer.finish_reason, wall_s=time.perf_counter() - started,
             engine=self.name, seed=request.seed,
             max_thinking_tokens=forcer.max_thinking_tokens, context_length=self.context_length,
-            meta={"generated_tokens": len(forcer.thinking_ids) + len(forcer.delimiter_ids)
-                  + len(forcer.answer_ids)})
+            meta={"generated_tokens": len(forcer.thinking_ids) - forcer.prefix_tokens
+                  + len(forcer.delimiter_ids) + len(forcer.answer_ids), **_wait_chars(dec, forcer),
+                  **({"prefix_tokens": forcer.prefix_tokens, "new_thinking": forcer.new_thinking()}
+                     if forcer.prefix_tokens or forcer.step_end else {})})
 
     def generate(self, requests: Sequence[Request], budget: Budget | None = None,
                  on_trace: Callable[[int, Trace], None] | None = None, **hooks) -> list[Trace]:
@@ -189,3 +218,10 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Free what the engine holds (servers, model memory)."""
+
+
+def _wait_chars(decode, forcer: Forcer) -> dict:
+    """Where each forced Wait starts in the thinking text, in characters: events count tokens,
+    and the report marks the Waits in the text (a tokenizer is not at hand there)."""
+    starts = [len(decode(forcer.thinking_ids[:e.at])) for e in forcer.events if e.kind == "wait"]
+    return {"wait_chars": starts} if starts else {}

@@ -10,6 +10,12 @@ whole batch on the model's device (`sampler.sample_rows`). When the Forcer
 takes back a row's last tokens (a multi-token delimiter it ignores), their cache columns are
 masked out for that row and its positions continue from the shortened length: the row then
 attends exactly as if those tokens had never been fed.
+
+Shared prefixes are not recomputed (a search continues many branches from one thinking): requests
+with the same ids are prefilled once and their cache rows copied, and a finished sequence's keys
+and values stay in a small prefix cache (`PrefixCache`, least recently used out; a search's
+branches only), so a request that continues it (a branch's next step) prefills only what is new. `tokens_fed` counts the
+tokens the model evaluated.
 """
 
 from __future__ import annotations
@@ -42,6 +48,47 @@ class _Row:
     length: int = 0                      # tokens of this row in the cache (prompt + fed)
     next_token: int = -1                 # emitted but not yet fed
     out: list[int] = field(default_factory=list)
+    fed: list[int] = field(default_factory=list)   # the ids in the cache, in order
+
+
+class PrefixCache:
+    """Keys and values of finished sequences, by their ids, up to `max_tokens` tokens in all
+    (least recently used out). `lookup` finds the longest prefix a new sequence shares."""
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+        self.entries: list[tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]] = []
+
+    def lookup(self, ids: Sequence[int]) -> tuple[int, list | None]:
+        """(n, per-layer (keys, values) of the first n positions), n ≤ len(ids) − 1 so the last
+        token is fed for fresh logits; (0, None) when nothing is shared."""
+        best, hit = 0, None
+        for entry in self.entries:
+            n = _common(entry[0], ids, len(ids) - 1)
+            if n > best:
+                best, hit = n, entry
+        if hit is None:
+            return 0, None
+        self.entries.remove(hit)
+        self.entries.append(hit)             # most recently used last
+        return best, [(k[:, :best], v[:, :best]) for k, v in hit[1]]
+
+    def store(self, ids: Sequence[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        ids = tuple(ids)
+        if not self.max_tokens or len(ids) > self.max_tokens:
+            return
+        # an entry this one extends says nothing more
+        self.entries = [e for e in self.entries if _common(e[0], ids, len(e[0])) < len(e[0])]
+        self.entries.append((ids, kv))
+        while sum(len(e[0]) for e in self.entries) > self.max_tokens:
+            self.entries.pop(0)
+
+
+def _common(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n, limit = 0, min(len(a), len(b), limit)
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class HFEngine(Engine):
@@ -49,7 +96,7 @@ class HFEngine(Engine):
 
     def __init__(self, ref: ModelRef, fmt: ThinkingFormat, device: str = "cpu",
                  dtype: torch.dtype | None = None, batch_size: int = 16, model=None, tokenizer=None,
-                 context_length: int | None = None):
+                 context_length: int | None = None, prefix_cache_tokens: int = 16384):
         self.ref = ref
         self.fmt = fmt
         self.device = device
@@ -64,6 +111,8 @@ class HFEngine(Engine):
         self.pad_id = self.tokenizer.tok.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_ids[0]
+        self.prefix_cache = PrefixCache(prefix_cache_tokens)
+        self.tokens_fed = 0           # tokens the model has evaluated (what prefix sharing saves)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -98,8 +147,18 @@ class HFEngine(Engine):
             if not (waiting or rows):
                 break
             if waiting and (free >= refill_at or not rows):
-                new = [self._new_row(i, r) for i, r in
-                       (waiting.popleft() for _ in range(min(free, len(waiting))))]
+                new = []
+                for i, r in (waiting.popleft() for _ in range(min(free, len(waiting)))):
+                    row = self._new_row(i, r)
+                    if isinstance(row, Trace):       # could not start: an error on that request
+                        if i < len(traces):
+                            traces[i] = row
+                        if on_trace:
+                            on_trace(i, row)
+                    else:
+                        new.append(row)
+                if not new:
+                    continue
                 n_cache, n_mask, n_logits = self._prefill(new)
                 rows, cache, mask, logits = self._merge(rows, cache, mask, logits, new, n_cache,
                                                         n_mask, n_logits)
@@ -118,6 +177,7 @@ class HFEngine(Engine):
                 if row.forcer.done or row.length + 1 >= self.context_length:
                     if not row.forcer.done:
                         row.forcer.stop("length")
+                    self._keep_prefix(cache, mask, j, row)
                     tr = self.trace(row.request, row.prompt, row.prompt_ids, row.forcer,
                                     row.started)
                     if row.index < len(traces):
@@ -134,25 +194,78 @@ class HFEngine(Engine):
             logits, cache, mask = self._decode(rows, cache, mask)
         return traces  # type: ignore[return-value]
 
-    def _new_row(self, index: int, request: Request) -> _Row:
-        prompt, ids, forcer = self.prepare(request)
+    def _new_row(self, index: int, request: Request) -> _Row | Trace:
+        prepared, failed = self.prepare_or_fail(request)
+        if failed is not None:
+            return failed
+        prompt, ids, forcer = prepared
         gen = None
         if not request.budget.greedy:
             gen = torch.Generator(device="cpu")
             gen.manual_seed(seed_bits(request.seed))
-        return _Row(index, request, prompt, ids, forcer, time.perf_counter(), gen, len(ids))
+        return _Row(index, request, prompt, ids, forcer, time.perf_counter(), gen, len(ids),
+                    fed=list(ids))
 
     def _prefill(self, rows: list[_Row]):
-        width = max(r.length for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - r.length:] = torch.tensor(r.prompt_ids)
-            mask[i, width - r.length:] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        """The new rows' caches, mask and last logits. Rows with the same ids are computed once;
+        each distinct sequence starts from the longest prefix the prefix cache holds for it.
+        Layout per sequence: its cached prefix right-aligned in the first `c` columns, its new
+        tokens right-aligned in the last `s` (the gap between is masked; positions are given)."""
+        distinct: dict[tuple[int, ...], int] = {}
+        which = [distinct.setdefault(tuple(r.prompt_ids), len(distinct)) for r in rows]
+        seqs = list(distinct)
+        hits = [self.prefix_cache.lookup(ids) for ids in seqs]
+        c = max(n for n, _ in hits)
+        s = max(len(ids) - n for ids, (n, _) in zip(seqs, hits))
+        ids = torch.full((len(seqs), s), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), c + s), dtype=torch.long)
+        pos = torch.zeros((len(seqs), s), dtype=torch.long)
+        for i, (seq, (n, _)) in enumerate(zip(seqs, hits)):
+            new = len(seq) - n
+            ids[i, s - new:] = torch.tensor(seq[n:])
+            pos[i, s - new:] = torch.arange(n, len(seq))
+            mask[i, c - n:c] = 1
+            mask[i, c + s - new:] = 1
+            self.tokens_fed += new
+        past = {"past_key_values": self._past(hits, c)} if c else {}
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
-        return out.past_key_values, mask, out.logits[:, -1, :].float()
+                         position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1,
+                         **past)
+        cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+        if len(seqs) < len(rows):            # copies for the rows that share a sequence
+            idx = torch.tensor(which, dtype=torch.long)
+            mask, logits = mask[idx], logits[idx.to(logits.device)]
+            for layer in self._layers(cache):
+                layer.keys = layer.keys.index_select(0, idx.to(layer.keys.device))
+                layer.values = layer.values.index_select(0, idx.to(layer.values.device))
+        return cache, mask, logits
+
+    def _past(self, hits, width: int):
+        """A cache of `width` columns holding each sequence's cached prefix, right-aligned."""
+        from transformers import DynamicCache
+
+        like = next(kv for n, kv in hits if n)
+        cache = DynamicCache()
+        for layer, (k0, v0) in enumerate(like):
+            keys = k0.new_zeros((len(hits), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(hits), v0.shape[0], width, v0.shape[2]))
+            for i, (n, kv) in enumerate(hits):
+                if n:
+                    keys[i, :, width - n:] = kv[layer][0]
+                    values[i, :, width - n:] = kv[layer][1]
+            cache.update(keys, values, layer)
+        return cache
+
+    def _keep_prefix(self, cache, mask: torch.Tensor, j: int, row: _Row) -> None:
+        """Keep a finishing search branch's keys and values for the requests that continue it
+        (only a search's: a plain sweep would fill the cache, on a GPU too, for nothing)."""
+        searching = row.request.step_end or row.request.thinking
+        if not self.prefix_cache.max_tokens or cache is None or not searching:
+            return
+        cols = mask[j].nonzero().squeeze(1).to(self.device)
+        self.prefix_cache.store(row.fed, [(layer.keys[j].index_select(1, cols),
+                                           layer.values[j].index_select(1, cols))
+                                          for layer in self._layers(cache)])
 
     def _decode(self, rows: list[_Row], cache, mask):
         ids = torch.tensor([[r.next_token] for r in rows], dtype=torch.long)
@@ -160,6 +273,8 @@ class HFEngine(Engine):
         mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
         for r in rows:
             r.length += 1
+            r.fed.append(r.next_token)
+        self.tokens_fed += len(rows)
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                          position_ids=pos.to(self.device), past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :].float(), out.past_key_values, mask
@@ -170,6 +285,7 @@ class HFEngine(Engine):
         the last n columns. Masked, they are never attended to again."""
         mask[j, mask.shape[1] - n:] = 0
         row.length -= n
+        del row.fed[len(row.fed) - n:]
 
     # --- batch bookkeeping -------------------------------------------------------------------
 

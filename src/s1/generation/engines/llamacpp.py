@@ -165,7 +165,8 @@ class LlamaCppEngine(Engine):
         self.batch_size = min(batch_size, MAX_SEQUENCES - 1)
         self.branching = branching
         self.pool: Pool | None = None
-        self.cached = None            # the last finished sequence, kept for its prefix
+        self.kept: list = []          # finished sequences kept for their prefixes, oldest first
+        self.keep = 1                 # how many to keep (the pool is sized for them)
         self.tokens_fed = 0           # tokens the model has evaluated (what branching saves)
         self.parked_forks = 0         # forks that waited for a free stream
 
@@ -196,23 +197,26 @@ class LlamaCppEngine(Engine):
         if forcer.max_thinking_tokens is None:
             return self.context_length
         ids, budget = forcer.ids, forcer.budget
-        most = (n_prompt + forcer.max_thinking_tokens + len(ids.newline) + len(ids.end)
+        # a continued thinking's prefix is part of `n_prompt` and of the thinking cap
+        most = (n_prompt - forcer.prefix_tokens + forcer.max_thinking_tokens + len(ids.newline) + len(ids.end)
                 + 2 * len(ids.suffix) + budget.max_answer_tokens + 2)
         return min(most, self.context_length)
 
-    def ensure_pool(self, cells: int, spare: int = 0) -> None:
-        """Streams of at least `cells` cells for `batch_size` sequences, `spare` forks and the
-        cached last sequence, as many as `KV_BUDGET_BYTES` holds (called only while no sequence
-        is live)."""
+    def ensure_pool(self, cells: int, spare: int = 0, keep: int = 1) -> None:
+        """Streams of at least `cells` cells for `batch_size` sequences, `spare` forks and `keep`
+        finished sequences kept for their prefixes (1: the last, as a server slot; a search keeps
+        a whole step's branches), as many as `KV_BUDGET_BYTES` holds (called only while no
+        sequence is live)."""
         cells = -(-min(cells, self.context_length) // 256) * 256      # whole pages
         fit = max(2, KV_BUDGET_BYTES // (cells * self.kv_bytes_per_token))
-        n_seq = min(self.batch_size + spare + 1, fit, MAX_SEQUENCES)
+        n_seq = min(self.batch_size + spare + keep, fit, MAX_SEQUENCES)
         if self.pool is None or self.pool.cells < cells or self.pool.n_seq < n_seq:
             if self.pool is not None:
                 self.pool.close()
-            self.cached = None
+            self.kept = []
             self.pool = Pool(self.llm, cells, n_seq)
         self.pool.limit = n_seq
+        self.keep = keep
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -227,11 +231,11 @@ class LlamaCppEngine(Engine):
         v = get("attention.value_length", width // heads)
         return 2 * layers * kv_heads * (k + v)
 
-    def forget_cache(self) -> None:
-        """Drop the cached last sequence (the next prompt is evaluated from its first token)."""
-        if self.cached is not None:
-            self.pool.drop(self.cached.seq)
-            self.cached = None
+    def forget_cache(self, all: bool = True) -> None:
+        """Drop the kept sequences (all, or the oldest one): what they share is evaluated again."""
+        for branch in self.kept if all else self.kept[:1]:
+            self.pool.drop(branch.seq)
+        self.kept = [] if all else self.kept[1:]
 
     def propose(self, logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | None,
                 forcer: Forcer | None = None) -> int:
@@ -275,5 +279,5 @@ class LlamaCppEngine(Engine):
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-            self.pool, self.cached = None, None
+            self.pool, self.kept = None, []
         self.llm.close()

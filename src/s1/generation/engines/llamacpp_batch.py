@@ -210,8 +210,17 @@ class BatchLoop:
     # --- admission ---------------------------------------------------------------------------
 
     def _prep(self, index: int, request: Request):
+        """The prepared request; None when it cannot start (its error trace is out, and it has
+        left the queue)."""
+        if index in self._taken:
+            return None
         if index not in self._prepared:
-            prompt, ids, forcer = self.engine.prepare(request)
+            prepared, failed = self.engine.prepare_or_fail(request)
+            if failed is not None:
+                self._taken.add(index)
+                self._emit(index, failed)
+                return None
+            prompt, ids, forcer = prepared
             self._prepared[index] = (prompt, ids, forcer, self.engine.reach(len(ids), forcer),
                                      request)
             if request.budget.sampling.greedy:
@@ -235,10 +244,16 @@ class BatchLoop:
         if not self.branches and not self.parked and self._next():
             # Idle: streams as long as the longest sequence of what waits may grow, and spare
             # streams for forks where requests share a prompt.
-            prepared = [self._prep(i, r) for i, r in self.waiting if i not in self._taken]
+            prepared = [p for p in (self._prep(i, r) for i, r in list(self.waiting)) if p]
+            if not prepared:
+                return
             prompts = [tuple(p[1]) for p in prepared]
-            forks = eng.branching and len(set(prompts)) < len(prompts)
-            eng.ensure_pool(max(p[3] for p in prepared), spare=eng.batch_size if forks else 0)
+            # a search's branches are continued at the next step: keep a whole step of them, and
+            # size the pool alike at every step (siblings share prompts), so it lasts
+            search = any(p[2].prefix_tokens or p[2].step_end for p in prepared)
+            forks = search or (eng.branching and len(set(prompts)) < len(prompts))
+            eng.ensure_pool(max(p[3] for p in prepared), spare=eng.batch_size if forks else 0,
+                            keep=eng.batch_size if search else 1)
         pool = eng.pool
         while self.parked and self._stream():
             tokens, rows = self.parked.popleft()
@@ -247,7 +262,10 @@ class BatchLoop:
         while (self._next() and not self.parked and len(self.branches) < rows
                and self._stream()):
             index, request = self.waiting[0]
-            prompt, ids, forcer, reach, _ = self._prep(index, request)
+            prepared = self._prep(index, request)
+            if prepared is None:
+                continue
+            prompt, ids, forcer, reach, _ = prepared
             if reach > pool.cells:
                 break                      # a longer stream: wait until the pool is idle
             self.waiting.popleft()
@@ -257,9 +275,9 @@ class BatchLoop:
             self._start(ids, group)
 
     def _stream(self) -> bool:
-        """Whether a stream is free (the cached sequence's is given up if need be)."""
-        if not self.engine.pool.available():
-            self.engine.forget_cache()
+        """Whether a stream is free (kept sequences are given up, oldest first, if need be)."""
+        while not self.engine.pool.available() and self.engine.kept:
+            self.engine.forget_cache(all=False)
         return self.engine.pool.available()
 
     def _same_prompt(self, ids: list[int]) -> list[Row]:
@@ -281,16 +299,16 @@ class BatchLoop:
 
     def _start(self, ids: list[int], rows: list[Row]) -> None:
         """A branch for the token sequence `ids` (a prompt, or a parked fork's whole sequence):
-        on the cached last sequence's stream where they share a prefix (a server slot's prompt
-        cache), else on a copy of the live branch that shares the longest one (at least
-        `COPY_PREFIX` tokens; once it has fed them), else fresh. At least the last token of
-        `ids` is fed here, for its logits."""
+        on the stream of the kept sequence that shares the longest prefix (a server slot's
+        prompt cache; a search branch's parent), else on a copy of the live branch that shares
+        the longest one (at least `COPY_PREFIX` tokens; once it has fed them), else fresh. At
+        least the last token of `ids` is fed here, for its logits."""
         eng, pool = self.engine, self.engine.pool
         last = len(ids) - 1
-        cached = eng.cached
-        if cached is not None and min(cached.shared(ids), cached.fed, last) > 0:
-            n = min(cached.shared(ids), cached.fed, last)
-            eng.cached = None
+        n, cached = max(((min(b.shared(ids), b.fed, last), b) for b in eng.kept),
+                        default=(0, None), key=lambda x: x[0])
+        if n > 0:
+            eng.kept.remove(cached)
             pool.drop(cached.seq, n)
             self.branches.append(Branch(cached.seq, list(ids), n, rows))
             return
@@ -430,17 +448,21 @@ class BatchLoop:
         branch.rows = rows
 
     def _retire(self, branch: Branch) -> None:
-        """Keep the last finished sequence in the cache, as a server's slot does: the next
-        prompt starts from the prefix it shares with it (the system prompt)."""
+        """Keep finished sequences in the cache, as a server's slot does: a next prompt starts
+        from the prefix it shares with one (the system prompt; a search branch's thinking). As
+        many are kept as the pool was sized for; the oldest goes first."""
         eng = self.engine
-        if eng.cached is not None:
-            eng.pool.drop(eng.cached.seq)
+        while eng.kept and len(eng.kept) >= eng.keep:
+            eng.forget_cache(all=False)
         branch.tokens = branch.tokens[: branch.fed]
-        eng.cached = branch
+        eng.kept.append(branch)
 
     def _finish(self, row: Row) -> None:
-        tr = self.engine.trace(row.request, row.prompt, row.prompt_ids, row.forcer, row.started)
-        if row.index < len(self.traces):
-            self.traces[row.index] = tr
+        self._emit(row.index, self.engine.trace(row.request, row.prompt, row.prompt_ids,
+                                                row.forcer, row.started))
+
+    def _emit(self, index: int, tr: Trace) -> None:
+        if index < len(self.traces):
+            self.traces[index] = tr
         if self.on_trace:
-            self.on_trace(row.index, tr)
+            self.on_trace(index, tr)
