@@ -139,6 +139,27 @@ class Experiment:
             runs = sorted(out.glob("*/summary.json"))
         return runs[0].parent
 
+    def collected(self) -> dict:
+        """The results evaluated so far, nothing trained or run: the arms and seeds done."""
+        results = {}
+        base = sorted((self.out / "eval" / "base").glob("*/records.jsonl"))
+        if base:
+            results["base"] = {"seeds": {0: _scores(base[0].parent)}}
+        for arm in self.arms:
+            for seed in self.seeds:
+                runs = sorted((self.out / "eval" / f"{arm.key}-s{seed}").glob("*/records.jsonl"))
+                model = self.out / "models" / f"{arm.key}-s{seed}"
+                if not runs or not (model / "s1_train.json").exists():
+                    continue
+                record = json.loads((model / "s1_train.json").read_text())
+                entry = results.setdefault(arm.name, {"seeds": {}, "arm": arm.__dict__})
+                entry["seeds"][seed] = _scores(runs[0].parent)
+                entry.setdefault("examples", record["truncation"]["examples"])
+                entry.setdefault("steps", record.get("global_step"))
+        if not results:
+            raise UserError(f"nothing evaluated yet under {self.out}")
+        return results
+
     def run(self, jobs: int = 1) -> dict:
         """Curate every set, train every model (`jobs` at a time), evaluate each; resumable."""
         from concurrent.futures import ThreadPoolExecutor
@@ -387,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--limit", type=int, default=None, help="benchmark questions (default: all 600)")
         t.add_argument("--threads", type=int, default=1, help="CPU threads of each training and evaluation")
         t.add_argument("--jobs", type=int, default=1, help="trainings run at once (each with --threads)")
+        t.add_argument("--report-only", action="store_true",
+                       help="only the table and figure of what is evaluated so far (nothing runs)")
     q = sub.add_parser("q3", help="share of traces that state the final answer before they end")
     q.add_argument("--runs", nargs="*", default=[], help="evaluation run folders of the model")
     q.add_argument("--size", type=int, default=3000, help="teacher traces generated")
@@ -433,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = tuple(int(s) for s in a.seeds.split(","))
         exp = Experiment(arms, reference, base.resolve(), Path(a.out).resolve(), seeds,
                          a.pool_size, a.limit, a.threads)
-        results = exp.run(a.jobs)
+        results = exp.collected() if a.report_only else exp.run(a.jobs)
         table = write(summarize(results, reference), reference, exp.out, f"{a.experiment} in miniature")
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
