@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from s1.errors import UserError
@@ -80,7 +80,6 @@ class Experiment:
     pool_size: int = 5000
     limit: int | None = None
     threads: int = 1
-    log: list = field(default_factory=list)
 
     # --- running the stages ------------------------------------------------------------------
 
