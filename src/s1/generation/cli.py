@@ -121,8 +121,13 @@ def generate(
         print(json.dumps(tr.to_dict(), ensure_ascii=False) if json_out else render_trace(tr, eng.name))
     failed = [tr for tr in traces if tr.error]
     if failed:
-        print(f"{len(failed)} of {len(traces)} sequences failed (first: {failed[0].id}: "
-              f"{failed[0].error})", file=sys.stderr)
+        # one line, exit 2 where nothing could be generated (a prompt past the context), 1 where
+        # some sequences failed and the others stand
+        why = f"{len(failed)} of {len(traces)} sequences failed (first: {failed[0].id}: {failed[0].error})"
+        if len(failed) == len(traces):
+            raise UserError(why)
+        print(why, file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
