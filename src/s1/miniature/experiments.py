@@ -150,11 +150,7 @@ class Experiment:
                 model = self.out / "models" / f"{arm.key}-s{seed}"
                 if not runs or not (model / "s1_train.json").exists():
                     continue
-                record = json.loads((model / "s1_train.json").read_text())
-                entry = results.setdefault(arm.name, {"seeds": {}, "arm": arm.__dict__})
-                entry["seeds"][seed] = _scores(runs[0].parent)
-                entry.setdefault("examples", record["truncation"]["examples"])
-                entry.setdefault("steps", record.get("global_step"))
+                _add(results, arm, seed, model, _scores(runs[0].parent))
         if not results:
             raise UserError(f"nothing evaluated yet under {self.out}")
         return results
@@ -171,27 +167,22 @@ class Experiment:
         results = {"base": {"seeds": {0: _scores(self.evaluated("base", self.base))}}}   # before SFT
         for (arm, seed), model in zip(todo, models):
             scores = _scores(self.evaluated(f"{arm.key}-s{seed}", model))
-            record = json.loads((model / "s1_train.json").read_text())
-            entry = results.setdefault(arm.name, {"seeds": {}, "arm": arm.__dict__})
-            entry["seeds"][seed] = scores
-            entry.setdefault("examples", _count(self.curated(arm, seed)))
-            entry.setdefault("steps", record.get("global_step"))
+            _add(results, arm, seed, model, scores)
             print(f"{arm.name} seed {seed}: {100 * sum(scores.values()) / len(scores):.1f}%", flush=True)
         return results
 
 
 def _scores(run_dir: Path) -> dict[str, float]:
-    out = {}
-    with open(run_dir / "records.jsonl") as f:
-        for line in f:
-            r = json.loads(line)
-            out[r["id"]] = 1.0 if r.get("correct") else 0.0
-    return out
+    return {r["id"]: 1.0 if r.get("correct") else 0.0 for r in _records(run_dir)}
 
 
-def _count(path: Path) -> int:
-    with open(path) as f:
-        return sum(1 for line in f if line.strip())
+def _add(results: dict, arm: Arm, seed: int, model: Path, scores: dict[str, float]) -> None:
+    """One seed of an arm into the results, with what its model's training record says."""
+    record = json.loads((model / "s1_train.json").read_text())
+    entry = results.setdefault(arm.name, {"seeds": {}, "arm": arm.__dict__})
+    entry["seeds"][seed] = scores
+    entry.setdefault("examples", record["truncation"]["examples"])
+    entry.setdefault("steps", record.get("global_step"))
 
 
 # ---------------------------------------------------------------------------------------------
